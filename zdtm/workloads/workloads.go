@@ -1,0 +1,22 @@
+// Package workloads holds gocr's zdtm workloads: each sets up some kernel
+// state, says it is ready, waits for SIGTERM and checks that the state
+// survived. Each has a descriptor NAME.desc beside it in CRIU's syntax.
+package workloads
+
+import (
+	"embed"
+
+	"github.com/gocr/gocr/zdtm/lib"
+)
+
+// All lists every workload of the multi-call binary zdtm-workload.
+func All() []lib.Workload {
+	return []lib.Workload{
+		Counter,
+	}
+}
+
+// Descriptors holds NAME.desc for every workload.
+//
+//go:embed *.desc
+var Descriptors embed.FS
