@@ -1,0 +1,19 @@
+package engine
+
+import (
+	"context"
+	"errors"
+)
+
+var errPending = errors.New("not implemented yet")
+
+func Dump(ctx context.Context, o DumpOptions) error { return errPending }
+
+type Restored struct{ Pid int }
+
+func (r *Restored) Wait(ctx context.Context) (int, error) { return 0, errPending }
+
+func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) { return nil, errPending }
+
+func IsStub(args []string) bool  { return false }
+func RunStub(args []string) int { return 2 }

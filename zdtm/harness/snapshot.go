@@ -1,0 +1,370 @@
+package harness
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Snapshot is what the kernel shows of a process tree, reduced to what must
+// be the same before a checkpoint and after a restore: ids that the kernel
+// hands out afresh (mount ids, pipe and socket inodes, peer group numbers)
+// are left out.
+type Snapshot struct {
+	Procs map[int]*ProcState // by pid
+	// Mounts holds the mount table of every mount namespace of the tree,
+	// under the same label as ProcState.Namespaces["mnt"].
+	Mounts map[string][]string
+}
+
+// ProcState is one process of the tree.
+type ProcState struct {
+	Pid        int
+	Tree       string            // "ppid P pgid G sid S" with ids outside the tree as "out"
+	Status     []string          // essentials of /proc/PID/status
+	Fds        []string          // "fd N: target flags F"
+	Maps       []string          // merged "start-end perms path"
+	Namespaces map[string]string // kind → "host" or "ns#k", numbered by first use in the tree
+}
+
+// statusKeys are the /proc/PID/status lines compared before and after.
+var statusKeys = []string{"Name", "Umask", "Uid", "Gid", "Groups", "Threads", "SigBlk", "SigIgn", "SigCgt",
+	"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"}
+
+var nsKinds = []string{"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"}
+
+// TreePids lists root and every descendant, parents before children.
+func TreePids(root int) ([]int, error) {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", root)); err != nil {
+		return nil, fmt.Errorf("process %d: %w", root, err)
+	}
+	pids := []int{root}
+	for i := 0; i < len(pids); i++ {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pids[i]))
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pids[i], t.Name()))
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil && !slices.Contains(pids, c) {
+					pids = append(pids, c)
+				}
+			}
+		}
+	}
+	return pids, nil
+}
+
+// TakeSnapshot reads the state of the tree rooted at root.
+func TakeSnapshot(root int) (*Snapshot, error) {
+	pids, err := TreePids(root)
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapshot{Procs: map[int]*ProcState{}, Mounts: map[string][]string{}}
+	own := namespaces(os.Getpid())
+	labels := map[string]map[string]string{} // kind → inode → label
+	inTree := map[string]bool{}
+	for _, p := range pids {
+		inTree[strconv.Itoa(p)] = true
+	}
+	for _, pid := range pids {
+		ps := &ProcState{Pid: pid, Namespaces: map[string]string{}}
+		if ps.Tree, err = treeLinks(pid, inTree); err != nil {
+			return nil, err
+		}
+		if ps.Status, err = statusEssentials(pid); err != nil {
+			return nil, err
+		}
+		if ps.Fds, err = fdTable(pid); err != nil {
+			return nil, err
+		}
+		if ps.Maps, err = mergedMaps(pid); err != nil {
+			return nil, err
+		}
+		for kind, ino := range namespaces(pid) {
+			switch {
+			case ino == own[kind]:
+				ps.Namespaces[kind] = "host"
+			default:
+				if labels[kind] == nil {
+					labels[kind] = map[string]string{}
+				}
+				if labels[kind][ino] == "" {
+					labels[kind][ino] = fmt.Sprintf("ns#%d", len(labels[kind])+1)
+				}
+				ps.Namespaces[kind] = labels[kind][ino]
+			}
+		}
+		if l := ps.Namespaces["mnt"]; s.Mounts[l] == nil {
+			if s.Mounts[l], err = mountTable(pid); err != nil {
+				return nil, err
+			}
+		}
+		s.Procs[pid] = ps
+	}
+	return s, nil
+}
+
+func treeLinks(pid int, inTree map[string]bool) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", err
+	}
+	// comm may hold spaces and parentheses: fields start after the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return "", fmt.Errorf("/proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 4 {
+		return "", fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	id := func(s string) string {
+		if inTree[s] {
+			return s
+		}
+		return "out"
+	}
+	return fmt.Sprintf("state %s ppid %s pgid %s sid %s", stateClass(f[0]), id(f[1]), id(f[2]), id(f[3])), nil
+}
+
+// stateClass keeps what a restore must preserve: a zombie stays a zombie, a
+// stopped task stays stopped; running and sleeping are the same thing here.
+func stateClass(s string) string {
+	switch s {
+	case "Z", "T", "t":
+		return s
+	}
+	return "alive"
+}
+
+func statusEssentials(pid int) ([]string, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && slices.Contains(statusKeys, k) {
+			out = append(out, k+": "+strings.Join(strings.Fields(v), " "))
+		}
+	}
+	return out, sc.Err()
+}
+
+func fdTable(pid int) ([]string, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		flags := "?"
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name())); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "flags:"); ok {
+					flags = strings.TrimSpace(v)
+				}
+			}
+		}
+		out = append(out, fmt.Sprintf("fd %s: %s flags %s", e.Name(), normalizeFdTarget(target), flags))
+	}
+	sort.Slice(out, func(i, j int) bool { return fdNum(out[i]) < fdNum(out[j]) })
+	return out, nil
+}
+
+func fdNum(line string) int {
+	n, _ := strconv.Atoi(strings.TrimSuffix(strings.Fields(line)[1], ":"))
+	return n
+}
+
+// normalizeFdTarget drops inode numbers a restore cannot keep: a new pipe or
+// socket is the same pipe or socket as far as the process can tell.
+func normalizeFdTarget(t string) string {
+	for _, p := range []string{"pipe:[", "socket:["} {
+		if strings.HasPrefix(t, p) {
+			return strings.TrimSuffix(p, ":[")
+		}
+	}
+	return t
+}
+
+// mergedMaps returns the VMAs of pid with neighbours of the same perms and
+// backing merged, as zdtm compares them: the kernel may split or merge
+// VMAs differently after a restore without the process seeing a difference.
+func mergedMaps(pid int) ([]string, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	type vma struct {
+		start, end  uint64
+		perms, path string
+	}
+	var vmas []vma
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fl := strings.Fields(sc.Text())
+		if len(fl) < 5 {
+			continue
+		}
+		var v vma
+		se := strings.SplitN(fl[0], "-", 2)
+		v.start, _ = strconv.ParseUint(se[0], 16, 64)
+		v.end, _ = strconv.ParseUint(se[1], 16, 64)
+		v.perms = fl[1]
+		if len(fl) > 5 {
+			v.path = strings.Join(fl[5:], " ")
+		}
+		if v.path == "[vsyscall]" {
+			continue
+		}
+		if n := len(vmas); n > 0 && vmas[n-1].end == v.start && vmas[n-1].perms == v.perms && vmas[n-1].path == v.path {
+			vmas[n-1].end = v.end
+			continue
+		}
+		vmas = append(vmas, v)
+	}
+	out := make([]string, len(vmas))
+	for i, v := range vmas {
+		out[i] = fmt.Sprintf("%x-%x %s %s", v.start, v.end, v.perms, v.path)
+	}
+	return out, sc.Err()
+}
+
+// mountTable returns the mountinfo of pid without ids, devices and peer
+// group numbers: mount point, root, fs type, source, options, propagation.
+func mountTable(pid int) ([]string, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fl := strings.Fields(sc.Text())
+		sep := slices.Index(fl, "-")
+		if sep < 6 || len(fl) < sep+4 {
+			return nil, fmt.Errorf("/proc/%d/mountinfo: malformed line %q", pid, sc.Text())
+		}
+		var prop []string
+		for _, o := range fl[6:sep] {
+			k, _, _ := strings.Cut(o, ":")
+			prop = append(prop, k)
+		}
+		if len(prop) == 0 {
+			prop = []string{"private"}
+		}
+		out = append(out, fmt.Sprintf("%s root=%s %s %s opts=%s super=%s prop=%s",
+			fl[4], fl[3], fl[sep+1], fl[sep+2], fl[5], fl[sep+3], strings.Join(prop, ",")))
+	}
+	return out, sc.Err()
+}
+
+func namespaces(pid int) map[string]string {
+	out := map[string]string{}
+	for _, k := range nsKinds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, k)); err == nil {
+			out[k] = l
+		}
+	}
+	return out
+}
+
+// Diff describes every difference between two snapshots of one tree, one
+// per line, "" when they match.
+func Diff(before, after *Snapshot) string {
+	var b strings.Builder
+	var pids []int
+	for p := range before.Procs {
+		pids = append(pids, p)
+	}
+	for p := range after.Procs {
+		if before.Procs[p] == nil {
+			pids = append(pids, p)
+		}
+	}
+	sort.Ints(pids)
+	for _, pid := range pids {
+		x, y := before.Procs[pid], after.Procs[pid]
+		switch {
+		case y == nil:
+			fmt.Fprintf(&b, "pid %d: missing after restore\n", pid)
+			continue
+		case x == nil:
+			fmt.Fprintf(&b, "pid %d: appeared after restore\n", pid)
+			continue
+		}
+		diffLines(&b, fmt.Sprintf("pid %d tree", pid), []string{x.Tree}, []string{y.Tree})
+		diffLines(&b, fmt.Sprintf("pid %d status", pid), x.Status, y.Status)
+		diffLines(&b, fmt.Sprintf("pid %d fds", pid), x.Fds, y.Fds)
+		diffLines(&b, fmt.Sprintf("pid %d maps", pid), x.Maps, y.Maps)
+		diffLines(&b, fmt.Sprintf("pid %d namespaces", pid), nsLines(x.Namespaces), nsLines(y.Namespaces))
+	}
+	var labels []string
+	for l := range before.Mounts {
+		labels = append(labels, l)
+	}
+	sort.Strings(labels)
+	for _, l := range labels {
+		diffLines(&b, "mountinfo of mnt "+l, before.Mounts[l], after.Mounts[l])
+	}
+	return b.String()
+}
+
+func nsLines(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// diffLines writes "-" for lines only before and "+" for lines only after,
+// keeping their order.
+func diffLines(b *strings.Builder, what string, x, y []string) {
+	count := func(l []string) map[string]int {
+		m := map[string]int{}
+		for _, s := range l {
+			m[s]++
+		}
+		return m
+	}
+	cx, cy := count(x), count(y)
+	var lines []string
+	for _, s := range x {
+		if cy[s] > 0 {
+			cy[s]--
+			continue
+		}
+		lines = append(lines, "  - "+s)
+	}
+	for _, s := range y {
+		if cx[s] > 0 {
+			cx[s]--
+			continue
+		}
+		lines = append(lines, "  + "+s)
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(b, "%s:\n%s\n", what, strings.Join(lines, "\n"))
+	}
+}

@@ -1,0 +1,64 @@
+package harness
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestDiffNamesEachDifference(t *testing.T) {
+	before := &Snapshot{
+		Procs: map[int]*ProcState{10: {Pid: 10, Tree: "state alive ppid out pgid 10 sid 10",
+			Fds: []string{"fd 0: /dev/null flags 0100000", "fd 3: /tmp/a flags 02"}, Maps: []string{"1000-2000 r-xp /bin/x"},
+			Status: []string{"SigBlk: 0"}, Namespaces: map[string]string{"mnt": "ns#1"}}},
+		Mounts: map[string][]string{"ns#1": {"/ root=/ tmpfs t opts=rw super=rw prop=private"}},
+	}
+	after := &Snapshot{
+		Procs: map[int]*ProcState{10: {Pid: 10, Tree: "state alive ppid out pgid 10 sid 10",
+			Fds: []string{"fd 0: /dev/null flags 0100000", "fd 3: /tmp/b flags 02"}, Maps: []string{"1000-2000 r-xp /bin/x"},
+			Status: []string{"SigBlk: 4"}, Namespaces: map[string]string{"mnt": "host"}}},
+		Mounts: map[string][]string{"ns#1": {"/ root=/ tmpfs t opts=ro super=rw prop=private"}},
+	}
+	if d := Diff(before, before); d != "" {
+		t.Fatalf("a snapshot differs from itself:\n%s", d)
+	}
+	d := Diff(before, after)
+	for _, want := range []string{"pid 10 fds:", "- fd 3: /tmp/a", "+ fd 3: /tmp/b", "pid 10 status:", "+ SigBlk: 4",
+		"pid 10 namespaces:", "+ mnt=host", "mountinfo of mnt ns#1:", "opts=ro"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("diff lacks %q:\n%s", want, d)
+		}
+	}
+	delete(after.Procs, 10)
+	if d := Diff(before, after); !strings.Contains(d, "pid 10: missing after restore") {
+		t.Errorf("a vanished process is not reported:\n%s", d)
+	}
+}
+
+// A real process seen twice without change gives no diff; after it opens a
+// file, the diff shows the new fd.
+func TestSnapshotOfRealProcess(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	a, err := TakeSnapshot(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := TakeSnapshot(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Diff(a, b); d != "" {
+		t.Fatalf("idle process changed:\n%s", d)
+	}
+	p := a.Procs[cmd.Process.Pid]
+	if p == nil || len(p.Maps) == 0 || len(p.Fds) < 3 || p.Namespaces["mnt"] != "host" {
+		t.Fatalf("snapshot misses state: %+v", p)
+	}
+	if len(a.Mounts["host"]) == 0 {
+		t.Fatal("no mount table for the host mount namespace")
+	}
+}
