@@ -13,6 +13,14 @@ import (
 func All() []lib.Workload {
 	return []lib.Workload{
 		Counter,
+		Threads,
+		Heap256M,
+		Sigpending,
+		FileOffset,
+		FileMmap,
+		CwdUmask,
+		Rlimits,
+		Itimer,
 	}
 }
 
