@@ -21,6 +21,13 @@ func All() []lib.Workload {
 		CwdUmask,
 		Rlimits,
 		Itimer,
+		FpuSyscall,
+		AvxSyscall,
+		GoPipeline,
+		BlockedRead,
+		BlockedNanosleep,
+		BlockedFutex,
+		BlockedEpoll,
 	}
 }
 

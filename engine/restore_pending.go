@@ -5,9 +5,7 @@ import (
 	"errors"
 )
 
-var errPending = errors.New("not implemented yet")
-
-func Dump(ctx context.Context, o DumpOptions) error { return errPending }
+var errPending = errors.New("restore is not implemented yet")
 
 type Restored struct{ Pid int }
 
@@ -15,5 +13,5 @@ func (r *Restored) Wait(ctx context.Context) (int, error) { return 0, errPending
 
 func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) { return nil, errPending }
 
-func IsStub(args []string) bool { return false }
+func IsStub(args []string) bool  { return false }
 func RunStub(args []string) int { return 2 }

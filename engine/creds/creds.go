@@ -1,0 +1,115 @@
+// Package creds dumps and restores a task's credentials: uids, gids,
+// supplementary groups, capability sets and securebits.
+package creds
+
+import (
+	"fmt"
+
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/creds"
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/engine/procfs"
+	"github.com/gocr/gocr/engine/remote"
+)
+
+// Dump builds the image's creds from /proc/PID/status and the securebits
+// read from inside the task.
+func Dump(st procfs.TaskStatus, secbits uint32) *creds.CredsEntry {
+	caps := func(v uint64) []uint32 { return []uint32{uint32(v), uint32(v >> 32)} }
+	return &creds.CredsEntry{
+		Uid: &st.Uid[0], Euid: &st.Uid[1], Suid: &st.Uid[2], Fsuid: &st.Uid[3],
+		Gid: &st.Gid[0], Egid: &st.Gid[1], Sgid: &st.Gid[2], Fsgid: &st.Gid[3],
+		CapInh: caps(st.CapInh), CapPrm: caps(st.CapPrm), CapEff: caps(st.CapEff), CapBnd: caps(st.CapBnd),
+		Secbits: &secbits, Groups: append([]uint32(nil), st.Groups...),
+	}
+}
+
+// capWords joins the image's two 32-bit halves.
+func capWords(v []uint32) uint64 {
+	var out uint64
+	for i, w := range v {
+		if i < 2 {
+			out |= uint64(w) << (32 * i)
+		}
+	}
+	return out
+}
+
+// Same reports whether the task already has exactly these credentials, as a
+// restored stub of a root task does; then there is nothing to inject.
+func Same(c *creds.CredsEntry, st procfs.TaskStatus, secbits uint32) bool {
+	if c.GetUid() != st.Uid[0] || c.GetEuid() != st.Uid[1] || c.GetSuid() != st.Uid[2] || c.GetFsuid() != st.Uid[3] ||
+		c.GetGid() != st.Gid[0] || c.GetEgid() != st.Gid[1] || c.GetSgid() != st.Gid[2] || c.GetFsgid() != st.Gid[3] ||
+		capWords(c.CapInh) != st.CapInh || capWords(c.CapPrm) != st.CapPrm || capWords(c.CapEff) != st.CapEff ||
+		capWords(c.CapBnd) != st.CapBnd || c.GetSecbits() != secbits || len(c.Groups) != len(st.Groups) {
+		return false
+	}
+	for i := range c.Groups {
+		if c.Groups[i] != st.Groups[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Restore sets the credentials by injection, in the order that keeps the
+// privileges to do the next step: groups, bounding set, securebits (with
+// KEEP_CAPS so the uid change keeps capabilities), gids, uids, then the
+// capability sets last.
+func Restore(t *remote.Task, c *creds.CredsEntry) error {
+	const off = 0
+	groups := make([]byte, 4*len(c.Groups))
+	for i, g := range c.Groups {
+		groups[4*i], groups[4*i+1], groups[4*i+2], groups[4*i+3] = byte(g), byte(g>>8), byte(g>>16), byte(g>>24)
+	}
+	if len(groups) > 0 {
+		if err := t.Write(off, groups); err != nil {
+			return err
+		}
+	}
+	if _, err := t.Syscall(unix.SYS_SETGROUPS, uint64(len(c.Groups)), t.Scratch+off); err != nil {
+		return fmt.Errorf("setgroups %v: %w", c.Groups, err)
+	}
+	bnd := capWords(c.CapBnd)
+	for capNr := uint64(0); capNr < 64; capNr++ {
+		if bnd&(1<<capNr) == 0 {
+			if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, capNr); err != nil && capNr <= unix.CAP_LAST_CAP {
+				return fmt.Errorf("drop capability %d from the bounding set: %w", capNr, err)
+			}
+		}
+	}
+	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, uint64(c.GetSecbits())|1<<4 /* SECBIT_KEEP_CAPS */); err != nil {
+		return fmt.Errorf("set securebits %#x: %w", c.GetSecbits(), err)
+	}
+	if _, err := t.Syscall(unix.SYS_SETRESGID, uint64(c.GetGid()), uint64(c.GetEgid()), uint64(c.GetSgid())); err != nil {
+		return fmt.Errorf("setresgid: %w", err)
+	}
+	if _, err := t.Syscall(unix.SYS_SETFSGID, uint64(c.GetFsgid())); err != nil {
+		return fmt.Errorf("setfsgid: %w", err)
+	}
+	if _, err := t.Syscall(unix.SYS_SETRESUID, uint64(c.GetUid()), uint64(c.GetEuid()), uint64(c.GetSuid())); err != nil {
+		return fmt.Errorf("setresuid: %w", err)
+	}
+	if _, err := t.Syscall(unix.SYS_SETFSUID, uint64(c.GetFsuid())); err != nil {
+		return fmt.Errorf("setfsuid: %w", err)
+	}
+	// capset takes a header {version, pid} and two data structs
+	// {effective, permitted, inheritable} for the low and high words.
+	hdr := []uint32{unix.LINUX_CAPABILITY_VERSION_3, 0}
+	eff, prm, inh := capWords(c.CapEff), capWords(c.CapPrm), capWords(c.CapInh)
+	data := []uint32{uint32(eff), uint32(prm), uint32(inh), uint32(eff >> 32), uint32(prm >> 32), uint32(inh >> 32)}
+	buf := make([]byte, 0, 32)
+	for _, w := range append(hdr, data...) {
+		buf = append(buf, byte(w), byte(w>>8), byte(w>>16), byte(w>>24))
+	}
+	if err := t.Write(off, buf); err != nil {
+		return err
+	}
+	if _, err := t.Syscall(unix.SYS_CAPSET, t.Scratch+off, t.Scratch+off+8); err != nil {
+		return fmt.Errorf("capset: %w", err)
+	}
+	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, uint64(c.GetSecbits())); err != nil {
+		return fmt.Errorf("set securebits %#x: %w", c.GetSecbits(), err)
+	}
+	return nil
+}

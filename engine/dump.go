@@ -1,0 +1,606 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+	"unsafe"
+
+	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
+	criu_x86 "github.com/checkpoint-restore/go-criu/v7/crit/images/core-x86"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/rlimit"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/rseq"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/engine/abi"
+	"github.com/gocr/gocr/engine/arch"
+	"github.com/gocr/gocr/engine/creds"
+	"github.com/gocr/gocr/engine/files"
+	"github.com/gocr/gocr/engine/image"
+	"github.com/gocr/gocr/engine/mem"
+	"github.com/gocr/gocr/engine/procfs"
+	"github.com/gocr/gocr/engine/ptrace"
+	"github.com/gocr/gocr/engine/remote"
+	"github.com/gocr/gocr/engine/sig"
+)
+
+// scratchSize is the memory injected into a task while it is dumped or
+// restored for system call arguments and results.
+const scratchSize = 64 << 10
+
+// Dump checkpoints the process tree rooted at o.Pid into o.ImagesDir.
+//
+// The checklist: seize every thread (the task stops where it is), read
+// what /proc and ptrace show from outside, copy memory, then read by
+// injected system calls what only the task itself can see (dispositions,
+// timers, brk, per-thread kernel pointers), write the images, and finally
+// kill the task or let it run on. Whatever fails, a task that is not
+// dumped to the end is detached with its registers and mask as they were,
+// and runs on untouched.
+func Dump(ctx context.Context, o DumpOptions) (err error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Pid <= 0 {
+		return fmt.Errorf("dump: no pid given")
+	}
+	if o.ImagesDir == "" {
+		return fmt.Errorf("dump: no images directory given (-D)")
+	}
+	if o.Root != "" && o.Root != "/" {
+		return fmt.Errorf("dump: --root %s: only / is supported yet", o.Root)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Second
+	}
+	dir, err := image.Create(o.ImagesDir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	d := &dumper{o: o, log: o.Log, dir: dir, tr: ptrace.NewTracer(), files: files.NewSet(), layout: arch.HostLayout()}
+	defer d.tr.Close()
+	start := time.Now()
+	if err := d.freeze(); err != nil {
+		d.thaw()
+		return &TaskError{Pid: o.Pid, Op: "dump: freeze", Err: err}
+	}
+	d.frozenAt = time.Now()
+	err = d.dumpTask(ctx)
+	if err == nil {
+		err = d.writeStats(start)
+	}
+	if err != nil || o.LeaveRunning {
+		if terr := d.thaw(); terr != nil && err == nil {
+			err = terr
+		}
+		if err != nil {
+			return &TaskError{Pid: o.Pid, Op: "dump", Err: err}
+		}
+		return nil
+	}
+	// A dumped tree is killed, as criu does without --leave-running.
+	unix.Kill(o.Pid, unix.SIGKILL)
+	for _, tid := range d.tids {
+		d.tr.Detach(tid, 0)
+	}
+	d.log.Info("dump done", "pid", o.Pid, "frozen", time.Since(d.frozenAt))
+	return nil
+}
+
+type dumper struct {
+	o      DumpOptions
+	log    *slog.Logger
+	dir    *image.Dir
+	tr     *ptrace.Tracer
+	files  *files.Set
+	layout arch.Layout
+
+	tids     []int // every thread, the leader first
+	seized   []int
+	secbits  uint32
+	frozenAt time.Time
+	memStats mem.PageStats
+	memTime  time.Duration
+}
+
+// freeze seizes and stops every thread of the task.
+func (d *dumper) freeze() error {
+	pid := d.o.Pid
+	st, err := procfs.Stat(pid)
+	if err != nil {
+		return err
+	}
+	if st.State == 'Z' {
+		return fmt.Errorf("process is a zombie")
+	}
+	if kids, err := procfs.Children(pid); err == nil && len(kids) > 0 {
+		return fmt.Errorf("process has children %v: dumping process trees is not supported yet", kids)
+	}
+	tids, err := d.tr.SeizeThreads(pid, unix.PTRACE_O_TRACESYSGOOD)
+	d.seized = tids
+	if err != nil {
+		return err
+	}
+	// The leader first, then the others in tid order as /proc lists them.
+	d.tids = []int{pid}
+	for _, t := range tids {
+		if t != pid {
+			d.tids = append(d.tids, t)
+		}
+	}
+	return nil
+}
+
+// thaw detaches every seized thread; it runs on as it was.
+func (d *dumper) thaw() error {
+	var errs []error
+	for _, tid := range d.seized {
+		if err := d.tr.Detach(tid, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// threadState is what the dump keeps of one thread.
+type threadState struct {
+	tid       int
+	regs      abi.PtraceRegs
+	xstate    []byte
+	sigmask   uint64
+	pending   []abi.Siginfo
+	rseq      abi.PtraceRseqConfiguration
+	hasRseq   bool
+	comm      string
+	clearTid  uint64
+	sas       abi.StackT
+	pdeathSig uint64
+	robust    uint64
+	robustLen uint64
+}
+
+func (d *dumper) dumpTask(ctx context.Context) error {
+	pid := d.o.Pid
+	stat, err := procfs.Stat(pid)
+	if err != nil {
+		return err
+	}
+	status, err := procfs.Status(pid)
+	if err != nil {
+		return err
+	}
+	vmas, err := procfs.MapsWithFlags(pid)
+	if err != nil {
+		return err
+	}
+	// Registers first, untouched by anything gocr does.
+	threads := make([]*threadState, len(d.tids))
+	for i, tid := range d.tids {
+		if threads[i], err = d.readThread(tid); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+	}
+	// Memory before any injection: the kernel rewrites the rseq area on
+	// each return to user mode, and injected calls return to user mode.
+	mmEntry, err := d.dumpMM(pid, stat, vmas)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	pw, err := d.dir.PageWriter(uint32(pid))
+	if err != nil {
+		return err
+	}
+	d.memStats, err = mem.DumpPages(pid, mmEntry.Vmas, pw)
+	if err != nil {
+		pw.Abort()
+		return fmt.Errorf("dump memory: %w", err)
+	}
+	if err := pw.Close(); err != nil {
+		return err
+	}
+	d.memTime = time.Since(t0)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	// What only the task can tell: injected system calls.
+	insn, err := ptrace.FindSyscallInsn(pid)
+	if err != nil {
+		return err
+	}
+	tc, err := d.injectDump(pid, insn, threads, mmEntry)
+	if err != nil {
+		return err
+	}
+
+	// Files after memory: file mappings already have their ids.
+	fdEntries, err := d.files.DumpTable(pid)
+	if err != nil {
+		return err
+	}
+	cwd, err := procfs.Cwd(pid)
+	if err != nil {
+		return err
+	}
+	root, err := procfs.Root(pid)
+	if err != nil {
+		return err
+	}
+	cwdID, err := d.files.PathFile(pid, cwd, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("cwd: %w", err)
+	}
+	rootID, err := d.files.PathFile(pid, root, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("root: %w", err)
+	}
+
+	// Rlimits from /proc: prlimit64 on another uid needs CAP_SYS_RESOURCE.
+	limits, err := procfs.Limits(pid)
+	if err != nil {
+		return err
+	}
+	tc.Rlimits = &criu_core.TaskRlimitsEntry{}
+	for _, l := range limits {
+		cur, max := l.Soft, l.Hard
+		tc.Rlimits.Rlimits = append(tc.Rlimits.Rlimits, &rlimit.RlimitEntry{Cur: &cur, Max: &max})
+	}
+	tc.Comm = &stat.Comm
+	tc.Personality = ptr(mustPersonality(pid))
+	tc.TaskState = ptr(uint32(1)) // TASK_ALIVE
+	tc.ExitCode = ptr(uint32(0))
+	tc.Flags = ptr(uint32(stat.Flags))
+	tc.BlkSigset = ptr(threads[0].sigmask)
+	tc.SignalsS = sig.QueueEntry(mustPeek(d.tr, pid, true))
+
+	return d.writeImages(stat, status, threads, tc, mmEntry, fdEntries, cwdID, rootID)
+}
+
+func mustPersonality(pid int) uint32 {
+	p, _ := procfs.Personality(pid)
+	return p
+}
+
+func mustPeek(tr *ptrace.Tracer, tid int, shared bool) []abi.Siginfo {
+	s, _ := tr.PeekSiginfo(tid, shared)
+	return s
+}
+
+// readThread reads a stopped thread's state through ptrace alone.
+func (d *dumper) readThread(tid int) (*threadState, error) {
+	t := &threadState{tid: tid}
+	var err error
+	if t.regs, err = d.tr.GetRegs(tid); err != nil {
+		return nil, err
+	}
+	// A thread stopped inside an interrupted system call resumes by
+	// running it again (or returning EINTR), as the kernel itself would.
+	t.regs = ptrace.RestartedRegs(t.regs)
+	if t.xstate, err = d.tr.GetXState(tid); err != nil {
+		return nil, err
+	}
+	if t.sigmask, err = d.tr.GetSigmask(tid); err != nil {
+		return nil, err
+	}
+	if t.pending, err = d.tr.PeekSiginfo(tid, false); err != nil {
+		return nil, err
+	}
+	if rc, err := d.tr.GetRseqConfig(tid); err == nil {
+		t.rseq, t.hasRseq = rc, rc.RseqAbiPointer != 0
+	} else if !errors.Is(err, unix.EIO) && !errors.Is(err, unix.EINVAL) {
+		return nil, err
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", d.o.Pid, tid)); err == nil {
+		t.comm = strings.TrimSuffix(string(b), "\n")
+	}
+	var head, size uint64
+	if _, _, e := unix.Syscall(unix.SYS_GET_ROBUST_LIST, uintptr(tid), uintptr(unsafePtr(&head)), uintptr(unsafePtr(&size))); e != 0 {
+		return nil, fmt.Errorf("get_robust_list: %w", e)
+	}
+	t.robust, t.robustLen = head, size
+	return t, nil
+}
+
+// dumpMM describes the address space: VMAs (with ids of mapped files) and
+// the mm fields PR_SET_MM_MAP restores.
+func (d *dumper) dumpMM(pid int, stat procfs.TaskStat, vmas []procfs.VMA) (*mm.MmEntry, error) {
+	e := &mm.MmEntry{
+		MmStartCode: &stat.StartCode, MmEndCode: &stat.EndCode, MmStartData: &stat.StartData, MmEndData: &stat.EndData,
+		MmStartStack: &stat.StartStack, MmStartBrk: &stat.StartBrk, MmBrk: ptr(stat.StartBrk),
+		MmArgStart: &stat.ArgStart, MmArgEnd: &stat.ArgEnd, MmEnvStart: &stat.EnvStart, MmEnvEnd: &stat.EnvEnd,
+	}
+	fileID := func(v procfs.VMA) (uint32, error) {
+		flags := uint32(unix.O_RDONLY)
+		if v.Perms&procfs.PermShared != 0 && v.Perms&procfs.PermWrite != 0 {
+			flags = unix.O_RDWR
+		}
+		return d.files.PathFile(pid, v.Path, flags)
+	}
+	for _, v := range vmas {
+		ve, err := mem.DumpVMA(v, fileID)
+		if err != nil {
+			return nil, err
+		}
+		if ve.GetStatus()&mem.AreaVsyscall != 0 {
+			continue // the kernel's, at the same place in every process
+		}
+		e.Vmas = append(e.Vmas, ve)
+	}
+	exe, err := procfs.Exe(pid)
+	if err != nil {
+		return nil, err
+	}
+	if e.ExeFileId, err = ptrValue(d.files.PathFile(pid, exe, unix.O_RDONLY)); err != nil {
+		return nil, fmt.Errorf("exe %s: %w", exe, err)
+	}
+	if e.MmSavedAuxv, err = procfs.Auxv(pid); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func ptrValue[T any](v T, err error) (*T, error) { return &v, err }
+
+// injectDump reads by injected system calls what the task alone can see.
+// Each thread gets its own session; all share one scratch mapping that is
+// removed before the sessions end.
+func (d *dumper) injectDump(pid int, insn uint64, threads []*threadState, e *mm.MmEntry) (tc *criu_core.TaskCoreEntry, err error) {
+	lead, err := d.tr.BeginInject(pid, insn)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if eerr := lead.End(); eerr != nil && err == nil {
+			err = eerr
+		}
+	}()
+	t, err := remote.MapScratch(lead, pid, 0, scratchSize, unix.PROT_READ|unix.PROT_WRITE)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if uerr := t.Unmap(); uerr != nil && err == nil {
+			err = uerr
+		}
+	}()
+	tc = &criu_core.TaskCoreEntry{}
+	if tc.Sigactions, err = sig.DumpActions(t); err != nil {
+		return nil, err
+	}
+	// Interval timers: getitimer(which, scratch) gives {interval, value}.
+	var its [3]*timer.ItimerEntry
+	for which := range 3 {
+		if _, err := t.Syscall(unix.SYS_GETITIMER, uint64(which), t.Scratch); err != nil {
+			return nil, fmt.Errorf("getitimer %d: %w", which, err)
+		}
+		var v [4]uint64 // it_interval {sec, usec}, it_value {sec, usec}
+		if err := remote.ReadStruct(t, 0, &v); err != nil {
+			return nil, err
+		}
+		its[which] = &timer.ItimerEntry{Isec: &v[0], Iusec: &v[1], Vsec: &v[2], Vusec: &v[3]}
+	}
+	tc.Timers = &timer.TaskTimersEntry{Real: its[0], Virt: its[1], Prof: its[2]}
+	brk, err := t.Syscall(unix.SYS_BRK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("brk: %w", err)
+	}
+	e.MmBrk = &brk
+	dumpable, err := t.Syscall(unix.SYS_PRCTL, unix.PR_GET_DUMPABLE)
+	if err != nil {
+		return nil, fmt.Errorf("get dumpable: %w", err)
+	}
+	e.Dumpable = ptr(int32(dumpable))
+	secbits, err := t.Syscall(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS)
+	if err != nil {
+		return nil, fmt.Errorf("get securebits: %w", err)
+	}
+	d.secbits = uint32(secbits)
+	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, t.Scratch); err != nil {
+		return nil, fmt.Errorf("get child subreaper: %w", err)
+	}
+	sub, err := t.ReadU64(0)
+	if err != nil {
+		return nil, err
+	}
+	tc.ChildSubreaper = ptr(uint32(sub) != 0)
+
+	for i, th := range threads {
+		tt := t
+		if i > 0 {
+			r, err := d.tr.BeginInject(th.tid, insn)
+			if err != nil {
+				return nil, err
+			}
+			tt = t.On(r)
+		}
+		err := readThreadInjected(tt, th)
+		if i > 0 {
+			if eerr := tt.End(); eerr != nil && err == nil {
+				err = eerr
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("thread %d: %w", th.tid, err)
+		}
+	}
+	return tc, nil
+}
+
+// readThreadInjected reads a thread's kernel pointers from inside it.
+func readThreadInjected(t *remote.Task, th *threadState) error {
+	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, t.Scratch); err != nil {
+		return fmt.Errorf("get clear_child_tid: %w", err)
+	}
+	var err error
+	if th.clearTid, err = t.ReadU64(0); err != nil {
+		return err
+	}
+	if _, err := t.Syscall(unix.SYS_SIGALTSTACK, 0, t.Scratch); err != nil {
+		return fmt.Errorf("sigaltstack: %w", err)
+	}
+	if err := remote.ReadStruct(t, 0, &th.sas); err != nil {
+		return err
+	}
+	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, t.Scratch); err != nil {
+		return fmt.Errorf("get pdeath_signal: %w", err)
+	}
+	v, err := t.ReadU64(0)
+	th.pdeathSig = uint64(uint32(v))
+	return err
+}
+
+// writeImages writes the image files of the dumped task.
+func (d *dumper) writeImages(stat procfs.TaskStat, status procfs.TaskStatus, threads []*threadState,
+	tc *criu_core.TaskCoreEntry, mmEntry *mm.MmEntry, fdEntries []*fdinfo.FdinfoEntry, cwdID, rootID uint32) error {
+	pid := uint32(d.o.Pid)
+	ids := &criu_core.TaskKobjIdsEntry{VmId: ptr(pid), FilesId: ptr(pid), FsId: ptr(pid), SighandId: ptr(pid)}
+	ns, err := procfs.Namespaces(d.o.Pid)
+	if err == nil {
+		setNsIDs(ids, ns)
+	}
+	if err := d.dir.WriteInventory(image.NewInventory(ids, inventory.Lsmtype_NO_LSM)); err != nil {
+		return err
+	}
+	tree := &pstree.PstreeEntry{Pid: ptr(pid), Ppid: ptr(uint32(0)), Pgid: ptr(uint32(stat.Pgrp)), Sid: ptr(uint32(stat.Session))}
+	for _, th := range threads {
+		tree.Threads = append(tree.Threads, uint32(th.tid))
+	}
+	if err := d.dir.WriteOne(image.Pstree, "pstree.img", tree); err != nil {
+		return err
+	}
+	cr := creds.Dump(status, d.secbits)
+	for i, th := range threads {
+		fp, err := d.layout.FPRegsFromXState(th.xstate)
+		if err != nil {
+			return fmt.Errorf("thread %d: %w", th.tid, err)
+		}
+		mtype := criu_core.CoreEntry_X86_64
+		core := &criu_core.CoreEntry{
+			Mtype: &mtype,
+			ThreadInfo: &criu_x86.ThreadInfoX86{
+				ClearTidAddr: &th.clearTid,
+				Gpregs:       arch.RegsToImage(th.regs),
+				Fpregs:       fp,
+			},
+			ThreadCore: &criu_core.ThreadCoreEntry{
+				FutexRla: &th.robust, FutexRlaLen: ptr(uint32(th.robustLen)),
+				BlkSigset: &th.sigmask, SignalsP: sig.QueueEntry(th.pending),
+				Sas:       &criu_core.ThreadSasEntry{SsSp: &th.sas.Sp, SsSize: &th.sas.Size, SsFlags: ptr(uint32(th.sas.Flags))},
+				PdeathSig: ptr(uint32(th.pdeathSig)), Comm: &th.comm, Creds: cr,
+				SeccompMode: ptr(criu_core.SeccompMode(status.Seccomp)),
+			},
+		}
+		if th.hasRseq {
+			core.ThreadCore.RseqEntry = &rseq.RseqEntry{
+				RseqAbiPointer: &th.rseq.RseqAbiPointer, RseqAbiSize: &th.rseq.RseqAbiSize,
+				Signature: &th.rseq.Signature,
+			}
+		}
+		if i == 0 {
+			core.Tc, core.Ids = tc, ids
+		}
+		if err := d.dir.WriteOne(image.Core, image.CoreFile(uint32(th.tid)), core); err != nil {
+			return err
+		}
+	}
+	if err := d.dir.WriteOne(image.Mm, image.MmFile(pid), mmEntry); err != nil {
+		return err
+	}
+	umask := uint32(status.Umask)
+	if err := d.dir.WriteOne(image.Fs, image.FsFile(pid), &fs.FsEntry{CwdId: &cwdID, RootId: &rootID, Umask: &umask}); err != nil {
+		return err
+	}
+	w, err := d.dir.Writer(image.Fdinfo, image.FdinfoFile(pid))
+	if err != nil {
+		return err
+	}
+	for _, e := range fdEntries {
+		if err := w.Write(e); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	w, err = d.dir.Writer(image.Files, "files.img")
+	if err != nil {
+		return err
+	}
+	for _, e := range d.files.Entries {
+		if err := w.Write(e); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if len(d.files.PipeData) > 0 {
+		w, err = d.dir.Writer(image.PipesData, "pipes-data.img")
+		if err != nil {
+			return err
+		}
+		for ino, data := range d.files.PipeData {
+			if len(data) == 0 {
+				continue
+			}
+			e := &pipe_data.PipeDataEntry{PipeId: ptr(uint32(ino)), Bytes: ptr(uint32(len(data)))}
+			if err := w.WritePayload(e, strings.NewReader(string(data))); err != nil {
+				w.Abort()
+				return err
+			}
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setNsIDs records the namespaces of the task by inode, so restore can tell
+// whether it shares them with the host.
+func setNsIDs(ids *criu_core.TaskKobjIdsEntry, ns map[string]uint64) {
+	set := func(dst **uint32, kind string) {
+		if ino, ok := ns[kind]; ok {
+			*dst = ptr(uint32(ino))
+		}
+	}
+	set(&ids.PidNsId, "pid")
+	set(&ids.NetNsId, "net")
+	set(&ids.IpcNsId, "ipc")
+	set(&ids.UtsNsId, "uts")
+	set(&ids.MntNsId, "mnt")
+	set(&ids.UserNsId, "user")
+	set(&ids.CgroupNsId, "cgroup")
+	set(&ids.TimeNsId, "time")
+}
+
+func (d *dumper) writeStats(start time.Time) error {
+	now := time.Now()
+	us := func(t time.Duration) *uint32 { return ptr(uint32(t / time.Microsecond)) }
+	return d.dir.WriteDumpStats(&stats.DumpStatsEntry{
+		FreezingTime: us(d.frozenAt.Sub(start)), FrozenTime: us(now.Sub(d.frozenAt)),
+		MemdumpTime: us(d.memTime), MemwriteTime: us(d.memTime),
+		PagesScanned: &d.memStats.Scanned, PagesSkippedParent: ptr(uint64(0)), PagesWritten: &d.memStats.Written,
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+
+func unsafePtr[T any](p *T) unsafe.Pointer { return unsafe.Pointer(p) }

@@ -1,0 +1,191 @@
+package image
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/checkpoint-restore/go-criu/v7/crit"
+	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"google.golang.org/protobuf/proto"
+)
+
+// critImage is crit's JSON for one image.
+type critImage struct {
+	Magic   string `json:"magic"`
+	Entries []any  `json:"entries"`
+}
+
+// get walks a decoded JSON value by map keys and slice indexes.
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			s, _ := v.([]any)
+			if k >= len(s) {
+				return nil
+			}
+			v = s[k]
+		}
+	}
+	return v
+}
+
+// TestCritDecode runs CRIU's own crit (Debian's python tool) on every
+// image of the sample set and checks it finds what was written.
+func TestCritDecode(t *testing.T) {
+	critPath, err := exec.LookPath("crit")
+	if err != nil {
+		t.Skip("crit not installed: run `make deps` (ci/install-crit.sh)")
+	}
+	dir := filepath.Join(t.TempDir(), "img")
+	writeSample(t, dir).Close()
+	decode := func(name string) critImage {
+		t.Helper()
+		out, err := exec.Command(critPath, "decode", "-i", filepath.Join(dir, name)).Output()
+		if err != nil {
+			t.Fatalf("crit decode %s: %v\n%s", name, err, stderrOf(err))
+		}
+		var img critImage
+		if err := json.Unmarshal(out, &img); err != nil {
+			t.Fatalf("crit decode %s: %v\n%s", name, err, out)
+		}
+		return img
+	}
+	num := func(v any) float64 { f, _ := v.(float64); return f }
+	usr1, _ := SigactionIndex(10)
+	checks := []struct {
+		file  string
+		magic string
+		check func(img critImage) bool
+	}{
+		{InventoryFile, "INVENTORY", func(i critImage) bool {
+			return num(get(i.Entries, 0, "img_version")) == ImagesV1_1 && get(i.Entries, 0, "fdinfo_per_id") == true &&
+				num(get(i.Entries, 0, "root_ids", "files_id")) == 7
+		}},
+		{PstreeFile, "PSTREE", func(i critImage) bool {
+			return num(get(i.Entries, 0, "pid")) == samplePid && num(get(i.Entries, 0, "threads", 1)) == sampleThread &&
+				num(get(i.Entries, 1, "ppid")) == samplePid
+		}},
+		{CoreFile(samplePid), "CORE", func(i critImage) bool {
+			return get(i.Entries, 0, "mtype") == "X86_64" && get(i.Entries, 0, "tc", "comm") == sampleComm &&
+				num(get(i.Entries, 0, "thread_info", "gpregs", "ip")) == 0x401000+samplePid &&
+				num(get(i.Entries, 0, "thread_info", "fpregs", "xsave", "ymmh_space", 63)) == 5063 &&
+				num(get(i.Entries, 0, "tc", "sigactions", usr1, "sigaction")) == 0x401234
+		}},
+		{CoreFile(sampleThread), "CORE", func(i critImage) bool {
+			return get(i.Entries, 0, "tc") == nil && num(get(i.Entries, 0, "thread_info", "gpregs", "ip")) == 0x401000+sampleThread
+		}},
+		{MmFile(samplePid), "MM", func(i critImage) bool {
+			return num(get(i.Entries, 0, "vmas", 1, "start")) == sampleHeap && num(get(i.Entries, 0, "exe_file_id")) == idExe
+		}},
+		{PagemapFile(samplePid), "PAGEMAP", func(i critImage) bool {
+			return num(get(i.Entries, 0, "pages_id")) == 1 && num(get(i.Entries, 2, "vaddr")) == sampleHeap &&
+				num(get(i.Entries, 2, "nr_pages")) == 3 && num(get(i.Entries, 2, "flags")) == PePresent
+		}},
+		{FilesFile, "FILES", func(i critImage) bool {
+			return get(i.Entries, 0, "reg", "name") == "/usr/bin/sleeper" && num(get(i.Entries, 3, "pipe", "pipe_id")) == 4242
+		}},
+		{FdinfoFile(7), "FDINFO", func(i critImage) bool {
+			return num(get(i.Entries, 1, "fd")) == 3 && get(i.Entries, 1, "type") == "PIPE"
+		}},
+		{FsFile(samplePid), "FS", func(i critImage) bool { return num(get(i.Entries, 0, "cwd_id")) == idRoot }},
+		{IdsFile(samplePid), "IDS", func(i critImage) bool { return num(get(i.Entries, 0, "files_id")) == 7 }},
+		{CredsFile(samplePid), "CREDS", func(i critImage) bool { return num(get(i.Entries, 0, "cap_eff", 1)) == 0x1ff }},
+		{StatsDumpFile, "STATS", func(i critImage) bool {
+			return num(get(i.Entries, 0, "dump", "pages_written")) == 12 && num(get(i.Entries, 0, "dump", "frozen_time")) == 2222
+		}},
+		{PipesDataFile, "PIPES_DATA", func(i critImage) bool { return b64(get(i.Entries, 0, "extra")) == pipeText }},
+		{GhostFileName(1), "GHOST_FILE", func(i critImage) bool { return b64(get(i.Entries, 0, "extra")) == ghostText }},
+	}
+	for _, c := range checks {
+		img := decode(c.file)
+		if img.Magic != c.magic {
+			t.Errorf("%s: crit says magic %s, want %s", c.file, img.Magic, c.magic)
+			continue
+		}
+		if !c.check(img) {
+			b, _ := json.Marshal(img.Entries)
+			t.Errorf("%s: crit decoded unexpected values: %s", c.file, b)
+		}
+	}
+
+	explore := map[string][]string{
+		"ps":   {"100", "102", sampleComm},
+		"fds":  {"/dev/null", "pipe[4242]", "cwd: /"},
+		"mems": {"/usr/bin/sleeper", "[stack]", "555555600000-555555604000"},
+		"rss":  {"555555600000 / 3"},
+	}
+	for what, wants := range explore {
+		out, err := exec.Command(critPath, "x", dir, what).Output()
+		if err != nil {
+			t.Errorf("crit x %s: %v\n%s", what, err, stderrOf(err))
+			continue
+		}
+		for _, w := range wants {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("crit x %s lacks %q:\n%s", what, w, out)
+			}
+		}
+	}
+	out, err := exec.Command(critPath, "show", filepath.Join(dir, PagemapFile(samplePid))).Output()
+	if err != nil || !strings.Contains(string(out), "PE_PRESENT") {
+		t.Errorf("crit show pagemap: %v\n%s", err, out)
+	}
+}
+
+func b64(v any) string {
+	s, _ := v.(string)
+	b, _ := base64.StdEncoding.DecodeString(strings.ReplaceAll(s, "\n", ""))
+	return string(b)
+}
+
+func stderrOf(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(ee.Stderr)
+	}
+	return ""
+}
+
+// TestGoCritDecode reads the sample set back with go-criu's crit package,
+// the decoder checkpointctl uses; it needs nothing installed.
+func TestGoCritDecode(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "img")
+	writeSample(t, dir).Close()
+	decode := func(name string, m proto.Message) *crit.CriuImage {
+		t.Helper()
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		img, err := crit.New(f, nil, "", false, false).Decode(m)
+		if err != nil {
+			t.Fatalf("go-criu decode %s: %v", name, err)
+		}
+		return img
+	}
+	img := decode(PstreeFile, &pstree.PstreeEntry{})
+	if img.Magic != "PSTREE" || len(img.Entries) != 2 || img.Entries[1].Message.(*pstree.PstreeEntry).GetPid() != sampleChild {
+		t.Errorf("pstree: %+v", img)
+	}
+	img = decode(CoreFile(samplePid), &criu_core.CoreEntry{})
+	if !proto.Equal(img.Entries[0].Message, sampleCore(samplePid, true)) {
+		t.Error("core differs after go-criu decode")
+	}
+	if s, err := crit.GetDumpStats(dir); err != nil || s.GetPagesWritten() != 12 {
+		t.Errorf("go-criu dump stats: %v, %v", s, err)
+	}
+	ps, err := crit.New(nil, nil, dir, false, false).ExplorePs()
+	if err != nil || ps.PID != samplePid || len(ps.Children) != 1 || ps.Comm != sampleComm {
+		t.Errorf("go-criu explore ps: %+v, %v", ps, err)
+	}
+}

@@ -1,0 +1,33 @@
+// Package image reads and writes gocr's image directory in CRIU's own image
+// format, so that crit, checkpointctl and CRIU can read what gocr dumps and
+// gocr can read what they produce. Messages are go-criu's generated protobuf
+// types; magic numbers come from go-criu's magic package.
+//
+// # Files
+//
+// An image file is a header followed by entries. The header is the image's
+// magic, preceded by IMG_COMMON (or IMG_SERVICE for stats and irmap-cache)
+// for every image except inventory.img, which carries its own magic only.
+// An entry is a 4-byte little-endian length and a protobuf message; a few
+// messages (pipe data, socket queues, tcp streams, ghost files, bpf maps,
+// SysV IPC) are followed by raw bytes whose length the message states.
+// pages-<n>.img holds raw page contents with no header at all.
+//
+// # The directory
+//
+// Create makes a fresh directory (0700) or adopts an existing one that holds
+// no images yet: logs, a parent link or other foreign files are left alone,
+// but an image file, or the partial file of an interrupted write, makes
+// Create fail, so two dumps can never be mixed in one directory. Each file is
+// written as name.part (0600) and renamed into place on Close, so a reader
+// sees a file either complete or not at all.
+//
+// Open refuses a directory that group or others may write to, or that is
+// owned by neither the caller nor root: an image directory drives restore,
+// which runs as root. Files are opened through an os.Root, so no name, link
+// or "..", however crafted, reaches outside the directory.
+//
+// Reading never trusts a size: every declared length is checked against the
+// configured Limits and against what is left of the file before any buffer
+// is allocated, and every error names the file, the entry and the field.
+package image

@@ -1,0 +1,97 @@
+package image
+
+import (
+	"fmt"
+	"strings"
+)
+
+// File names as CRIU ≥ 3.17 spells them (criu/image-desc.c): "%u" numbers
+// are decimal, ghost files and tcp streams are hexadecimal, stats and
+// irmap-cache have no ".img" suffix.
+const (
+	InventoryFile    = "inventory.img"
+	PstreeFile       = "pstree.img"
+	FilesFile        = "files.img"
+	StatsDumpFile    = "stats-dump"
+	StatsRestoreFile = "stats-restore"
+	PipesDataFile    = "pipes-data.img"
+	FifoDataFile     = "fifo-data.img"
+	SkQueuesFile     = "sk-queues.img"
+	RemapFpathFile   = "remap-fpath.img"
+	TtyInfoFile      = "tty-info.img"
+	TtyDataFile      = "tty-data.img"
+	FileLocksFile    = "filelocks.img"
+	CgroupFile       = "cgroup.img"
+	SeccompFile      = "seccomp.img"
+	CpuinfoFile      = "cpuinfo.img"
+	MemfdFile        = "memfd.img"
+	BpfmapDataFile   = "bpfmap-data.img"
+	ApparmorFile     = "apparmor.img"
+	RegFilesFile     = "reg-files.img"
+	IrmapCacheFile   = "irmap-cache"
+)
+
+// Per-task images, named by thread id (core) or process id.
+func CoreFile(tid uint32) string    { return fmt.Sprintf("core-%d.img", tid) }
+func IdsFile(pid uint32) string     { return fmt.Sprintf("ids-%d.img", pid) }
+func MmFile(pid uint32) string      { return fmt.Sprintf("mm-%d.img", pid) }
+func CredsFile(pid uint32) string   { return fmt.Sprintf("creds-%d.img", pid) }
+func FsFile(pid uint32) string      { return fmt.Sprintf("fs-%d.img", pid) }
+func SigactsFile(pid uint32) string { return fmt.Sprintf("sigacts-%d.img", pid) }
+func PagemapFile(pid uint32) string { return fmt.Sprintf("pagemap-%d.img", pid) }
+
+// ShmemPagemapFile names the pagemap of a shared anonymous mapping.
+func ShmemPagemapFile(shmid uint64) string { return fmt.Sprintf("pagemap-shmem-%d.img", shmid) }
+
+// PagesFile names a raw page-data file; id comes from its PagemapHead.
+func PagesFile(id uint32) string { return fmt.Sprintf("pages-%d.img", id) }
+
+// FdinfoFile is named by the files_id of TaskKobjIdsEntry, shared by tasks
+// that share an fd table.
+func FdinfoFile(filesID uint32) string { return fmt.Sprintf("fdinfo-%d.img", filesID) }
+
+// Images named by hexadecimal ids.
+func GhostFileName(id uint32) string  { return fmt.Sprintf("ghost-file-%x.img", id) }
+func TCPStreamFile(ino uint32) string { return fmt.Sprintf("tcp-stream-%x.img", ino) }
+
+// Namespace images, named by the namespace id from TaskKobjIdsEntry.
+func MntsFile(nsID uint32) string     { return fmt.Sprintf("mountpoints-%d.img", nsID) }
+func UtsnsFile(nsID uint32) string    { return fmt.Sprintf("utsns-%d.img", nsID) }
+func IpcVarFile(nsID uint32) string   { return fmt.Sprintf("ipcns-var-%d.img", nsID) }
+func IpcnsShmFile(nsID uint32) string { return fmt.Sprintf("ipcns-shm-%d.img", nsID) }
+func IpcnsSemFile(nsID uint32) string { return fmt.Sprintf("ipcns-sem-%d.img", nsID) }
+func IpcnsMsgFile(nsID uint32) string { return fmt.Sprintf("ipcns-msg-%d.img", nsID) }
+func UsernsFile(nsID uint32) string   { return fmt.Sprintf("userns-%d.img", nsID) }
+func TimensFile(nsID uint32) string   { return fmt.Sprintf("timens-%d.img", nsID) }
+func PidnsFile(nsID uint32) string    { return fmt.Sprintf("pidns-%d.img", nsID) }
+func NetnsFile(nsID uint32) string    { return fmt.Sprintf("netns-%d.img", nsID) }
+func NetdevFile(nsID uint32) string   { return fmt.Sprintf("netdev-%d.img", nsID) }
+
+// partSuffix marks a file still being written; see doc.go.
+const partSuffix = ".part"
+
+// isImageName reports whether a directory entry is something this package
+// writes (or CRIU would), complete or partial. Create refuses a directory
+// holding one, so two dumps never mix.
+func isImageName(name string) bool {
+	name = strings.TrimSuffix(name, partSuffix)
+	switch {
+	case strings.HasSuffix(name, ".img"):
+		return true
+	case name == StatsDumpFile, name == StatsRestoreFile, name == IrmapCacheFile:
+		return true
+	}
+	return false
+}
+
+// checkName refuses anything but a plain file name: images live directly in
+// the directory.
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("image name %q: not a plain file name", name)
+	}
+	if strings.HasSuffix(name, partSuffix) {
+		return fmt.Errorf("image name %q: the %s suffix is reserved for files being written", name, partSuffix)
+	}
+	return nil
+}

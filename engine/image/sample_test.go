@@ -1,0 +1,221 @@
+package image
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	core_x86 "github.com/checkpoint-restore/go-criu/v7/crit/images/core-x86"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/creds"
+	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
+	criu_sa "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-sa"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
+	fsimg "github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
+	ghost_file "github.com/checkpoint-restore/go-criu/v7/crit/images/ghost-file"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe"
+	pipe_data "github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/regfile"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
+	"google.golang.org/protobuf/proto"
+)
+
+// The sample tree: task 100 (threads 100, 101) with child 102.
+const (
+	samplePid    = 100
+	sampleThread = 101
+	sampleChild  = 102
+	sampleComm   = "sleeper"
+	sampleHeap   = 0x5555_5560_0000
+	pipeText     = "hello through a pipe"
+	ghostText    = "contents of a deleted file"
+)
+
+// File ids in files.img.
+const (
+	idExe = 1 + iota
+	idRoot
+	idNull
+	idPipeR
+	idPipeW
+)
+
+func u32(v uint32) *uint32 { return proto.Uint32(v) }
+func u64(v uint64) *uint64 { return proto.Uint64(v) }
+
+func sampleIDs() *criu_core.TaskKobjIdsEntry {
+	return &criu_core.TaskKobjIdsEntry{VmId: u32(1), FilesId: u32(7), FsId: u32(1), SighandId: u32(1),
+		PidNsId: u32(2), NetNsId: u32(3), IpcNsId: u32(4), UtsNsId: u32(5), MntNsId: u32(6)}
+}
+
+func sampleRegs(ip uint64) *core_x86.ThreadInfoX86 {
+	z := func() *uint64 { return u64(0) }
+	regs := &core_x86.UserX86RegsEntry{
+		R15: z(), R14: z(), R13: z(), R12: z(), Bp: z(), Bx: z(), R11: z(), R10: z(), R9: z(), R8: z(),
+		Ax: u64(0xfffffffffffffe00), Cx: z(), Dx: z(), Si: z(), Di: z(), OrigAx: u64(35), Ip: u64(ip),
+		Cs: u64(0x33), Flags: u64(0x246), Sp: u64(0x7ffd_0000_1000), Ss: u64(0x2b), FsBase: u64(0x7f00_0000_0740),
+		GsBase: z(), Ds: z(), Es: z(), Fs: z(), Gs: z(), Mode: core_x86.UserX86RegsMode_NATIVE.Enum(),
+	}
+	words := func(n int, seed uint32) []uint32 {
+		w := make([]uint32, n)
+		for i := range w {
+			w[i] = seed + uint32(i)
+		}
+		return w
+	}
+	fp := &core_x86.UserX86FpregsEntry{
+		Cwd: u32(0x37f), Swd: u32(0), Twd: u32(0), Fop: u32(0), Rip: u64(0), Rdp: u64(0),
+		Mxcsr: u32(0x1f80), MxcsrMask: u32(0xffff), StSpace: words(32, 0), XmmSpace: words(64, 1000),
+		Padding: make([]uint32, 24),
+		Xsave:   &core_x86.UserX86XsaveEntry{XstateBv: u64(7), YmmhSpace: words(64, 5000)},
+	}
+	return &core_x86.ThreadInfoX86{ClearTidAddr: u64(0x7f00_0000_0a10), Gpregs: regs, Fpregs: fp}
+}
+
+func sampleSigactions() []*criu_sa.SaEntry {
+	sas := make([]*criu_sa.SaEntry, NumSigactions)
+	for i := range sas {
+		sas[i] = &criu_sa.SaEntry{Sigaction: u64(0), Flags: u64(0), Restorer: u64(0), Mask: u64(0)}
+	}
+	i, _ := SigactionIndex(10) // SIGUSR1: a handler
+	sas[i] = &criu_sa.SaEntry{Sigaction: u64(0x401234), Flags: u64(0x04000004), Restorer: u64(0x7f00_0000_1000), Mask: u64(0)}
+	i, _ = SigactionIndex(13) // SIGPIPE: ignored
+	sas[i].Sigaction = u64(1)
+	return sas
+}
+
+func sampleCore(tid uint32, main bool) *criu_core.CoreEntry {
+	c := &criu_core.CoreEntry{
+		Mtype:      criu_core.CoreEntry_X86_64.Enum(),
+		ThreadInfo: sampleRegs(0x401000 + uint64(tid)),
+		ThreadCore: &criu_core.ThreadCoreEntry{FutexRla: u64(0), FutexRlaLen: u32(0), BlkSigset: u64(0),
+			Creds: sampleCreds(), Comm: proto.String(sampleComm)},
+	}
+	if main {
+		c.Tc = &criu_core.TaskCoreEntry{TaskState: u32(1), ExitCode: u32(0), Personality: u32(0), Flags: u32(0x400000),
+			BlkSigset: u64(1 << 9), Comm: proto.String(sampleComm), Sigactions: sampleSigactions()}
+		c.Ids = sampleIDs()
+	}
+	return c
+}
+
+func sampleCreds() *creds.CredsEntry {
+	return &creds.CredsEntry{Uid: u32(0), Gid: u32(0), Euid: u32(0), Egid: u32(0), Suid: u32(0), Sgid: u32(0),
+		Fsuid: u32(0), Fsgid: u32(0), CapInh: []uint32{0, 0}, CapPrm: []uint32{0xffffffff, 0x1ff},
+		CapEff: []uint32{0xffffffff, 0x1ff}, CapBnd: []uint32{0xffffffff, 0x1ff}, Secbits: u32(0)}
+}
+
+func vmaEntry(start, end uint64, prot, flags, status uint32, shmid uint64) *vma.VmaEntry {
+	return &vma.VmaEntry{Start: u64(start), End: u64(end), Pgoff: u64(0), Shmid: u64(shmid), Prot: u32(prot),
+		Flags: u32(flags), Status: u32(status), Fd: proto.Int64(-1)}
+}
+
+func sampleMM() *mm.MmEntry {
+	return &mm.MmEntry{
+		MmStartCode: u64(0x400000), MmEndCode: u64(0x401000), MmStartData: u64(0x600000), MmEndData: u64(0x601000),
+		MmStartStack: u64(0x7ffd_0000_2000), MmStartBrk: u64(sampleHeap), MmBrk: u64(sampleHeap + 0x4000),
+		MmArgStart: u64(0x7ffd_0000_2100), MmArgEnd: u64(0x7ffd_0000_2200), MmEnvStart: u64(0x7ffd_0000_2200),
+		MmEnvEnd: u64(0x7ffd_0000_2f00), ExeFileId: u32(idExe), MmSavedAuxv: []uint64{6, 4096, 0, 0},
+		Vmas: []*vma.VmaEntry{
+			vmaEntry(0x400000, 0x401000, 5, 2, 1|1<<6, idExe),
+			vmaEntry(sampleHeap, sampleHeap+0x4000, 3, 0x22, 1|1<<5|1<<9, 0),
+			vmaEntry(0x7ffd_0000_0000, 0x7ffd_0000_3000, 3, 0x122, 1|1<<1|1<<9, 0),
+			vmaEntry(VsyscallStart, VsyscallEnd, 4, 0x22, 1<<2, 0),
+		},
+	}
+}
+
+func reg(id uint32, name string, flags uint32) *fdinfo.FileEntry {
+	return &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: u32(id), Reg: &regfile.RegFileEntry{
+		Id: u32(id), Flags: u32(flags), Pos: u64(0), Name: proto.String(name),
+		Fown: &fown.FownEntry{Uid: u32(0), Euid: u32(0), Signum: u32(0), PidType: u32(0), Pid: u32(0)}}}
+}
+
+func pipeFile(id, flags uint32) *fdinfo.FileEntry {
+	return &fdinfo.FileEntry{Type: fdinfo.FdTypes_PIPE.Enum(), Id: u32(id), Pipe: &pipe.PipeEntry{
+		Id: u32(id), PipeId: u32(4242), Flags: u32(flags),
+		Fown: &fown.FownEntry{Uid: u32(0), Euid: u32(0), Signum: u32(0), PidType: u32(0), Pid: u32(0)}}}
+}
+
+// pageContent is what sample page n of the heap holds.
+func pageContent(n int) []byte { return bytes.Repeat([]byte{byte('a' + n)}, PageSize) }
+
+// writeSample writes a representative image set through the package API
+// and returns the directory, still open.
+func writeSample(t testing.TB, path string) *Dir {
+	t.Helper()
+	d, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree, err := d.Writer(Pstree, PstreeFile)
+	must(err)
+	must(tree.Write(&pstree.PstreeEntry{Pid: u32(samplePid), Ppid: u32(0), Pgid: u32(samplePid), Sid: u32(samplePid), Threads: []uint32{samplePid, sampleThread}}))
+	must(tree.Write(&pstree.PstreeEntry{Pid: u32(sampleChild), Ppid: u32(samplePid), Pgid: u32(samplePid), Sid: u32(samplePid), Threads: []uint32{sampleChild}}))
+	must(tree.Close())
+
+	files, err := d.Writer(Files, FilesFile)
+	must(err)
+	for _, f := range []*fdinfo.FileEntry{
+		reg(idExe, "/usr/bin/sleeper", 0), reg(idRoot, "/", 0o200000), reg(idNull, "/dev/null", 2),
+		pipeFile(idPipeR, 0), pipeFile(idPipeW, 1),
+	} {
+		must(files.Write(f))
+	}
+	must(files.Close())
+
+	fds, err := d.Writer(Fdinfo, FdinfoFile(sampleIDs().GetFilesId()))
+	must(err)
+	for _, fd := range []*fdinfo.FdinfoEntry{
+		{Id: u32(idNull), Flags: u32(0), Type: fdinfo.FdTypes_REG.Enum(), Fd: u32(0)},
+		{Id: u32(idPipeR), Flags: u32(0), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(3)},
+		{Id: u32(idPipeW), Flags: u32(1), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(4)},
+	} {
+		must(fds.Write(fd))
+	}
+	must(fds.Close())
+
+	pd, err := d.Writer(PipesData, PipesDataFile)
+	must(err)
+	must(pd.WritePayload(&pipe_data.PipeDataEntry{PipeId: u32(4242), Bytes: u32(uint32(len(pipeText)))}, strings.NewReader(pipeText)))
+	must(pd.Close())
+
+	gf, err := d.Writer(GhostFile, GhostFileName(1))
+	must(err)
+	must(gf.WritePayload(&ghost_file.GhostFileEntry{Uid: u32(0), Gid: u32(0), Mode: u32(0o100644), Size: u64(uint64(len(ghostText)))}, strings.NewReader(ghostText)))
+	must(gf.Close())
+
+	for _, pid := range []uint32{samplePid, sampleChild} {
+		ids := sampleIDs()
+		must(d.WriteOne(Ids, IdsFile(pid), ids))
+		must(d.WriteOne(Core, CoreFile(pid), sampleCore(pid, true)))
+		must(d.WriteOne(Mm, MmFile(pid), sampleMM()))
+		must(d.WriteOne(Fs, FsFile(pid), &fsimg.FsEntry{CwdId: u32(idRoot), RootId: u32(idRoot), Umask: u32(0o22)}))
+		must(d.WriteOne(Creds, CredsFile(pid), sampleCreds()))
+
+		pw, err := d.PageWriter(pid)
+		must(err)
+		must(pw.AddBytes(0x400000, pageContent(9)))
+		for n := 0; n < 3; n++ { // three adjacent pages: merged into one entry
+			must(pw.AddBytes(sampleHeap+uint64(n)*PageSize, pageContent(n)))
+		}
+		must(pw.Add(0x7ffd_0000_1000, 2, bytes.NewReader(append(pageContent(5), pageContent(6)...))))
+		must(pw.Close())
+	}
+	must(d.WriteOne(Core, CoreFile(sampleThread), sampleCore(sampleThread, false)))
+
+	must(d.WriteDumpStats(&stats.DumpStatsEntry{FreezingTime: u32(11), FrozenTime: u32(2222), MemdumpTime: u32(333),
+		MemwriteTime: u32(444), PagesScanned: u64(20), PagesSkippedParent: u64(0), PagesWritten: u64(12), PagesLazy: u64(0)}))
+	must(d.WriteInventory(NewInventory(sampleIDs(), inventory.Lsmtype_NO_LSM)))
+	return d
+}

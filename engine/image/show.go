@@ -1,0 +1,344 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"text/tabwriter"
+
+	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
+	criu_sa "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-sa"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
+	fsimg "github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"golang.org/x/sys/unix"
+)
+
+// Show writes a readable summary of an image directory for `gocr show`:
+// the process tree, then per task its command, memory map, pages dumped,
+// fds and non-default signal dispositions, then the stats. A missing or
+// damaged image is reported in place and the summary goes on; only a
+// directory that cannot be opened, or a failed write to w, is an error.
+func Show(dir string, w io.Writer) error {
+	d, err := Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	s := &shower{d: d, out: &errWriter{w: w}}
+	s.run()
+	return s.out.err
+}
+
+// errWriter keeps the first write error so Show can print freely.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return len(p), nil
+	}
+	_, e.err = e.w.Write(p)
+	return len(p), nil
+}
+
+type shower struct {
+	d     *Dir
+	out   *errWriter
+	files map[uint32]*fdinfo.FileEntry
+}
+
+func (s *shower) printf(format string, args ...any) { fmt.Fprintf(s.out, format, args...) }
+
+// problem says why an image could not be shown, shortening "not found".
+func (s *shower) problem(indent, name string, err error) {
+	if errors.Is(err, fs.ErrNotExist) {
+		s.printf("%s%s: missing\n", indent, name)
+		return
+	}
+	s.printf("%s%v\n", indent, err)
+}
+
+func (s *shower) run() {
+	s.printf("images: %s\n", s.d.Path())
+	if inv, err := s.d.ReadInventory(); err != nil {
+		s.problem("", InventoryFile, err)
+	} else {
+		s.printf("format: version %d, lsm %s\n", inv.GetImgVersion(), inv.GetLsmtype())
+	}
+	s.files = make(map[uint32]*fdinfo.FileEntry)
+	if files, err := ReadAll[fdinfo.FileEntry](s.d, Files, FilesFile); err != nil {
+		s.problem("", FilesFile, err)
+	} else {
+		for _, f := range files {
+			s.files[f.GetId()] = f
+		}
+	}
+	tree, err := ReadAll[pstree.PstreeEntry](s.d, Pstree, PstreeFile)
+	if err != nil {
+		s.problem("", PstreeFile, err)
+	} else {
+		s.tree(tree)
+		for _, p := range tree {
+			s.task(p)
+		}
+	}
+	s.stats()
+}
+
+func (s *shower) tree(tree []*pstree.PstreeEntry) {
+	s.printf("\nprocess tree:\n")
+	tw := tabwriter.NewWriter(s.out, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "  PID\tPPID\tPGID\tSID\tTHREADS\n")
+	for _, p := range tree {
+		th := make([]string, len(p.GetThreads()))
+		for i, t := range p.GetThreads() {
+			th[i] = fmt.Sprint(t)
+		}
+		fmt.Fprintf(tw, "  %d\t%d\t%d\t%d\t%s\n", p.GetPid(), p.GetPpid(), p.GetPgid(), p.GetSid(), strings.Join(th, ","))
+	}
+	tw.Flush()
+}
+
+func (s *shower) task(p *pstree.PstreeEntry) {
+	pid := p.GetPid()
+	core, err := ReadOne[criu_core.CoreEntry](s.d, Core, CoreFile(pid))
+	comm := "?"
+	if err == nil {
+		comm = core.GetTc().GetComm()
+	}
+	s.printf("\ntask %d (%s):\n", pid, comm)
+	if err != nil {
+		s.problem("  ", CoreFile(pid), err)
+	}
+	s.memory(pid)
+	s.fds(pid, core)
+	s.signals(pid, core)
+}
+
+func (s *shower) memory(pid uint32) {
+	m, err := ReadOne[mm.MmEntry](s.d, Mm, MmFile(pid))
+	if err != nil {
+		s.problem("  ", MmFile(pid), err)
+	} else {
+		s.printf("  memory map (%d VMAs):\n", len(m.GetVmas()))
+		tw := tabwriter.NewWriter(s.out, 0, 8, 1, ' ', 0)
+		for _, v := range m.GetVmas() {
+			fmt.Fprintf(tw, "    %x-%x\t%s\t%s\t%s\n", v.GetStart(), v.GetEnd(),
+				sizeString(v.GetEnd()-v.GetStart()), protString(v.GetProt(), v.GetFlags()), s.backing(v.GetStatus(), v.GetShmid(), v.GetPgoff()))
+		}
+		tw.Flush()
+	}
+	pr, err := s.d.PageReader(pid)
+	if err != nil {
+		s.problem("  ", PagemapFile(pid), err)
+		return
+	}
+	defer pr.Close()
+	var present, parent, lazy, runs uint64
+	for pr.Next() {
+		r := pr.Run()
+		runs++
+		switch {
+		case r.Present():
+			present += r.NrPages
+		case r.Flags&PeParent != 0:
+			parent += r.NrPages
+		default:
+			lazy += r.NrPages
+		}
+	}
+	s.printf("  pages dumped: %d (%s) in %d runs, in %s", present, sizeString(present*PageSize), runs, PagesFile(pr.PagesID()))
+	if parent+lazy > 0 {
+		s.printf("; %d in parent, %d lazy", parent, lazy)
+	}
+	s.printf("\n")
+	if err := pr.Err(); err != nil {
+		s.printf("  %v\n", err)
+	}
+}
+
+// backing names what a VMA maps, from its CRIU status bits.
+func (s *shower) backing(status uint32, shmid, pgoff uint64) string {
+	switch {
+	case status&(vmaFilePriv|vmaFileShared) != 0:
+		name := s.fileName(uint32(shmid))
+		if pgoff != 0 {
+			name += fmt.Sprintf(" +%#x", pgoff)
+		}
+		return name
+	case status&(1<<8) != 0:
+		return fmt.Sprintf("shmem %#x", shmid)
+	case status&(1<<10) != 0:
+		return fmt.Sprintf("sysv shm %#x", shmid)
+	case status&(1<<1) != 0:
+		return "[stack]"
+	case status&vmaAreaVsys != 0:
+		return "[vsyscall]"
+	case status&(1<<3) != 0:
+		return "[vdso]"
+	case status&(1<<12) != 0:
+		return "[vvar]"
+	case status&(1<<5) != 0:
+		return "[heap]"
+	case status&(1<<13) != 0:
+		return "[aio]"
+	}
+	return "anon"
+}
+
+func (s *shower) fileName(id uint32) string {
+	f, ok := s.files[id]
+	if !ok {
+		return fmt.Sprintf("file %d (not in %s)", id, FilesFile)
+	}
+	return describeFile(f)
+}
+
+// describeFile says what an open file is, like crit x fds.
+func describeFile(f *fdinfo.FileEntry) string {
+	switch {
+	case f.GetReg() != nil:
+		return f.GetReg().GetName()
+	case f.GetPipe() != nil:
+		return fmt.Sprintf("pipe[%d]", f.GetPipe().GetPipeId())
+	case f.GetFifo() != nil:
+		return fmt.Sprintf("fifo[%d]", f.GetFifo().GetPipeId())
+	case f.GetUsk() != nil:
+		u := f.GetUsk()
+		return fmt.Sprintf("unix[%d peer %d %q]", u.GetIno(), u.GetPeer(), u.GetName())
+	case f.GetIsk() != nil:
+		i := f.GetIsk()
+		return fmt.Sprintf("inet[family %d type %d %d->%d]", i.GetFamily(), i.GetType(), i.GetSrcPort(), i.GetDstPort())
+	case f.GetEfd() != nil:
+		return fmt.Sprintf("eventfd[count %d]", f.GetEfd().GetCounter())
+	case f.GetMemfd() != nil:
+		return fmt.Sprintf("memfd[inode %d]", f.GetMemfd().GetInodeId())
+	}
+	return fmt.Sprintf("%s.%d", f.GetType(), f.GetId())
+}
+
+func (s *shower) fds(pid uint32, core *criu_core.CoreEntry) {
+	filesID, fsOK := uint32(0), false
+	if ids, err := ReadOne[criu_core.TaskKobjIdsEntry](s.d, Ids, IdsFile(pid)); err == nil {
+		filesID, fsOK = ids.GetFilesId(), true
+	} else if core.GetIds() != nil {
+		filesID, fsOK = core.GetIds().GetFilesId(), true
+	} else {
+		s.problem("  ", IdsFile(pid), err)
+	}
+	if fsOK {
+		fds, err := ReadAll[fdinfo.FdinfoEntry](s.d, Fdinfo, FdinfoFile(filesID))
+		if err != nil {
+			s.problem("  ", FdinfoFile(filesID), err)
+		} else {
+			s.printf("  fds (%s):\n", FdinfoFile(filesID))
+			for _, fd := range fds {
+				name := "?"
+				if f, ok := s.files[fd.GetId()]; ok {
+					name = describeFile(f)
+				}
+				s.printf("    %d\t%s\t%s\n", fd.GetFd(), fd.GetType(), name)
+			}
+		}
+	}
+	if f, err := ReadOne[fsimg.FsEntry](s.d, Fs, FsFile(pid)); err != nil {
+		s.problem("  ", FsFile(pid), err)
+	} else {
+		s.printf("  cwd %s, root %s, umask %#o\n", s.fileName(f.GetCwdId()), s.fileName(f.GetRootId()), f.GetUmask())
+	}
+}
+
+func (s *shower) signals(pid uint32, core *criu_core.CoreEntry) {
+	sas := core.GetTc().GetSigactions()
+	if len(sas) == 0 && s.d.Exists(SigactsFile(pid)) { // CRIU before sigactions moved into core
+		old, err := ReadAll[criu_sa.SaEntry](s.d, Sigacts, SigactsFile(pid))
+		if err != nil {
+			s.problem("  ", SigactsFile(pid), err)
+		}
+		sas = old
+	}
+	var lines []string
+	for i, sa := range sas {
+		sig := SigactionSignal(i)
+		var what string
+		switch h := sa.GetSigaction(); h {
+		case 0:
+			continue
+		case 1:
+			what = "ignored"
+		default:
+			what = fmt.Sprintf("handler %#x flags %#x mask %#x", h, sa.GetFlags(), sa.GetMask())
+		}
+		lines = append(lines, fmt.Sprintf("    %-9s %s\n", signalName(sig), what))
+	}
+	if len(lines) == 0 {
+		s.printf("  signals: all default\n")
+		return
+	}
+	s.printf("  signals (not default):\n%s", strings.Join(lines, ""))
+}
+
+func signalName(sig int) string {
+	if n := unix.SignalName(unix.Signal(sig)); n != "" {
+		return n
+	}
+	if sig >= 34 {
+		return fmt.Sprintf("SIGRTMIN+%d", sig-34)
+	}
+	return fmt.Sprintf("SIG%d", sig)
+}
+
+func (s *shower) stats() {
+	s.printf("\n")
+	if st, err := s.d.ReadStats(StatsDumpFile); err != nil {
+		s.problem("", StatsDumpFile, err)
+	} else if dm := st.GetDump(); dm != nil {
+		s.printf("dump: freezing %dus, frozen %dus, memdump %dus, memwrite %dus; pages scanned %d, skipped (parent) %d, written %d, lazy %d\n",
+			dm.GetFreezingTime(), dm.GetFrozenTime(), dm.GetMemdumpTime(), dm.GetMemwriteTime(),
+			dm.GetPagesScanned(), dm.GetPagesSkippedParent(), dm.GetPagesWritten(), dm.GetPagesLazy())
+	}
+	if !s.d.Exists(StatsRestoreFile) {
+		return
+	}
+	if st, err := s.d.ReadStats(StatsRestoreFile); err != nil {
+		s.problem("", StatsRestoreFile, err)
+	} else if r := st.GetRestore(); r != nil {
+		s.printf("restore: forking %dus, restore %dus; pages compared %d, skipped (cow) %d, restored %d\n",
+			r.GetForkingTime(), r.GetRestoreTime(), r.GetPagesCompared(), r.GetPagesSkippedCow(), r.GetPagesRestored())
+	}
+}
+
+func protString(prot, flags uint32) string {
+	b := []byte("---p")
+	if prot&1 != 0 {
+		b[0] = 'r'
+	}
+	if prot&2 != 0 {
+		b[1] = 'w'
+	}
+	if prot&4 != 0 {
+		b[2] = 'x'
+	}
+	if flags&mapShared != 0 {
+		b[3] = 's'
+	}
+	return string(b)
+}
+
+func sizeString(n uint64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dG", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dM", n>>20)
+	case n >= 1<<10:
+		return fmt.Sprintf("%dK", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}

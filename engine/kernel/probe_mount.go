@@ -1,0 +1,50 @@
+package kernel
+
+import (
+	"fmt"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// probeOpenTree opens / as a mount object (no clone: nothing is created).
+func probeOpenTree(*probeEnv) (bool, string) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return false, fmt.Sprintf("open_tree: %v", err)
+	}
+	unix.Close(fd)
+	return true, "open_tree works"
+}
+
+// probeMoveMountSetGroup calls move_mount with MOVE_MOUNT_SET_GROUP and
+// invalid fds. The kernel checks the flags first: one that does not know
+// the flag says EINVAL, one that does goes on to the fds and says EBADF.
+// No mount is touched either way.
+func probeMoveMountSetGroup(*probeEnv) (bool, string) {
+	flags := unix.MOVE_MOUNT_SET_GROUP | unix.MOVE_MOUNT_F_EMPTY_PATH | unix.MOVE_MOUNT_T_EMPTY_PATH
+	err := unix.MoveMount(-1, "", -1, "", flags)
+	switch err {
+	case unix.EBADF:
+		return true, "move_mount(MOVE_MOUNT_SET_GROUP) on bad fds: EBADF"
+	case nil:
+		return false, "move_mount on bad fds succeeded?"
+	}
+	return false, fmt.Sprintf("move_mount(MOVE_MOUNT_SET_GROUP): %v", err)
+}
+
+// probeTCPRepair switches a fresh, unconnected socket into repair mode.
+func probeTCPRepair(*probeEnv) (bool, string) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Sprintf("socket: %v", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_TCP, unix.TCP_REPAIR, 1); err != nil {
+		if err == syscall.EPERM {
+			return false, "TCP_REPAIR: EPERM (needs CAP_NET_ADMIN)"
+		}
+		return false, fmt.Sprintf("TCP_REPAIR: %v", err)
+	}
+	return true, "TCP_REPAIR accepted"
+}

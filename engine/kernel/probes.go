@@ -1,0 +1,48 @@
+package kernel
+
+// probe is one entry of the feature table. fn reports whether the feature
+// works and what it saw.
+type probe struct {
+	name     string
+	since    string
+	cost     string
+	optional bool
+	fn       func(*probeEnv) (bool, string)
+}
+
+// probes is the feature table, in the order `gocr check` prints it.
+var probes = []probe{
+	{"clone3-set-tid", "5.5", "restored tasks cannot get their original pids", false, probeClone3SetTid},
+	{"checkpoint-restore", "3.18", "the mm layout (brk, arg/env, auxv, exe link) cannot be restored", false, probeCheckpointRestore},
+	{"cap-checkpoint-restore", "5.9", "setting pids and the mm layout needs CAP_SYS_ADMIN instead", true, probeCapCheckpointRestore},
+	{"cap-sys-resource", "2.2", "hard rlimits cannot be raised back; prlimit on other uids fails", true, probeCapSysResource},
+	{"ptrace-peeksiginfo", "3.10", "pending signals cannot be dumped", false, probePeeksiginfo},
+	{"ptrace-getsigmask", "3.11", "blocked signal masks cannot be dumped without injection", false, probeGetsigmask},
+	{"ptrace-rseq-config", "5.13", "rseq registrations (glibc 2.35+) cannot be restored", false, probeRseqConfig},
+	{"process-vm-readv", "3.2", "memory is copied through /proc/PID/mem, slower", true, probeProcessVMReadv},
+	{"fdinfo-mnt-id", "3.15", "files cannot be reopened on the right mount", false, probeFdinfoMntID},
+	{"kcmp", "3.5", "files, fs and signal handlers shared between tasks go unnoticed", false, probeKcmp},
+	{"memfd", "3.17", "memfd files and mappings cannot be restored", false, probeMemfd},
+	{"map-files", "3.3", "mappings of deleted or unreachable files cannot be reopened", false, probeMapFiles},
+	{"proc-task-children", "3.5", "the process tree is found by scanning all of /proc", true, probeTaskChildren},
+	{"ns-last-pid", "3.3", "no pid fallback when clone3 set_tid is missing", true, probeNsLastPid},
+	{"pagemap-scan", "6.7", "present pages are found by reading pagemap, not in one ioctl", true, probePagemapScan},
+	{"soft-dirty", "3.11", "no pre-dump or incremental dump through soft-dirty bits", true, probeSoftDirty},
+	{"userfaultfd", "4.3", "no lazy (post-copy) restore", true, probeUserfaultfd},
+	{"uffd-wp", "5.7", "no write tracking through userfaultfd", true, probeUffdWP},
+	{"uffd-wp-async", "6.7", "no incremental dumps where soft-dirty is missing", true, probeUffdWPAsync},
+	{"vvar-vclock", "6.13", "none: [vvar_vclock] does not exist before 6.13", true, probeVvarVclock},
+	{"time-ns", "5.6", "time namespaces cannot be dumped; monotonic clocks jump on migration", true, probeTimeNS},
+	{"pidfd", "5.3", "pidfds cannot be restored", true, probePidfd},
+	{"pidfd-getfd", "5.6", "fds of a stopped task cannot be taken without injection", true, probePidfdGetfd},
+	{"open-tree", "5.2", "detached mounts cannot be used to rebuild the mount tree", true, probeOpenTree},
+	{"move-mount-set-group", "5.15", "mount propagation peer groups cannot be rebuilt exactly", true, probeMoveMountSetGroup},
+	{"tcp-repair", "3.5", "established TCP connections cannot be dumped", true, probeTCPRepair},
+}
+
+// probeEnv carries what several probes share, so each underlying test
+// (the traced child, the userfaultfd handshake) runs once.
+type probeEnv struct {
+	ptrace *ptraceResults
+	uffd   *uffdResult
+}

@@ -1,0 +1,3 @@
+// Package mem dumps and restores a task's address space: the VMAs (vma.go)
+// and the contents of the pages that matter (pages.go).
+package mem

@@ -1,0 +1,114 @@
+package ptrace
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	"github.com/gocr/gocr/engine/abi"
+	"golang.org/x/sys/unix"
+)
+
+// threadFlags make a sibling thread the way pthread_create does, minus the
+// tid bookkeeping: the restore sets TLS and registers itself.
+const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+	unix.CLONE_THREAD | unix.CLONE_SYSVSEM
+
+// ThreadSpec says which thread CloneThread makes.
+type ThreadSpec struct {
+	// Tids is the set_tid array, innermost pid namespace first.
+	Tids []int
+	// Scratch is writable memory in the task for the clone_args and the
+	// set_tid array: abi.CloneArgsSize + 4*len(Tids) bytes.
+	Scratch uint64
+	// Stack and StackSize give the new thread a stack in mapped memory
+	// (lowest address and size). Both zero share the caller's stack
+	// pointer, which is harmless too: the thread stops before its first
+	// instruction and a restore sets its registers before it runs.
+	Stack, StackSize uint64
+}
+
+// CloneThread injects clone3 with CLONE_THREAD and set_tid into the task,
+// creating a thread with exactly the requested tid. The task must be traced
+// with PTRACE_O_TRACECLONE: the kernel then attaches the new thread to this
+// tracer and stops it before its first user instruction (PTRACE_EVENT_STOP
+// if the parent was seized, a SIGSTOP signal-delivery-stop if it was
+// PTRACE_TRACEME'd, as spawned stubs are — resuming it with signal 0, as
+// Detach(tid, 0) and injection do, discards that SIGSTOP). It returns the
+// new thread's tid in the tracer's pid namespace, stopped.
+func (r *Remote) CloneThread(s ThreadSpec) (int, error) {
+	if len(s.Tids) == 0 {
+		return 0, fmt.Errorf("clone thread in tid %d: no tid requested", r.tid)
+	}
+	var opts int
+	r.t.Do(func() error { //nolint:errcheck // cannot fail
+		if st := r.t.tasks[r.tid]; st != nil {
+			opts = st.options
+		}
+		return nil
+	})
+	if opts&unix.PTRACE_O_TRACECLONE == 0 {
+		return 0, fmt.Errorf("clone thread %v in tid %d: task not traced with PTRACE_O_TRACECLONE", s.Tids, r.tid)
+	}
+	setTid := s.Scratch + abi.CloneArgsSize
+	args := abi.CloneArgs{
+		Flags:      threadFlags,
+		Stack:      s.Stack,
+		StackSize:  s.StackSize,
+		SetTid:     setTid,
+		SetTidSize: uint64(len(s.Tids)),
+	}
+	buf := make([]byte, abi.CloneArgsSize+4*len(s.Tids))
+	copy(buf, (*[abi.CloneArgsSize]byte)(unsafe.Pointer(&args))[:])
+	for i, tid := range s.Tids {
+		binary.LittleEndian.PutUint32(buf[abi.CloneArgsSize+4*i:], uint32(tid))
+	}
+	if err := WriteMem(r.tid, s.Scratch, buf); err != nil {
+		return 0, fmt.Errorf("clone thread %v in tid %d: %w", s.Tids, r.tid, err)
+	}
+	var child int
+	err := r.t.Do(func() error {
+		ret, err := r.t.syscall(r.tid, r.insn, r.saved, unix.SYS_CLONE3, [6]uint64{s.Scratch, abi.CloneArgsSize})
+		if err != nil {
+			return err
+		}
+		if e := -int64(ret); e > 0 && e < 4096 {
+			return fmt.Errorf("inject clone3 set_tid %v tid %d: %w", s.Tids, r.tid, unix.Errno(e))
+		}
+		child = int(ret)
+		return r.t.waitFirstStop(child, r.tid)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return child, nil
+}
+
+// waitFirstStop waits for the first stop of a task auto-attached at a clone
+// of parent and records it as stopped.
+func (t *Tracer) waitFirstStop(child, parent int) error {
+	st, ok := t.tasks[child]
+	if !ok {
+		// The clone event was not seen (it can only be missed if the
+		// parent's options lacked TRACECLONE): adopt it now.
+		pst := t.tasks[parent]
+		st = &task{tgid: pst.tgid, options: pst.options}
+		t.tasks[child] = st
+	}
+	if st.stopped {
+		return nil
+	}
+	ws, err := wait4(child)
+	if err != nil {
+		return err
+	}
+	if ws.Exited() || ws.Signaled() {
+		delete(t.tasks, child)
+		return exitedErr(child, ws)
+	}
+	if !ws.Stopped() {
+		return fmt.Errorf("new thread %d: unexpected status %#x", child, uint32(ws))
+	}
+	st.stopped = true
+	return nil
+}

@@ -1,0 +1,187 @@
+package ptrace
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/gocr/gocr/engine/abi"
+	"golang.org/x/sys/unix"
+)
+
+// StubSpec says what SpawnStub starts.
+type StubSpec struct {
+	// Tids is the clone3 set_tid array: the pid wanted in each pid
+	// namespace, innermost first. The stub is born in the tracer thread's
+	// pid namespace for children (setns there first for a nested one), so
+	// with one entry per level the last is the pid in the tracer's
+	// namespace, which SpawnStub returns.
+	Tids []int
+	// Path, Argv and Env are passed to execve.
+	Path string
+	Argv []string
+	Env  []string
+	// Options are the PTRACE_O_* options to trace the stub with;
+	// PTRACE_O_TRACESYSGOOD and PTRACE_O_TRACEEXEC are always added.
+	Options int
+	// RetryFor is how long to retry while the pid is taken (EEXIST): a pid
+	// stays taken while a zombie of the old tree still uses it as a process
+	// group or session id. Zero means 2 s.
+	RetryFor time.Duration
+}
+
+// SpawnStub starts a restore stub with exactly the requested pid: clone3
+// with set_tid, traced from birth (PTRACE_TRACEME), and run to the
+// syscall-exit stop of its execve — stopping earlier would let execve's
+// return value overwrite rax later. It returns the pid, stopped there and
+// traced by this tracer, with every signal blocked (see forkStub).
+//
+// The stub is a child of the tracer thread; KillAndReap disposes of it. If
+// the tracer is closed first, the stub is detached and runs on with every
+// signal blocked unless it was given PTRACE_O_EXITKILL. While the pid is
+// taken the tracer thread sleeps between retries and serves no other call.
+func (t *Tracer) SpawnStub(s StubSpec) (int, error) {
+	var pid int
+	err := t.Do(func() error {
+		var err error
+		pid, err = t.spawnStub(s)
+		return err
+	})
+	return pid, err
+}
+
+func (t *Tracer) spawnStub(s StubSpec) (int, error) {
+	if len(s.Tids) == 0 {
+		return 0, errors.New("spawn stub: no pid requested")
+	}
+	path, err := unix.BytePtrFromString(s.Path)
+	if err != nil {
+		return 0, fmt.Errorf("spawn stub %s: %w", s.Path, err)
+	}
+	argv, err := syscall.SlicePtrFromStrings(s.Argv)
+	if err != nil {
+		return 0, fmt.Errorf("spawn stub %s argv: %w", s.Path, err)
+	}
+	envv, err := syscall.SlicePtrFromStrings(s.Env)
+	if err != nil {
+		return 0, fmt.Errorf("spawn stub %s env: %w", s.Path, err)
+	}
+	tids := make([]int32, len(s.Tids))
+	for i, v := range s.Tids {
+		tids[i] = int32(v)
+	}
+	clone := &abi.CloneArgs{
+		ExitSignal: uint64(unix.SIGCHLD),
+		SetTid:     uint64(uintptr(unsafe.Pointer(&tids[0]))),
+		SetTidSize: uint64(len(tids)),
+	}
+	args := &stubArgs{clone: clone, path: path, argv: &argv[0], envv: &envv[0]}
+
+	retry := s.RetryFor
+	if retry == 0 {
+		retry = 2 * time.Second
+	}
+	deadline := time.Now().Add(retry)
+	backoff := time.Millisecond
+	var pid int
+	for {
+		p, errno := fork(args)
+		if errno == 0 {
+			pid = int(p)
+			break
+		}
+		if errno == unix.EEXIST && time.Now().Before(deadline) {
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 100*time.Millisecond)
+			continue
+		}
+		if errno == unix.EEXIST {
+			return 0, fmt.Errorf("clone3 set_tid %v: %s (gave up after %v): %w", s.Tids, pidHolder(s.Tids[len(s.Tids)-1]), retry, errno)
+		}
+		return 0, fmt.Errorf("clone3 set_tid %v: %w", s.Tids, errno)
+	}
+	runtime.KeepAlive(tids)
+	runtime.KeepAlive(args)
+	runtime.KeepAlive(argv)
+	runtime.KeepAlive(envv)
+	runtime.KeepAlive(path)
+
+	if err := t.runToExec(pid, s); err != nil {
+		t.killAndReap(pid) //nolint:errcheck // already failing; leave nothing behind
+		return 0, err
+	}
+	return pid, nil
+}
+
+// fork runs forkStub with every signal blocked on this thread, so the child
+// inherits a fully blocked mask, and with syscall.ForkLock held so no fd
+// is mid-creation without O_CLOEXEC in another goroutine.
+func fork(a *stubArgs) (uintptr, unix.Errno) {
+	all, old := ^uint64(0), uint64(0)
+	syscall.ForkLock.Lock()
+	defer syscall.ForkLock.Unlock()
+	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)), abi.SigsetSize, 0, 0)
+	pid, errno := forkStub(a)
+	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0, abi.SigsetSize, 0, 0)
+	return pid, errno
+}
+
+// runToExec takes the fresh child from its self-inflicted SIGSTOP to the
+// syscall-exit stop of its execve.
+func (t *Tracer) runToExec(pid int, s StubSpec) error {
+	ws, err := wait4(pid)
+	if err != nil {
+		return err
+	}
+	if ws.Exited() && ws.ExitStatus() == stubExitTraceme {
+		return fmt.Errorf("stub pid %d: PTRACE_TRACEME failed: %w", pid, ErrExited)
+	}
+	if !ws.Stopped() || ws.StopSignal() != unix.SIGSTOP {
+		return fmt.Errorf("stub pid %d: want its SIGSTOP, got status %#x", pid, uint32(ws))
+	}
+	opts := s.Options | unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACEEXEC
+	if err := unix.PtraceSetOptions(pid, opts); err != nil {
+		return fmt.Errorf("ptrace SETOPTIONS stub pid %d: %w", pid, err)
+	}
+	st := &task{tgid: pid, options: opts, stopped: true}
+	t.tasks[pid] = st
+	entered := false
+	for {
+		// Signal 0 throws the SIGSTOP (and anything else but SIGKILL) away:
+		// the stub has everything blocked and nothing of its own yet.
+		if _, err := ptrace(unix.PTRACE_SYSCALL, pid, 0, 0); err != nil {
+			return fmt.Errorf("ptrace SYSCALL stub pid %d: %w", pid, err)
+		}
+		st.stopped = false
+		ws, err := wait4(pid)
+		if err != nil {
+			return err
+		}
+		if ws.Exited() || ws.Signaled() {
+			delete(t.tasks, pid)
+			return fmt.Errorf("stub %s: %w", s.Path, exitedErr(pid, ws))
+		}
+		st.stopped = true
+		if int(ws.StopSignal()) != abi.SyscallTrap {
+			continue // PTRACE_EVENT_EXEC, or a signal we discard
+		}
+		if !entered {
+			entered = true
+			continue
+		}
+		var regs abi.PtraceRegs
+		if err := getRegs(pid, &regs); err != nil {
+			return err
+		}
+		if regs.OrigRax != unix.SYS_EXECVE {
+			return fmt.Errorf("stub pid %d: stopped at exit of syscall %d, not execve", pid, int64(regs.OrigRax))
+		}
+		if e := -int64(regs.Rax); e > 0 && e < 4096 {
+			return fmt.Errorf("stub pid %d: execve %s: %w", pid, s.Path, unix.Errno(e))
+		}
+		return nil
+	}
+}

@@ -1,0 +1,92 @@
+package ptrace
+
+import (
+	"errors"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrClosed is returned by calls made after Close.
+var ErrClosed = errors.New("ptrace: tracer closed")
+
+// Tracer runs ptrace, wait4 and clone calls on one OS thread, because the
+// kernel ties a tracee to the thread that attached it, not to the process.
+type Tracer struct {
+	calls chan func()
+	quit  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+	tid   int // the tracer thread; read-only after NewTracer returns
+
+	// Touched only on the tracer thread, so no lock.
+	tasks     map[int]*task
+	xstateBuf []byte // GetXState's probe buffer
+}
+
+// task is what the tracer remembers about one traced thread.
+type task struct {
+	tgid    int
+	options int
+	stopped bool
+	// signals were dequeued by a signal-delivery-stop the tracer had to
+	// suppress (only SIGSTOP can get through the injection mask); Detach
+	// sends them again.
+	signals []unix.Signal
+}
+
+// NewTracer starts the tracer thread.
+func NewTracer() *Tracer {
+	t := &Tracer{
+		calls: make(chan func()),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+		tasks: make(map[int]*task),
+	}
+	ready := make(chan struct{})
+	go t.loop(ready)
+	<-ready
+	return t
+}
+
+func (t *Tracer) loop(ready chan struct{}) {
+	// Never unlocked: when loop returns the runtime kills this thread, and the
+	// kernel detaches (or, with PTRACE_O_EXITKILL, kills) whatever it still
+	// traces. Stubs it forked are reparented to another thread of ours.
+	runtime.LockOSThread()
+	defer close(t.done)
+	t.tid = unix.Gettid()
+	close(ready)
+	for {
+		select {
+		case f := <-t.calls:
+			f()
+		case <-t.quit:
+			return
+		}
+	}
+}
+
+// Do runs f on the tracer thread and returns its error. Called from the
+// tracer thread itself (inside another Do) it runs f directly, so methods
+// compose into one batch without a thread hop per call.
+func (t *Tracer) Do(f func() error) error {
+	if unix.Gettid() == t.tid {
+		return f()
+	}
+	errc := make(chan error, 1)
+	select {
+	case t.calls <- func() { errc <- f() }:
+		return <-errc
+	case <-t.done:
+		return ErrClosed
+	}
+}
+
+// Close stops the tracer thread. Tasks still traced are detached by the
+// kernel as the thread exits (killed if they were given PTRACE_O_EXITKILL).
+func (t *Tracer) Close() {
+	t.once.Do(func() { close(t.quit) })
+	<-t.done
+}
