@@ -10,8 +10,8 @@ import (
 	"time"
 	"unsafe"
 
-	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	criu_x86 "github.com/checkpoint-restore/go-criu/v7/crit/images/core-x86"
+	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
@@ -601,6 +601,5 @@ func (d *dumper) writeStats(start time.Time) error {
 }
 
 func ptr[T any](v T) *T { return &v }
-
 
 func unsafePtr[T any](p *T) unsafe.Pointer { return unsafe.Pointer(p) }

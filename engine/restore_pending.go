@@ -13,5 +13,5 @@ func (r *Restored) Wait(ctx context.Context) (int, error) { return 0, errPending
 
 func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) { return nil, errPending }
 
-func IsStub(args []string) bool  { return false }
+func IsStub(args []string) bool { return false }
 func RunStub(args []string) int { return 2 }

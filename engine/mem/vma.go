@@ -31,7 +31,7 @@ const (
 // madvise advice kept in vma_entry.madv as a bitmap of 1<<MADV_*, read back
 // from the VmFlags letters of smaps.
 var madvFlags = []struct {
-	flag procfs.VmFlags
+	flag   procfs.VmFlags
 	advice uint
 }{
 	{procfs.VmDontCopy, unix.MADV_DONTFORK},
