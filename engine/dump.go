@@ -82,6 +82,9 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	if err == nil {
 		err = d.writeStats(start)
 	}
+	if err == nil {
+		d.log.Info("dump written", "pid", o.Pid, "pages", d.memStats.Written, "frozen", time.Since(d.frozenAt), "injected", d.tr.Injected())
+	}
 	if err != nil || o.LeaveRunning {
 		if terr := d.thaw(); terr != nil && err == nil {
 			err = terr
@@ -96,7 +99,6 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	for _, tid := range d.tids {
 		d.tr.Detach(tid, 0)
 	}
-	d.log.Info("dump done", "pid", o.Pid, "frozen", time.Since(d.frozenAt))
 	return nil
 }
 
@@ -222,8 +224,13 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tc, err := d.injectDump(pid, insn, threads, mmEntry)
-	if err != nil {
+	// One hand-off to the tracer thread for the whole batch: each injected
+	// call then costs only its two ptrace stops.
+	var tc *criu_core.TaskCoreEntry
+	if err := d.tr.Do(func() (err error) {
+		tc, err = d.injectDump(pid, insn, threads, mmEntry)
+		return err
+	}); err != nil {
 		return err
 	}
 

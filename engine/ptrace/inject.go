@@ -88,6 +88,7 @@ func (r *Remote) Syscall(nr uint64, args ...uint64) (uint64, error) {
 	var a [6]uint64
 	copy(a[:], args)
 	var ret uint64
+	r.t.injected.Add(1)
 	err := r.t.Do(func() error {
 		var err error
 		ret, err = r.t.syscall(r.tid, r.insn, r.saved, nr, a)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +20,8 @@ type Tracer struct {
 	done  chan struct{}
 	once  sync.Once
 	tid   int // the tracer thread; read-only after NewTracer returns
+
+	injected atomic.Uint64 // system calls run by injection, for the logs and `make bench`
 
 	// Touched only on the tracer thread, so no lock.
 	tasks     map[int]*task
@@ -90,3 +93,6 @@ func (t *Tracer) Close() {
 	t.once.Do(func() { close(t.quit) })
 	<-t.done
 }
+
+// Injected counts the system calls injected through this tracer so far.
+func (t *Tracer) Injected() uint64 { return t.injected.Load() }

@@ -8,4 +8,4 @@ import (
 	"github.com/gocr/gocr/zdtm/workloads"
 )
 
-func main() { lib.Main(workloads.All()...) }
+func main() { lib.Main(append(workloads.All(), workloads.Bench()...)...) }

@@ -1,0 +1,267 @@
+// Command bench measures gocr against the limits of the machine it runs on,
+// measured in the same run: `make bench`. It prints figures; it never fails
+// on timing.
+//
+//	bench -gocr bin/gocr -workload bin/zdtm-workload [-size 1G] [-vmas 10000 -fds 1000]
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	gocr := flag.String("gocr", "bin/gocr", "gocr binary")
+	workload := flag.String("workload", "bin/zdtm-workload", "zdtm-workload binary")
+	size := flag.String("size", "1G", "memory of the big-memory case")
+	vmas := flag.Int("vmas", 10000, "VMAs of the many-objects case")
+	fds := flag.Int("fds", 1000, "fds of the many-objects case")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench: run as root (it checkpoints processes)")
+		os.Exit(2)
+	}
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	b := &bench{gocr: *gocr, workload: *workload}
+	ok := b.bigMem(*size)
+	ok = b.manyObjects(*vmas, *fds) && ok
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+type bench struct{ gocr, workload string }
+
+// run is one gocr invocation: wall time and peak RSS.
+type run struct {
+	wall  time.Duration
+	rssKB int64
+	err   error
+	out   string
+}
+
+func (b *bench) gocrRun(args ...string) run {
+	cmd := exec.Command(b.gocr, args...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	r := run{wall: time.Since(start), err: err, out: string(out)}
+	if cmd.ProcessState != nil {
+		r.rssKB = cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+	}
+	return r
+}
+
+// startWorkload starts a zdtm workload in a fresh directory and returns its
+// pid and directory.
+func (b *bench) startWorkload(name string, args ...string) (int, string, error) {
+	dir, err := os.MkdirTemp("", "gocr-bench-")
+	if err != nil {
+		return 0, "", err
+	}
+	cmd := exec.Command(b.workload, append([]string{name, "--pidfile=" + filepath.Join(dir, "pid"), "--outfile=" + filepath.Join(dir, "out")}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, dir, fmt.Errorf("start %s: %v\n%s", name, err, out)
+	}
+	b2, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if err != nil {
+		return 0, dir, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b2)))
+	return pid, dir, err
+}
+
+// stop sends SIGTERM and returns the workload's verdict.
+func stop(pid int, dir string) string {
+	unix.Kill(pid, unix.SIGTERM)
+	for range 500 {
+		var ws unix.WaitStatus
+		if p, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); p == pid {
+			break
+		}
+		if unix.Kill(pid, 0) != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "out"))
+	if err != nil {
+		return "no verdict: " + err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / 1e6 / d.Seconds() }
+
+func (b *bench) bigMem(size string) bool {
+	fmt.Printf("== %s of touched anonymous memory\n", size)
+	pid, dir, err := b.startWorkload("bench_bigmem", "--size="+size)
+	defer os.RemoveAll(dir)
+	if err != nil {
+		fmt.Println("  cannot start workload:", err)
+		return false
+	}
+	addr, length, err := region(filepath.Join(dir, "out.inprogress"))
+	if err != nil {
+		fmt.Println("  ", err)
+		stop(pid, dir)
+		return false
+	}
+	img := filepath.Join(dir, "img")
+	os.Mkdir(img, 0o700)
+	readLimit := readvWriteLimit(pid, addr, length, filepath.Join(img, "limit.tmp"))
+	touchLimit := touchLimit(length)
+	fmt.Printf("  machine limits, this run:\n")
+	fmt.Printf("    process_vm_readv + write to the image dir   %8.0f MB/s\n", readLimit)
+	fmt.Printf("    allocate and touch fresh memory             %8.0f MB/s\n", touchLimit)
+
+	d := b.gocrRun("dump", "-t", strconv.Itoa(pid), "-D", img, "-o", "dump.log", "-v4")
+	if d.err != nil {
+		fmt.Printf("  gocr dump failed: %v\n%s", d.err, d.out)
+		stop(pid, dir)
+		return false
+	}
+	st := dumpStats(b.gocr, img)
+	dumpRate := mbps(length, d.wall)
+	fmt.Printf("  gocr dump      %7.2f s  %8.0f MB/s  (%3.0f%% of the readv+write limit; target ≥ 50%%)\n", d.wall.Seconds(), dumpRate, 100*dumpRate/readLimit)
+	fmt.Printf("  frozen time    %7.0f ms (memory dump %0.f ms; target ≤ memory dump + 50 ms)\n", st["frozen_time"]/1000, st["memdump_time"]/1000)
+	fmt.Printf("  gocr dump peak RSS     %5d MiB (target ≤ 64 MiB)\n", d.rssKB/1024)
+
+	r := b.gocrRun("restore", "-D", img, "-d", "-o", "restore.log", "-v4")
+	if r.err != nil {
+		fmt.Printf("  gocr restore failed: %v\n%s", r.err, r.out)
+		return false
+	}
+	restoreRate := mbps(length, r.wall)
+	fmt.Printf("  gocr restore   %7.2f s  %8.0f MB/s  (%3.0f%% of the touch limit; target ≥ 70%%)\n", r.wall.Seconds(), restoreRate, 100*restoreRate/touchLimit)
+	fmt.Printf("  gocr restore peak RSS  %5d MiB (target ≤ 64 MiB)\n", r.rssKB/1024)
+	v := stop(pid, dir)
+	fmt.Printf("  restored workload says: %s\n", v)
+	return strings.Contains(v, "PASS")
+}
+
+// region finds "region 0xADDR LEN" in the workload's output.
+func region(path string) (uint64, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var a uint64
+		var n int64
+		if _, err := fmt.Sscanf(sc.Text(), "region %v %d", &a, &n); err == nil {
+			return a, n, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("workload did not say where its region is")
+}
+
+// readvWriteLimit copies the region out of the process with plain
+// process_vm_readv into a buffer written to a file: the most a dump can do.
+func readvWriteLimit(pid int, addr uint64, n int64, path string) float64 {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	buf := make([]byte, 4<<20)
+	start := time.Now()
+	for off := int64(0); off < n; off += int64(len(buf)) {
+		chunk := buf[:min(int64(len(buf)), n-off)]
+		local := []unix.Iovec{{Base: &chunk[0], Len: uint64(len(chunk))}}
+		remote := []unix.RemoteIovec{{Base: uintptr(addr) + uintptr(off), Len: len(chunk)}}
+		if _, err := unix.ProcessVMReadv(pid, local, remote, 0); err != nil {
+			return 0
+		}
+		if _, err := f.Write(chunk); err != nil {
+			return 0
+		}
+	}
+	return mbps(n, time.Since(start))
+}
+
+// touchLimit maps fresh anonymous memory and touches each page: the most
+// a restore can do.
+func touchLimit(n int64) float64 {
+	start := time.Now()
+	m, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return 0
+	}
+	for i := 0; i < len(m); i += 4096 {
+		m[i] = 1
+	}
+	d := time.Since(start)
+	unix.Munmap(m)
+	return mbps(n, d)
+}
+
+// dumpStats reads stats-dump through `gocr show`'s neighbour, crit-free:
+// the fields are printed by `gocr show`.
+func dumpStats(gocr, img string) map[string]float64 {
+	out, _ := exec.Command(gocr, "show", img).Output()
+	st := map[string]float64{}
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(strings.ReplaceAll(l, ":", " "))
+		if len(f) >= 2 {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				st[f[0]] = v
+			}
+		}
+	}
+	return st
+}
+
+func (b *bench) manyObjects(vmas, fds int) bool {
+	fmt.Printf("== %d VMAs and %d fds\n", vmas, fds)
+	pid, dir, err := b.startWorkload("bench_manyvmas", fmt.Sprintf("--vmas=%d", vmas), fmt.Sprintf("--fds=%d", fds))
+	defer os.RemoveAll(dir)
+	if err != nil {
+		fmt.Println("  cannot start workload:", err)
+		return false
+	}
+	img := filepath.Join(dir, "img")
+	d := b.gocrRun("dump", "-t", strconv.Itoa(pid), "-D", img, "-o", "dump.log", "-v4")
+	if d.err != nil {
+		fmt.Printf("  gocr dump failed: %v\n%s", d.err, d.out)
+		stop(pid, dir)
+		return false
+	}
+	fmt.Printf("  gocr dump      %7.3f s, %s injected syscalls\n", d.wall.Seconds(), injected(filepath.Join(img, "dump.log")))
+	r := b.gocrRun("restore", "-D", img, "-d", "-o", "restore.log", "-v4")
+	if r.err != nil {
+		fmt.Printf("  gocr restore failed: %v\n%s", r.err, r.out)
+		return false
+	}
+	fmt.Printf("  gocr restore   %7.3f s, %s injected syscalls\n", r.wall.Seconds(), injected(filepath.Join(img, "restore.log")))
+	v := stop(pid, dir)
+	fmt.Printf("  restored workload says: %s\n", v)
+	return strings.Contains(v, "PASS")
+}
+
+// injected finds the count of injected system calls the engine logs.
+func injected(log string) string {
+	b, err := os.ReadFile(log)
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if i := strings.Index(l, "injected="); i >= 0 {
+			return strings.Fields(l[i+len("injected="):])[0]
+		}
+	}
+	return "?"
+}
