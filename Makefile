@@ -20,7 +20,7 @@ EXTERNAL   ?=
 VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -X main.Version=$(VERSION)
 
-.PHONY: all build deps unit zdtm test vet clean
+.PHONY: all build deps unit zdtm test vet bench clean
 
 all: build
 
@@ -52,6 +52,11 @@ zdtm: deps
 
 test: deps unit
 	$(MAKE) --no-print-directory zdtm ENGINE=none
+
+# Speed against this machine's limits, measured in the same run.
+bench: build
+	$(GO) build -o bin/gocr-bench ./bench
+	./bin/gocr-bench -gocr bin/gocr -workload bin/zdtm-workload
 
 clean:
 	rm -rf bin

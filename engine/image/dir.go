@@ -122,7 +122,8 @@ func (d *Dir) SetLimits(l Limits) { d.limits = l }
 // Limits returns the limits readers of d apply.
 func (d *Dir) Limits() Limits { return d.limits }
 
-// Close releases the directory. Open writers and readers stay usable.
+// Close releases the directory. Open readers stay usable; writers must be
+// closed first, since they put their file in place through the directory.
 func (d *Dir) Close() error { return d.root.Close() }
 
 // Exists reports whether the directory holds a complete file of that name.

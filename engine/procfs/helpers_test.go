@@ -57,23 +57,27 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // leader and is destroyed afterwards (the goroutine exits still locked), so
 // fn may unshare namespaces without leaking them into the rest of the test
 // binary. The leader cannot be destroyed, and /proc/PID/ns shows its view.
+// A goroutine that lands on the leader keeps it occupied until fn is done,
+// so the next attempt is scheduled elsewhere.
 func onThrowawayThread(t *testing.T, fn func() error) {
 	t.Helper()
-	for i := 0; i < 1000; i++ {
+	hold := make(chan struct{})
+	defer close(hold)
+	for i := 0; i < 2; i++ {
 		onLeader := make(chan bool, 1)
 		done := make(chan error, 1)
 		go func() {
 			runtime.LockOSThread()
 			if unix.Gettid() == unix.Getpid() {
-				runtime.UnlockOSThread()
 				onLeader <- true
+				<-hold
+				runtime.UnlockOSThread()
 				return
 			}
 			onLeader <- false
 			done <- fn()
 		}()
 		if <-onLeader {
-			runtime.Gosched()
 			continue
 		}
 		if err := <-done; err != nil {
