@@ -482,6 +482,10 @@ func (d *dumper) writeImages(stat procfs.TaskStat, status procfs.TaskStatus, thr
 	if err := d.dir.WriteInventory(image.NewInventory(ids, inventory.Lsmtype_NO_LSM)); err != nil {
 		return err
 	}
+	// The ids live in core too; crit's tools still read ids-PID.img.
+	if err := d.dir.WriteOne(image.Ids, image.IdsFile(pid), ids); err != nil {
+		return err
+	}
 	tree := &pstree.PstreeEntry{Pid: ptr(pid), Ppid: ptr(uint32(0)), Pgid: ptr(uint32(stat.Pgrp)), Sid: ptr(uint32(stat.Session))}
 	for _, th := range threads {
 		tree.Threads = append(tree.Threads, uint32(th.tid))
