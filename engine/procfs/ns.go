@@ -6,20 +6,23 @@ import (
 	"strings"
 )
 
-// NamespaceKinds are the files of /proc/PID/ns the engine looks at.
-// pid_for_children and time_for_children differ from pid and time after an
-// unshare that has not been followed by a fork yet.
-var NamespaceKinds = []string{
-	"mnt", "pid", "pid_for_children", "net", "ipc", "uts", "user",
-	"cgroup", "time", "time_for_children",
+// NamespaceKinds lists the files of /proc/PID/ns the engine looks at (a
+// fresh slice each call). pid_for_children and time_for_children differ
+// from pid and time after an unshare not yet followed by a fork.
+func NamespaceKinds() []string {
+	return []string{
+		"mnt", "pid", "pid_for_children", "net", "ipc", "uts", "user",
+		"cgroup", "time", "time_for_children",
+	}
 }
 
 // Namespaces maps each namespace kind to its nsfs inode, the id that tells
 // whether two tasks share a namespace. Kinds the kernel lacks (time before
 // 5.6, cgroup before 4.6) are absent from the map.
 func Namespaces(pid int) (map[string]uint64, error) {
-	out := make(map[string]uint64, len(NamespaceKinds))
-	for _, kind := range NamespaceKinds {
+	kinds := NamespaceKinds()
+	out := make(map[string]uint64, len(kinds))
+	for _, kind := range kinds {
 		ino, err := NamespaceInode(pid, kind)
 		if err != nil {
 			if os.IsNotExist(err) {

@@ -12,7 +12,7 @@ func TestNamespacesSelfAndChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range NamespaceKinds {
+	for _, kind := range NamespaceKinds() {
 		var st unix.Stat_t
 		if err := unix.Stat("/proc/self/ns/"+kind, &st); err != nil {
 			if _, ok := self[kind]; ok {
