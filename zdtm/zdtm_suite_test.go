@@ -3,6 +3,7 @@ package zdtm_test
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,7 +113,11 @@ func allWorkloads() ([]harness.Workload, error) {
 		out = append(out, harness.Workload{Name: w.Name, Gocr: true, Desc: d,
 			Command: []string{"zdtm-workload", w.Name}})
 	}
-	cdescs, err := harness.LoadDescs(os.DirFS("workloads/c"))
+	cfs, err := fs.Sub(workloads.CDescriptors, "c")
+	if err != nil {
+		return nil, err
+	}
+	cdescs, err := harness.LoadDescs(cfs)
 	if err != nil {
 		return nil, err
 	}

@@ -86,6 +86,8 @@ func daemonAttr(flavor string) (*syscall.SysProcAttr, error) {
 			// Host root is not mapped: become root inside before exec so
 			// the daemon keeps its capabilities in the new namespace.
 			attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+			// Leave setgroups allowed, so ZDTM_GROUPS works inside too.
+			attr.GidMappingsEnableSetgroups = true
 		}
 	default:
 		return nil, fmt.Errorf("unknown flavor %q", flavor)

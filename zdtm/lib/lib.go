@@ -258,5 +258,10 @@ func switchIDs() error {
 			return fmt.Errorf("setresuid %d: %w", n, err)
 		}
 	}
+	// Changing ids clears the dumpable flag; the workload's own checks read
+	// /proc/self files that need it, as CRIU's library restores it too.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set dumpable: %w", err)
+	}
 	return nil
 }

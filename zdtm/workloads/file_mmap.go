@@ -104,17 +104,20 @@ var FileMmap = lib.Workload{Name: "file_mmap", Run: func(t *lib.T) {
 		if pg < 2 {
 			wantPriv, wantShared = dirty(0, pg), dirty(1, pg)
 		}
-		if !bytes.Equal(at(priv), wantPriv) {
-			t.Fail("private mapping page %d: %#x..., want %#x...", pg, at(priv)[:4], wantPriv[:4])
-		}
-		if !bytes.Equal(at(pdata), orig(0, pg)) {
-			t.Fail("%s page %d: %#x..., want the original %#x...: private changes reached the file", privName, pg, at(pdata)[:4], orig(0, pg)[:4])
-		}
-		if !bytes.Equal(at(shared), wantShared) {
-			t.Fail("shared mapping page %d: %#x..., want %#x...", pg, at(shared)[:4], wantShared[:4])
-		}
-		if !bytes.Equal(at(sdata), wantShared) {
-			t.Fail("%s page %d: %#x..., want %#x...", sharedName, pg, at(sdata)[:4], wantShared[:4])
+		for _, c := range []struct {
+			what      string
+			got, want []byte
+		}{
+			{"private mapping", at(priv), wantPriv},
+			{privName + " (must not see the private changes)", at(pdata), orig(0, pg)},
+			{"shared mapping", at(shared), wantShared},
+			{sharedName, at(sdata), wantShared},
+		} {
+			for i := range c.got {
+				if c.got[i] != c.want[i] {
+					t.Fail("%s, page %d, byte %d: %#x, want %#x", c.what, pg, i, c.got[i], c.want[i])
+				}
+			}
 		}
 	}
 	// Still really file mappings: changes travel both ways where they should.

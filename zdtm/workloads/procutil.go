@@ -46,11 +46,16 @@ func taskSyscall(tid int) (int, error) {
 }
 
 // waitInSyscall waits until thread tid sits in one of the system calls nrs,
-// which shows the blocking call really is the state being checked.
+// which shows the blocking call really is the state being checked. A
+// process that switched to ZDTM_UID is not dumpable and may not read its
+// tasks' syscall files; then it settles for the thread sleeping.
 func waitInSyscall(tid int, timeout time.Duration, nrs ...int) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		nr, err := taskSyscall(tid)
+		if os.IsPermission(err) {
+			return waitSleeping(tid, deadline)
+		}
 		if err != nil {
 			return err
 		}
@@ -61,6 +66,24 @@ func waitInSyscall(tid int, timeout time.Duration, nrs ...int) error {
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("thread %d is in syscall %d, want one of %v", tid, nr, nrs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitSleeping waits until thread tid is in state S (interruptible sleep).
+func waitSleeping(tid int, deadline time.Time) error {
+	path := fmt.Sprintf("/proc/self/task/%d/status", tid)
+	for {
+		st, err := statusField(path, "State")
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(st, "S") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("thread %d is in state %q, want S (sleeping in the call)", tid, st)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

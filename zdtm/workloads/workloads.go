@@ -31,7 +31,13 @@ func All() []lib.Workload {
 	}
 }
 
-// Descriptors holds NAME.desc for every workload.
+// Descriptors holds NAME.desc for every workload of the multi-call binary.
 //
 //go:embed *.desc
 var Descriptors embed.FS
+
+// CDescriptors holds c/NAME.desc for the C workloads, separate binaries
+// that zdtm/workloads/c/build.sh builds.
+//
+//go:embed c/*.desc
+var CDescriptors embed.FS

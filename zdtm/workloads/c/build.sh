@@ -1,0 +1,16 @@
+#!/bin/sh
+# build.sh OUTDIR: builds gocr's C zdtm workloads into OUTDIR, each a
+# separate zdtm-protocol binary (the harness runs OUTDIR/NAME for a workload
+# NAME that the Go multi-call binary lacks).
+#   sigaltstack  static
+#   sigpending_shared static
+#   vdso_rseq    dynamic: it is about the vDSO and glibc's rseq registration
+set -eu
+out=${1:?usage: build.sh OUTDIR}
+src=$(cd "$(dirname "$0")" && pwd)
+CC=${CC:-gcc}
+CFLAGS=${CFLAGS:-"-O2 -g -Wall -Wextra -Werror"}
+mkdir -p "$out"
+$CC $CFLAGS -static -o "$out/sigaltstack" "$src/sigaltstack.c" "$src/zdtmlib.c"
+$CC $CFLAGS -static -o "$out/sigpending_shared" "$src/sigpending_shared.c" "$src/zdtmlib.c"
+$CC $CFLAGS -o "$out/vdso_rseq" "$src/vdso_rseq.c" "$src/zdtmlib.c"
