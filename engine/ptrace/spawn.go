@@ -20,6 +20,9 @@ type StubSpec struct {
 	// with one entry per level the last is the pid in the tracer's
 	// namespace, which SpawnStub returns.
 	Tids []int
+	// Flags are extra clone flags, e.g. CLONE_NEWPID|CLONE_NEWNS to start
+	// the stub as pid 1 of fresh namespaces (Tids is then [1, pid outside]).
+	Flags uint64
 	// Path, Argv and Env are passed to execve.
 	Path string
 	Argv []string
@@ -74,6 +77,7 @@ func (t *Tracer) spawnStub(s StubSpec) (int, error) {
 		tids[i] = int32(v)
 	}
 	clone := &abi.CloneArgs{
+		Flags:      s.Flags,
 		ExitSignal: uint64(unix.SIGCHLD),
 		SetTid:     uint64(uintptr(unsafe.Pointer(&tids[0]))),
 		SetTidSize: uint64(len(tids)),

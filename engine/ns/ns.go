@@ -1,0 +1,90 @@
+// Package ns dumps and restores the namespaces a task lives in when they
+// are not gocr's own: uts (uts.go), ipc (ipc.go), net (net.go) and pid
+// (pid.go). The mount namespace has a package of its own, engine/mount.
+//
+// A namespace the task shares with gocr is left alone on restore; one it
+// does not share gets an image and is created afresh, as CRIU does.
+package ns
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/engine/procfs"
+)
+
+// cloneFlag is the CLONE_NEW* flag of each kind this package restores.
+var cloneFlag = map[string]uintptr{
+	"uts": unix.CLONE_NEWUTS, "ipc": unix.CLONE_NEWIPC, "net": unix.CLONE_NEWNET,
+	"pid": unix.CLONE_NEWPID, "mnt": unix.CLONE_NEWNS, "user": unix.CLONE_NEWUSER,
+	"cgroup": unix.CLONE_NEWCGROUP, "time": unix.CLONE_NEWTIME,
+}
+
+// Own lists the namespaces of pid that are not the caller's, by kind, with
+// their inode numbers.
+func Own(pid int) (map[string]uint64, error) {
+	theirs, err := procfs.Namespaces(pid)
+	if err != nil {
+		return nil, err
+	}
+	mine, err := procfs.Namespaces(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for kind, ino := range theirs {
+		if _, ok := cloneFlag[kind]; ok && mine[kind] != ino {
+			out[kind] = ino
+		}
+	}
+	return out, nil
+}
+
+// Enter runs fn on an OS thread of its own that has joined pid's namespace
+// of the given kind. The thread is thrown away afterwards (the goroutine
+// ends still locked to it), so no other goroutine ever runs in that
+// namespace: gocr is multi-threaded and setns changes only one thread.
+func Enter(pid int, kind string, fn func() error) error {
+	flag, ok := cloneFlag[kind]
+	if !ok {
+		return fmt.Errorf("enter %s namespace of pid %d: unknown kind", kind, pid)
+	}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the runtime ends this thread with the goroutine.
+		done <- func() error {
+			f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if kind == "mnt" {
+				// A thread sharing its fs info cannot change mount namespace.
+				if err := unix.Unshare(unix.CLONE_FS); err != nil {
+					return fmt.Errorf("unshare fs: %w", err)
+				}
+			}
+			if err := unix.Setns(int(f.Fd()), int(flag)); err != nil {
+				return fmt.Errorf("setns: %w", err)
+			}
+			return fn()
+		}()
+	}()
+	if err := <-done; err != nil {
+		return fmt.Errorf("in %s namespace of pid %d: %w", kind, pid, err)
+	}
+	return nil
+}
+
+// CloneFlags gives the CLONE_NEW* flags that create the namespaces named.
+func CloneFlags(kinds ...string) uint64 {
+	var f uint64
+	for _, k := range kinds {
+		f |= uint64(cloneFlag[k])
+	}
+	return f
+}

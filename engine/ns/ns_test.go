@@ -1,0 +1,97 @@
+package ns
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// sleeper starts a process in fresh uts, ipc and net namespaces.
+func sleeper(t *testing.T) int {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create namespaces")
+	}
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd.Process.Pid
+}
+
+func TestOwnNamespaces(t *testing.T) {
+	pid := sleeper(t)
+	own, err := Own(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"uts", "ipc", "net"} {
+		if own[k] == 0 {
+			t.Errorf("%s namespace of pid %d not reported as its own: %v", k, pid, own)
+		}
+	}
+	if own["mnt"] != 0 || own["pid"] != 0 {
+		t.Errorf("shared namespaces reported as own: %v", own)
+	}
+}
+
+// State set in one set of namespaces comes back in a fresh set.
+func TestDumpRestoreUTSNetIPC(t *testing.T) {
+	a, b := sleeper(t), sleeper(t)
+	err := Enter(a, "uts", func() error {
+		if err := unix.Sethostname([]byte("gocr-a")); err != nil {
+			return err
+		}
+		return unix.Setdomainname([]byte("dom-a"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Enter(a, "net", func() error { return setIfFlags("lo", unix.IFF_UP) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := Enter(a, "ipc", func() error { return os.WriteFile("/proc/sys/kernel/msgmax", []byte("4242"), 0) }); err != nil {
+		t.Fatal(err)
+	}
+	uts, err := DumpUTS(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := DumpNet(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipc, err := DumpIPC(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uts.GetNodename() != "gocr-a" || uts.GetDomainname() != "dom-a" || len(devs) != 1 || devs[0].GetFlags()&unix.IFF_UP == 0 || ipc.GetMsgCtlmax() != 4242 {
+		t.Fatalf("dump: uts %v devs %v msgmax %d", uts, devs, ipc.GetMsgCtlmax())
+	}
+	if err := RestoreUTS(b, uts); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestoreNet(b, devs); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestoreIPC(b, ipc); err != nil {
+		t.Fatal(err)
+	}
+	uts2, _ := DumpUTS(b)
+	devs2, _ := DumpNet(b)
+	ipc2, _ := DumpIPC(b)
+	if uts2.GetNodename() != "gocr-a" || uts2.GetDomainname() != "dom-a" || devs2[0].GetFlags()&unix.IFF_UP == 0 || ipc2.GetMsgCtlmax() != 4242 {
+		t.Fatalf("restore: uts %v devs %v msgmax %d", uts2, devs2, ipc2.GetMsgCtlmax())
+	}
+	// The host's own names are untouched.
+	var u unix.Utsname
+	unix.Uname(&u)
+	if unix.ByteSliceToString(u.Nodename[:]) == "gocr-a" {
+		t.Fatal("hostname leaked into the host's uts namespace")
+	}
+}
