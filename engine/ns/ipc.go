@@ -22,7 +22,9 @@ var ipcSysctls = []struct {
 	{"kernel/shmmax", func(e *ipc_var.IpcVarEntry, v uint64) { e.ShmCtlmax = ptr(v) }, func(e *ipc_var.IpcVarEntry) (uint64, bool) { return e.GetShmCtlmax(), e.ShmCtlmax != nil }},
 	{"kernel/shmall", func(e *ipc_var.IpcVarEntry, v uint64) { e.ShmCtlall = ptr(v) }, func(e *ipc_var.IpcVarEntry) (uint64, bool) { return e.GetShmCtlall(), e.ShmCtlall != nil }},
 	{"kernel/shmmni", func(e *ipc_var.IpcVarEntry, v uint64) { e.ShmCtlmni = ptr(uint32(v)) }, func(e *ipc_var.IpcVarEntry) (uint64, bool) { return uint64(e.GetShmCtlmni()), e.ShmCtlmni != nil }},
-	{"kernel/shm_rmid_forced", func(e *ipc_var.IpcVarEntry, v uint64) { e.ShmRmidForced = ptr(uint32(v)) }, func(e *ipc_var.IpcVarEntry) (uint64, bool) { return uint64(e.GetShmRmidForced()), e.ShmRmidForced != nil }},
+	{"kernel/shm_rmid_forced", func(e *ipc_var.IpcVarEntry, v uint64) { e.ShmRmidForced = ptr(uint32(v)) }, func(e *ipc_var.IpcVarEntry) (uint64, bool) {
+		return uint64(e.GetShmRmidForced()), e.ShmRmidForced != nil
+	}},
 	{"fs/mqueue/queues_max", func(e *ipc_var.IpcVarEntry, v uint64) { e.MqQueuesMax = ptr(uint32(v)) }, func(e *ipc_var.IpcVarEntry) (uint64, bool) { return uint64(e.GetMqQueuesMax()), e.MqQueuesMax != nil }},
 	{"fs/mqueue/msg_max", func(e *ipc_var.IpcVarEntry, v uint64) { e.MqMsgMax = ptr(uint32(v)) }, func(e *ipc_var.IpcVarEntry) (uint64, bool) { return uint64(e.GetMqMsgMax()), e.MqMsgMax != nil }},
 	{"fs/mqueue/msgsize_max", func(e *ipc_var.IpcVarEntry, v uint64) { e.MqMsgsizeMax = ptr(uint32(v)) }, func(e *ipc_var.IpcVarEntry) (uint64, bool) { return uint64(e.GetMqMsgsizeMax()), e.MqMsgsizeMax != nil }},
