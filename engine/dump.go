@@ -214,6 +214,11 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 	if err := pw.Close(); err != nil {
 		return err
 	}
+	shm, err := mem.DumpShmem(pid, mmEntry.Vmas, d.dir)
+	if err != nil {
+		return fmt.Errorf("dump shared memory: %w", err)
+	}
+	d.memStats.Written += shm
 	d.memTime = time.Since(t0)
 	if err := ctx.Err(); err != nil {
 		return err

@@ -3,6 +3,7 @@
 package creds
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/creds"
@@ -52,10 +53,19 @@ func Same(c *creds.CredsEntry, st procfs.TaskStatus, secbits uint32) bool {
 	return true
 }
 
-// Restore sets the credentials by injection, in the order that keeps the
-// privileges to do the next step: groups, bounding set, securebits (with
-// KEEP_CAPS so the uid change keeps capabilities), gids, uids, then the
-// capability sets last.
+// Bits of securebits (include/uapi/linux/securebits.h).
+const (
+	secbitKeepCaps       = 1 << 4
+	secbitKeepCapsLocked = 1 << 5
+)
+
+// Restore sets the credentials of one thread by injection (credentials are
+// per thread), in the order that keeps the privileges each step needs:
+// groups, bounding set and securebits while still root (securebits with
+// KEEP_CAPS, so the uid change keeps the permitted set), gids, uids, then
+// the capability sets, and last KEEP_CAPS off again if the image had it
+// off (PR_SET_KEEPCAPS needs no privilege; PR_SET_SECUREBITS would need
+// CAP_SETPCAP, which the task may no longer have).
 func Restore(t *remote.Task, c *creds.CredsEntry) error {
 	const off = 0
 	groups := make([]byte, 4*len(c.Groups))
@@ -71,27 +81,32 @@ func Restore(t *remote.Task, c *creds.CredsEntry) error {
 		return fmt.Errorf("setgroups %v: %w", c.Groups, err)
 	}
 	bnd := capWords(c.CapBnd)
-	for capNr := uint64(0); capNr < 64; capNr++ {
+	for capNr := uint64(0); capNr <= unix.CAP_LAST_CAP; capNr++ {
 		if bnd&(1<<capNr) == 0 {
-			if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, capNr); err != nil && capNr <= unix.CAP_LAST_CAP {
+			if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, capNr); err != nil && !errors.Is(err, unix.EINVAL) {
 				return fmt.Errorf("drop capability %d from the bounding set: %w", capNr, err)
 			}
 		}
 	}
-	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, uint64(c.GetSecbits())|1<<4 /* SECBIT_KEEP_CAPS */); err != nil {
-		return fmt.Errorf("set securebits %#x: %w", c.GetSecbits(), err)
+	secbits := uint64(c.GetSecbits())
+	keep := secbits
+	if keep&secbitKeepCapsLocked == 0 {
+		keep |= secbitKeepCaps
+	}
+	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, keep); err != nil {
+		return fmt.Errorf("set securebits %#x: %w", keep, err)
 	}
 	if _, err := t.Syscall(unix.SYS_SETRESGID, uint64(c.GetGid()), uint64(c.GetEgid()), uint64(c.GetSgid())); err != nil {
-		return fmt.Errorf("setresgid: %w", err)
+		return fmt.Errorf("setresgid %d %d %d: %w", c.GetGid(), c.GetEgid(), c.GetSgid(), err)
 	}
 	if _, err := t.Syscall(unix.SYS_SETFSGID, uint64(c.GetFsgid())); err != nil {
-		return fmt.Errorf("setfsgid: %w", err)
+		return fmt.Errorf("setfsgid %d: %w", c.GetFsgid(), err)
 	}
 	if _, err := t.Syscall(unix.SYS_SETRESUID, uint64(c.GetUid()), uint64(c.GetEuid()), uint64(c.GetSuid())); err != nil {
-		return fmt.Errorf("setresuid: %w", err)
+		return fmt.Errorf("setresuid %d %d %d: %w", c.GetUid(), c.GetEuid(), c.GetSuid(), err)
 	}
 	if _, err := t.Syscall(unix.SYS_SETFSUID, uint64(c.GetFsuid())); err != nil {
-		return fmt.Errorf("setfsuid: %w", err)
+		return fmt.Errorf("setfsuid %d: %w", c.GetFsuid(), err)
 	}
 	// capset takes a header {version, pid} and two data structs
 	// {effective, permitted, inheritable} for the low and high words.
@@ -106,10 +121,12 @@ func Restore(t *remote.Task, c *creds.CredsEntry) error {
 		return err
 	}
 	if _, err := t.Syscall(unix.SYS_CAPSET, t.Scratch+off, t.Scratch+off+8); err != nil {
-		return fmt.Errorf("capset: %w", err)
+		return fmt.Errorf("capset eff %#x prm %#x inh %#x: %w", eff, prm, inh, err)
 	}
-	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, uint64(c.GetSecbits())); err != nil {
-		return fmt.Errorf("set securebits %#x: %w", c.GetSecbits(), err)
+	if keep != secbits {
+		if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0); err != nil {
+			return fmt.Errorf("clear keep-caps: %w", err)
+		}
 	}
 	return nil
 }

@@ -69,3 +69,84 @@ func peekPipe(pid, fd int) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// pipeEnds is a pipe gocr made for the restore, and which of its ends a
+// file entry has taken already.
+type pipeEnds struct {
+	fds   [2]int // read, write
+	taken [2]bool
+}
+
+func (p *pipeEnds) close() {
+	for _, fd := range p.fds {
+		unix.Close(fd)
+	}
+}
+
+// openPipe gives one end of the pipe with that pipe id, making the pipe and
+// putting the saved bytes in flight into it on first use. A second file
+// entry for an end already given out gets a new open file of the same end
+// (through /proc, as the dumped task must have got it).
+func (r *Restorer) openPipe(e *pipe.PipeEntry) (int, error) {
+	id := e.GetPipeId()
+	p, ok := r.pipes[id]
+	if !ok {
+		var fds [2]int
+		if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+			return -1, fmt.Errorf("pipe2: %w", err)
+		}
+		p = &pipeEnds{fds: fds}
+		r.pipes[id] = p
+		if data := r.PipeData[id]; len(data) > 0 {
+			if err := fillPipe(fds[1], data); err != nil {
+				return -1, fmt.Errorf("pipe %d: %w", id, err)
+			}
+		}
+	}
+	flags := int(e.GetFlags())
+	end := 0
+	if flags&unix.O_ACCMODE == unix.O_WRONLY {
+		end = 1
+	}
+	var fd int
+	var err error
+	if !p.taken[end] {
+		// The first entry of an end is that end's own open file.
+		fd, err = unix.FcntlInt(uintptr(p.fds[end]), unix.F_DUPFD_CLOEXEC, 0)
+		p.taken[end] = true
+	} else {
+		// Another open file of the same end, as /proc gives one.
+		fd, err = unix.Open(fmt.Sprintf("/proc/self/fd/%d", p.fds[end]), flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("pipe %d: %w", id, err)
+	}
+	fl := flags &^ unix.O_ACCMODE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("pipe %d: set flags %#o: %w", id, fl, err)
+	}
+	return fd, nil
+}
+
+// fillPipe writes the saved bytes in flight into a fresh pipe, growing it
+// first if they do not fit the default size.
+func fillPipe(w int, data []byte) error {
+	size, err := unix.FcntlInt(uintptr(w), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return err
+	}
+	if len(data) > size {
+		if _, err := unix.FcntlInt(uintptr(w), unix.F_SETPIPE_SZ, len(data)); err != nil {
+			return fmt.Errorf("grow to %d bytes: %w", len(data), err)
+		}
+	}
+	for done := 0; done < len(data); {
+		n, err := unix.Write(w, data[done:])
+		if err != nil {
+			return fmt.Errorf("write %d bytes in flight: %w", len(data), err)
+		}
+		done += n
+	}
+	return nil
+}

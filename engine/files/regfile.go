@@ -55,3 +55,22 @@ func isDeleted(target string) bool {
 	const suffix = " (deleted)"
 	return len(target) > len(suffix) && target[len(target)-len(suffix):] == suffix
 }
+
+// openReg reopens a file by path, looked up under the task's root, with the
+// flags it had (minus those that would create or truncate it) and at its
+// offset.
+func (r *Restorer) openReg(e *regfile.RegFileEntry) (int, error) {
+	flags := int(e.GetFlags()) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY)
+	path := r.Root + e.GetName()
+	fd, err := unix.Open(path, flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s (flags %#o): %w", e.GetName(), flags, err)
+	}
+	if pos := e.GetPos(); pos != 0 {
+		if _, err := unix.Seek(fd, int64(pos), unix.SEEK_SET); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("seek %s to %d: %w", e.GetName(), pos, err)
+		}
+	}
+	return fd, nil
+}

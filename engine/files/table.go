@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/procfs"
+	"github.com/gocr/gocr/engine/remote"
 )
 
 // Set collects the file entries of a dump and hands out their ids.
@@ -159,3 +160,186 @@ func noOwner() *fown.FownEntry {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Restorer opens, on the restore side, the files of an image: gocr opens or
+// creates each file itself (openFile, by kind), then hands it to the task
+// through a remote.FdPasser. One open file per file id, so fds that shared
+// a description share one again.
+type Restorer struct {
+	entries map[uint32]*fdinfo.FileEntry
+	// Root is where the task's paths are looked up: "/proc/PID/root" of
+	// the task being restored.
+	Root string
+	// PipeData is the bytes in flight of each pipe, by pipe id.
+	PipeData map[uint32][]byte
+
+	open  map[uint32]int       // file id → gocr's fd
+	pipes map[uint32]*pipeEnds // pipe id → the pipe gocr made
+}
+
+// NewRestorer indexes the file entries of files.img.
+func NewRestorer(entries []*fdinfo.FileEntry, root string) *Restorer {
+	r := &Restorer{entries: map[uint32]*fdinfo.FileEntry{}, Root: root, PipeData: map[uint32][]byte{},
+		open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}}
+	for _, e := range entries {
+		r.entries[e.GetId()] = e
+	}
+	return r
+}
+
+// Entry returns the file entry with that id.
+func (r *Restorer) Entry(id uint32) (*fdinfo.FileEntry, bool) {
+	e, ok := r.entries[id]
+	return e, ok
+}
+
+// Open returns gocr's fd of the file with that id, opening or creating it
+// on first use. The fd stays gocr's until Close.
+func (r *Restorer) Open(id uint32) (int, error) {
+	if fd, ok := r.open[id]; ok {
+		return fd, nil
+	}
+	e, ok := r.entries[id]
+	if !ok {
+		return -1, fmt.Errorf("file id %d: not in files.img", id)
+	}
+	var fd int
+	var err error
+	switch {
+	case e.Reg != nil:
+		fd, err = r.openReg(e.Reg)
+	case e.Pipe != nil:
+		fd, err = r.openPipe(e.Pipe)
+	case e.Efd != nil:
+		fd, err = openEventfd(e.Efd)
+	case e.Epfd != nil:
+		fd, err = openEpoll(e.Epfd)
+	default:
+		err = fmt.Errorf("type %s is not supported yet", e.GetType())
+	}
+	if err != nil {
+		return -1, fmt.Errorf("file id %d: %w", id, err)
+	}
+	r.open[id] = fd
+	return fd, nil
+}
+
+// Close closes every fd gocr opened.
+func (r *Restorer) Close() {
+	for id, fd := range r.open {
+		unix.Close(fd)
+		delete(r.open, id)
+	}
+	for id, p := range r.pipes {
+		p.close()
+		delete(r.pipes, id)
+	}
+}
+
+// RestoreTable gives the task its fd table: every file of fds is opened in
+// gocr, passed in, and moved to its number with its close-on-exec flag;
+// then epolls get their targets, which needs every fd in place (epoll
+// knows a target by file and fd number). The task's own fds other than
+// sock (its end of p) must be closed already; sock is closed at the end.
+// off is scratch memory the calls may use.
+func (r *Restorer) RestoreTable(t *remote.Task, p *remote.FdPasser, sock int, off uint64, fds []*fdinfo.FdinfoEntry) error {
+	// One passed fd per file id, in the order the table names them.
+	var ids []uint32
+	var local []int
+	seen := map[uint32]bool{}
+	maxFd := sock
+	for _, f := range fds {
+		maxFd = max(maxFd, int(f.GetFd()))
+		if seen[f.GetId()] {
+			continue
+		}
+		seen[f.GetId()] = true
+		fd, err := r.Open(f.GetId())
+		if err != nil {
+			return fmt.Errorf("fd %d: %w", f.GetFd(), err)
+		}
+		ids = append(ids, f.GetId())
+		local = append(local, fd)
+	}
+	// Move our socket above every number the table uses, so placing fds
+	// never lands on it.
+	hi := uint64(maxFd + 1)
+	moved, err := t.Syscall(unix.SYS_FCNTL, uint64(sock), unix.F_DUPFD_CLOEXEC, hi)
+	if err != nil {
+		return fmt.Errorf("move fd passing socket: %w", err)
+	}
+	if _, err := t.Syscall(unix.SYS_CLOSE, uint64(sock)); err != nil {
+		return fmt.Errorf("close fd passing socket: %w", err)
+	}
+	sock = int(moved)
+	got, err := p.Send(t, sock, off, local)
+	if err != nil {
+		return err
+	}
+	// cur: where each file's passed fd is now; at: what sits on a number.
+	cur := map[uint32]int{}
+	at := map[int]uint32{}
+	for i, id := range ids {
+		cur[id], at[got[i]] = got[i], id
+	}
+	placed := map[int]bool{}
+	for _, f := range fds {
+		fd, id := int(f.GetFd()), f.GetId()
+		cloexec := f.GetFlags()&unix.FD_CLOEXEC != 0
+		if other, busy := at[fd]; busy && other != id && !placed[fd] {
+			// A passed fd still waiting to be placed sits on our number:
+			// move it out of the way first.
+			nfd, err := t.Syscall(unix.SYS_FCNTL, uint64(fd), unix.F_DUPFD, hi)
+			if err != nil {
+				return fmt.Errorf("fd %d: move passed fd away: %w", fd, err)
+			}
+			cur[other], at[int(nfd)] = int(nfd), other
+			delete(at, fd)
+		}
+		src := cur[id]
+		if src == fd {
+			flag := uint64(0)
+			if cloexec {
+				flag = unix.FD_CLOEXEC
+			}
+			if _, err := t.Syscall(unix.SYS_FCNTL, uint64(fd), unix.F_SETFD, flag); err != nil {
+				return fmt.Errorf("fd %d: set close-on-exec: %w", fd, err)
+			}
+		} else {
+			flag := uint64(0)
+			if cloexec {
+				flag = unix.O_CLOEXEC
+			}
+			if _, err := t.Syscall(unix.SYS_DUP3, uint64(src), uint64(fd), flag); err != nil {
+				return fmt.Errorf("fd %d: dup3 from passed fd %d: %w", fd, src, err)
+			}
+		}
+		placed[fd] = true
+		at[fd] = id
+	}
+	// Close the passed fds that are not table entries themselves.
+	for _, fd := range cur {
+		if !placed[fd] {
+			if _, err := t.Syscall(unix.SYS_CLOSE, uint64(fd)); err != nil {
+				return fmt.Errorf("close passed fd %d: %w", fd, err)
+			}
+		}
+	}
+	if _, err := t.Syscall(unix.SYS_CLOSE, uint64(sock)); err != nil {
+		return fmt.Errorf("close fd passing socket %d: %w", sock, err)
+	}
+	// Epoll targets last: all fds are at their numbers now. An epoll
+	// reached by several fds is filled once.
+	filled := map[uint32]bool{}
+	for _, f := range fds {
+		e := r.entries[f.GetId()]
+		if e.GetEpfd() == nil || filled[f.GetId()] {
+			continue
+		}
+		filled[f.GetId()] = true
+		if err := restoreEpollTargets(t, off, int(f.GetFd()), e.GetEpfd()); err != nil {
+			return fmt.Errorf("fd %d: %w", f.GetFd(), err)
+		}
+	}
+	return nil
+}

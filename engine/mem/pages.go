@@ -3,8 +3,10 @@ package mem
 import (
 	"fmt"
 	"io"
+	"sort"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
+	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/procfs"
@@ -74,4 +76,177 @@ func (r *remoteReader) Read(p []byte) (int, error) {
 	}
 	r.addr += uint64(len(p))
 	return len(p), nil
+}
+
+// CheckPages walks a pagemap before anything is restored: every run must be
+// in this image (no parent or lazy pages yet) and inside VMAs whose
+// contents the dump keeps. It returns the number of pages.
+func CheckPages(pr *image.PageReader, vmas []*vma.VmaEntry) (uint64, error) {
+	var pages uint64
+	for pr.Next() {
+		r := pr.Run()
+		if !r.Present() {
+			return 0, fmt.Errorf("pages %#x-%#x: flags %#x: pages in a parent image or served lazily are not supported yet", r.Vaddr, r.End(), r.Flags)
+		}
+		if !covered(vmas, r.Vaddr, r.End()) {
+			return 0, fmt.Errorf("pages %#x-%#x: not inside a private VMA of the image", r.Vaddr, r.End())
+		}
+		pages += r.NrPages
+	}
+	return pages, pr.Err()
+}
+
+// covered says whether [start, end) lies in VMAs with contents.
+func covered(vmas []*vma.VmaEntry, start, end uint64) bool {
+	for _, v := range vmas {
+		if start >= end {
+			return true
+		}
+		if v.GetEnd() <= start || !HasContents(v) {
+			continue
+		}
+		if v.GetStart() > start {
+			return false
+		}
+		start = v.GetEnd()
+	}
+	return start >= end
+}
+
+// restoreChunk is how much of the pages file is read per write into the
+// task.
+const restoreChunk = 8 << 20
+
+// RestorePages fills the task's memory from the pages file, in big chunks:
+// process_vm_writev where the memory is writable, /proc/PID/mem (which
+// writes through read-only and PROT_NONE protections) where it is not. The
+// VMAs must be mapped already. It returns the pages written.
+func RestorePages(pid int, pr *image.PageReader) (uint64, error) {
+	f := pr.PagesFile()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	// The pages file is mapped, so process_vm_writev copies straight from
+	// the page cache into the task, with no copy into gocr's memory.
+	var data []byte
+	if fi.Size() > 0 {
+		if data, err = unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+			return 0, fmt.Errorf("map %s: %w", f.Name(), err)
+		}
+		defer unix.Munmap(data)
+	}
+	var pages uint64
+	for pr.Next() {
+		r := pr.Run()
+		if !r.Present() {
+			return pages, fmt.Errorf("pages %#x-%#x: not in this image", r.Vaddr, r.End())
+		}
+		for done := int64(0); done < r.Len(); {
+			n := min(restoreChunk, r.Len()-done)
+			addr := r.Vaddr + uint64(done)
+			if err := ptrace.WriteMem(pid, addr, data[r.Offset+done:r.Offset+done+n]); err != nil {
+				return pages, fmt.Errorf("pages %#x-%#x: %w", addr, addr+uint64(n), err)
+			}
+			done += n
+		}
+		pages += r.NrPages
+	}
+	return pages, pr.Err()
+}
+
+// DumpShmem saves the pages of shared anonymous memory: one
+// pagemap-shmem-<shmid>.img per shmem object, its runs addressed by
+// offset in the object (as CRIU does), from the pages this task has
+// mapped. It returns the pages written.
+func DumpShmem(pid int, vmas []*vma.VmaEntry, dir *image.Dir) (uint64, error) {
+	type run struct{ off, addr, end uint64 }
+	byID := map[uint64][]run{}
+	var ids []uint64
+	pm, err := procfs.OpenPagemap(pid)
+	if err != nil {
+		return 0, err
+	}
+	defer pm.Close()
+	for _, v := range vmas {
+		if v.GetStatus()&AnonShared == 0 {
+			continue
+		}
+		id := v.GetShmid()
+		if _, ok := byID[id]; !ok {
+			ids = append(ids, id)
+			byID[id] = nil
+		}
+		runs, err := pm.Runs(v.GetStart(), v.GetEnd(), func(e procfs.PagemapEntry) bool { return e.Present() || e.Swapped() })
+		if err != nil {
+			return 0, fmt.Errorf("pagemap of VMA %#x-%#x: %w", v.GetStart(), v.GetEnd(), err)
+		}
+		for _, r := range runs {
+			byID[id] = append(byID[id], run{off: v.GetPgoff() + r.Start - v.GetStart(), addr: r.Start, end: r.End})
+		}
+	}
+	var written uint64
+	for _, id := range ids {
+		runs := byID[id]
+		sort.Slice(runs, func(i, j int) bool { return runs[i].off < runs[j].off })
+		pw, err := dir.ShmemPageWriter(id)
+		if err != nil {
+			return written, err
+		}
+		var next uint64 // runs of two VMAs of one object may overlap
+		for _, r := range runs {
+			if r.off < next {
+				skip := min(next-r.off, r.end-r.addr)
+				r.off, r.addr = r.off+skip, r.addr+skip
+			}
+			if r.addr >= r.end {
+				continue
+			}
+			n := (r.end - r.addr) / image.PageSize
+			if err := pw.Add(r.off, n, &remoteReader{pid: pid, addr: r.addr, end: r.end}); err != nil {
+				pw.Abort()
+				return written, fmt.Errorf("shared memory %d pages at %#x: %w", id, r.off, err)
+			}
+			written += n
+			next = r.off + n*image.PageSize
+		}
+		if err := pw.Close(); err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// RestoreShmem fills a shmem object, mapped in the task at addr, from its
+// pagemap-shmem image. It returns the pages written.
+func RestoreShmem(pid int, dir *image.Dir, shmid, addr, size uint64) (uint64, error) {
+	if !dir.Exists(image.ShmemPagemapFile(shmid)) {
+		return 0, nil // nothing was ever written to it
+	}
+	pr, err := dir.ShmemPageReader(shmid)
+	if err != nil {
+		return 0, err
+	}
+	defer pr.Close()
+	buf := make([]byte, restoreChunk)
+	var pages uint64
+	f := pr.PagesFile()
+	for pr.Next() {
+		r := pr.Run()
+		if !r.Present() || r.End() > size {
+			return pages, fmt.Errorf("%s: run %#x-%#x: not present, or beyond the object's %d bytes", image.ShmemPagemapFile(shmid), r.Vaddr, r.End(), size)
+		}
+		for done := int64(0); done < r.Len(); {
+			n := min(int64(len(buf)), r.Len()-done)
+			if _, err := f.ReadAt(buf[:n], r.Offset+done); err != nil {
+				return pages, fmt.Errorf("read %s at %d: %w", f.Name(), r.Offset+done, err)
+			}
+			if err := ptrace.WriteMem(pid, addr+r.Vaddr+uint64(done), buf[:n]); err != nil {
+				return pages, fmt.Errorf("shared memory %d at offset %#x: %w", shmid, r.Vaddr+uint64(done), err)
+			}
+			done += n
+		}
+		pages += r.NrPages
+	}
+	return pages, pr.Err()
 }

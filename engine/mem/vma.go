@@ -2,11 +2,13 @@ package mem
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/procfs"
+	"github.com/gocr/gocr/engine/remote"
 )
 
 // VMA status bits of CRIU's vma_entry.status (criu/include/image.h); they
@@ -70,9 +72,21 @@ func DumpVMA(v procfs.VMA, fileID FileIDs) (*vma.VmaEntry, error) {
 		flags |= unix.MAP_ANONYMOUS
 	case procfs.MapVsyscall:
 		status = AreaVsyscall
-	case procfs.MapHeap, procfs.MapStack, procfs.MapAnon:
+	case procfs.MapHeap, procfs.MapStack, procfs.MapAnon, procfs.MapFile:
+		if IsSharedAnon(v) {
+			// Shared anonymous memory is a shmem file the kernel made
+			// ("/dev/zero (deleted)"): its inode is its id, and its pages
+			// go to pagemap-shmem-<inode>.img (DumpShmem).
+			status = AreaRegular | AnonShared
+			flags |= unix.MAP_ANONYMOUS
+			e.Shmid, e.Pgoff = ptr(v.Inode), ptr(v.Offset)
+			break
+		}
+		if v.Kind() == procfs.MapFile {
+			return dumpFileVMA(v, e, fileID)
+		}
 		if v.Perms&procfs.PermShared != 0 {
-			return nil, fmt.Errorf("VMA %#x-%#x: shared anonymous memory is not supported yet", v.Start, v.End)
+			return nil, fmt.Errorf("VMA %#x-%#x: shared anonymous memory without a shmem inode is not supported", v.Start, v.End)
 		}
 		status = AreaRegular | AnonPrivate
 		flags |= unix.MAP_ANONYMOUS
@@ -82,24 +96,38 @@ func DumpVMA(v procfs.VMA, fileID FileIDs) (*vma.VmaEntry, error) {
 		case procfs.MapStack:
 			status |= AreaStack
 		}
-	case procfs.MapFile:
-		if v.Deleted {
-			return nil, fmt.Errorf("VMA %#x-%#x maps deleted file %s: not supported yet", v.Start, v.End, v.Path)
-		}
-		id, err := fileID(v)
-		if err != nil {
-			return nil, fmt.Errorf("VMA %#x-%#x (%s): %w", v.Start, v.End, v.Path, err)
-		}
-		e.Shmid = ptr(uint64(id))
-		e.Pgoff = ptr(v.Offset)
-		if v.Perms&procfs.PermShared != 0 {
-			status = AreaRegular | FileShared
-		} else {
-			status = AreaRegular | FilePrivate
-		}
 	default:
 		return nil, fmt.Errorf("VMA %#x-%#x (%s): special mapping gocr cannot restore", v.Start, v.End, v.Path)
 	}
+	e.Flags, e.Status = &flags, &status
+	setMadv(v, e)
+	return e, nil
+}
+
+// dumpFileVMA describes a mapping of a file by its file id.
+func dumpFileVMA(v procfs.VMA, e *vma.VmaEntry, fileID FileIDs) (*vma.VmaEntry, error) {
+	if v.Deleted {
+		return nil, fmt.Errorf("VMA %#x-%#x maps deleted file %s: not supported yet", v.Start, v.End, v.Path)
+	}
+	id, err := fileID(v)
+	if err != nil {
+		return nil, fmt.Errorf("VMA %#x-%#x (%s): %w", v.Start, v.End, v.Path, err)
+	}
+	e.Shmid = ptr(uint64(id))
+	e.Pgoff = ptr(v.Offset)
+	flags, status := uint32(unix.MAP_PRIVATE), uint32(AreaRegular|FilePrivate)
+	if v.Perms&procfs.PermShared != 0 {
+		flags, status = unix.MAP_SHARED, AreaRegular|FileShared
+	}
+	if v.Flags.Has(procfs.VmGrowsDown) {
+		flags |= unix.MAP_GROWSDOWN
+	}
+	e.Flags, e.Status = &flags, &status
+	setMadv(v, e)
+	return e, nil
+}
+
+func setMadv(v procfs.VMA, e *vma.VmaEntry) {
 	var madv uint64
 	for _, m := range madvFlags {
 		if v.Flags.Has(m.flag) {
@@ -109,8 +137,17 @@ func DumpVMA(v procfs.VMA, fileID FileIDs) (*vma.VmaEntry, error) {
 	if madv != 0 {
 		e.Madv = &madv
 	}
-	e.Flags, e.Status = &flags, &status
-	return e, nil
+}
+
+// IsSharedAnon says whether a VMA is shared anonymous memory: a MAP_SHARED
+// mapping of the kernel's "/dev/zero" shmem file, or one named by
+// PR_SET_VMA_ANON_NAME ([anon_shmem:NAME]).
+func IsSharedAnon(v procfs.VMA) bool {
+	if v.Perms&procfs.PermShared == 0 {
+		return false
+	}
+	return (v.Kind() == procfs.MapFile && v.Deleted && v.Path == "/dev/zero" && v.Major == 0) ||
+		(v.Kind() == procfs.MapAnon && strings.HasPrefix(v.Path, "[anon_shmem:"))
 }
 
 // HasContents says whether the dump saves pages of this VMA: private memory
@@ -122,3 +159,172 @@ func HasContents(e *vma.VmaEntry) bool {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Range is the address range [Start, End).
+type Range struct{ Start, End uint64 }
+
+func (r Range) overlaps(o Range) bool { return r.Start < o.End && o.Start < r.End }
+
+// IsVDSO says whether the VMA is the kernel's [vdso] or [vvar] (or
+// [vvar_vclock]): restore moves the task's own there instead of mapping it.
+func IsVDSO(e *vma.VmaEntry) bool { return e.GetStatus()&(AreaVDSO|AreaVVAR) != 0 }
+
+// FindHole returns the highest address below hi and at least lo where size
+// bytes fit without coming within guard bytes of any busy range.
+func FindHole(busy []Range, size, lo, hi, guard uint64) (uint64, bool) {
+	cand := (hi - size) &^ (pageSize - 1)
+	for cand >= lo {
+		r := Range{cand - guard, cand + size + guard}
+		moved := false
+		for _, b := range busy {
+			if r.overlaps(b) {
+				if b.Start < size+guard {
+					return 0, false
+				}
+				cand = (b.Start - size - guard) &^ (pageSize - 1)
+				moved = true
+				break
+			}
+		}
+		if !moved {
+			return cand, true
+		}
+	}
+	return 0, false
+}
+
+const pageSize = 4096
+
+// MapVMA maps one VMA of the image at its address, with MAP_FIXED: fd is
+// the task's fd of the mapped file, or -1 for anonymous memory. The
+// madvise bits the VMA had are set again.
+func MapVMA(t *remote.Task, e *vma.VmaEntry, fd int) error {
+	start, length := e.GetStart(), e.GetEnd()-e.GetStart()
+	flags := uint64(e.GetFlags()) | unix.MAP_FIXED
+	off := e.GetPgoff()
+	if fd < 0 {
+		flags |= unix.MAP_ANONYMOUS
+		off = 0
+	} else {
+		flags &^= unix.MAP_ANONYMOUS // shared anonymous memory comes as its shmem file
+	}
+	got, err := t.Syscall(unix.SYS_MMAP, start, length, uint64(e.GetProt()), flags, uint64(int64(fd)), off)
+	if err != nil {
+		return fmt.Errorf("map VMA %#x-%#x (prot %#x flags %#x): %w", start, e.GetEnd(), e.GetProt(), flags, err)
+	}
+	if got != start {
+		return fmt.Errorf("map VMA %#x-%#x: mapped at %#x", start, e.GetEnd(), got)
+	}
+	for _, m := range madvFlags {
+		if e.GetMadv()&(1<<m.advice) == 0 {
+			continue
+		}
+		if _, err := t.Syscall(unix.SYS_MADVISE, start, length, uint64(m.advice)); err != nil {
+			return fmt.Errorf("VMA %#x-%#x: madvise %d: %w", start, e.GetEnd(), m.advice, err)
+		}
+	}
+	return nil
+}
+
+// UnmapExcept removes every mapping of the task (as /proc/PID/maps lists
+// them) that does not overlap one of keep.
+func UnmapExcept(t *remote.Task, maps []procfs.VMA, keep []Range) error {
+	var runs []Range
+	for _, m := range maps {
+		if m.Kind() == procfs.MapVsyscall {
+			continue
+		}
+		r := Range{m.Start, m.End}
+		kept := false
+		for _, k := range keep {
+			kept = kept || r.overlaps(k)
+		}
+		if kept {
+			continue
+		}
+		if n := len(runs); n > 0 && runs[n-1].End == r.Start {
+			runs[n-1].End = r.End
+			continue
+		}
+		runs = append(runs, r)
+	}
+	for _, r := range runs {
+		if _, err := t.Syscall(unix.SYS_MUNMAP, r.Start, r.End-r.Start); err != nil {
+			return fmt.Errorf("unmap %#x-%#x of the stub: %w", r.Start, r.End, err)
+		}
+	}
+	return nil
+}
+
+// VDSOMaps returns the task's [vvar], [vvar_vclock] and [vdso] mappings,
+// by address.
+func VDSOMaps(maps []procfs.VMA) []Range {
+	var out []Range
+	for _, m := range maps {
+		switch m.Kind() {
+		case procfs.MapVDSO, procfs.MapVVAR, procfs.MapVVARVclock:
+			out = append(out, Range{m.Start, m.End})
+		}
+	}
+	return out
+}
+
+// MoveVDSO moves the task's vdso mappings (have, from VDSOMaps) to where
+// the image had its own, all by the same delta: the vdso finds its data
+// pages at a fixed offset from itself, so moving one alone breaks the
+// first clock_gettime. The kernel must be the one that made the image (the
+// same sizes and order), or the image's vdso code would not match; a
+// mismatch is refused. When source and destination overlap, the mappings
+// go through a hole first (tmp, from FindHole). Call it from inside the
+// task: the kernel only lets a task move its own vdso.
+func MoveVDSO(t *remote.Task, have []Range, image []*vma.VmaEntry, tmp uint64) error {
+	var want []Range
+	for _, e := range image {
+		if IsVDSO(e) {
+			want = append(want, Range{e.GetStart(), e.GetEnd()})
+		}
+	}
+	if len(want) == 0 {
+		for _, r := range have {
+			if _, err := t.Syscall(unix.SYS_MUNMAP, r.Start, r.End-r.Start); err != nil {
+				return fmt.Errorf("unmap vdso %#x-%#x: %w", r.Start, r.End, err)
+			}
+		}
+		return nil
+	}
+	if len(want) != len(have) {
+		return fmt.Errorf("the image has %d vdso/vvar mappings, this kernel %d: images from another kernel are not supported", len(want), len(have))
+	}
+	delta := want[0].Start - have[0].Start
+	for i := range want {
+		if want[i].End-want[i].Start != have[i].End-have[i].Start || want[i].Start-have[i].Start != delta {
+			return fmt.Errorf("vdso/vvar mapping %d: image %#x-%#x, this kernel's %#x-%#x have other sizes: images from another kernel are not supported",
+				i, want[i].Start, want[i].End, have[i].Start, have[i].End)
+		}
+	}
+	if delta == 0 {
+		return nil
+	}
+	move := func(from []Range, to uint64) ([]Range, error) {
+		out := make([]Range, len(from))
+		for i, r := range from {
+			dst := to + (r.Start - from[0].Start)
+			if _, err := t.Syscall(unix.SYS_MREMAP, r.Start, r.End-r.Start, r.End-r.Start,
+				unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, dst); err != nil {
+				return nil, fmt.Errorf("move vdso mapping %#x-%#x to %#x: %w", r.Start, r.End, dst, err)
+			}
+			out[i] = Range{dst, dst + r.End - r.Start}
+		}
+		return out, nil
+	}
+	span := func(rs []Range) Range { return Range{rs[0].Start, rs[len(rs)-1].End} }
+	cur := have
+	if span(have).overlaps(span(want)) {
+		var err error
+		if cur, err = move(cur, tmp); err != nil {
+			return err
+		}
+	}
+	_, err := move(cur, want[0].Start)
+	return err
+}

@@ -29,11 +29,13 @@ type ProcState struct {
 	Status     []string          // essentials of /proc/PID/status
 	Fds        []string          // "fd N: target flags F"
 	Maps       []string          // merged "start-end perms path"
+	Tids       []int             // threads
 	Namespaces map[string]string // kind → "host" or "ns#k", numbered by first use in the tree
 }
 
 // statusKeys are the /proc/PID/status lines compared before and after.
-var statusKeys = []string{"Name", "Umask", "Uid", "Gid", "Groups", "Threads", "SigBlk", "SigIgn", "SigCgt",
+// Threads is not among them: the tids are compared instead (see Diff).
+var statusKeys = []string{"Name", "Umask", "Uid", "Gid", "Groups", "SigBlk", "SigIgn", "SigCgt",
 	"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"}
 
 var nsKinds = []string{"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"}
@@ -87,6 +89,15 @@ func TakeSnapshot(root int) (*Snapshot, error) {
 		}
 		if ps.Maps, err = mergedMaps(pid); err != nil {
 			return nil, err
+		}
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tasks {
+			if tid, err := strconv.Atoi(t.Name()); err == nil {
+				ps.Tids = append(ps.Tids, tid)
+			}
 		}
 		for kind, ino := range namespaces(pid) {
 			switch {
@@ -315,7 +326,8 @@ func Diff(before, after *Snapshot) string {
 		diffLines(&b, fmt.Sprintf("pid %d tree", pid), []string{x.Tree}, []string{y.Tree})
 		diffLines(&b, fmt.Sprintf("pid %d status", pid), x.Status, y.Status)
 		diffLines(&b, fmt.Sprintf("pid %d fds", pid), x.Fds, y.Fds)
-		diffLines(&b, fmt.Sprintf("pid %d maps", pid), x.Maps, y.Maps)
+		grew := diffTids(&b, pid, x.Tids, y.Tids)
+		diffMaps(&b, pid, x.Maps, y.Maps, grew)
 		diffLines(&b, fmt.Sprintf("pid %d namespaces", pid), nsLines(x.Namespaces), nsLines(y.Namespaces))
 	}
 	var labels []string
@@ -366,5 +378,72 @@ func diffLines(b *strings.Builder, what string, x, y []string) {
 	}
 	if len(lines) > 0 {
 		fmt.Fprintf(b, "%s:\n%s\n", what, strings.Join(lines, "\n"))
+	}
+}
+
+// diffTids reports threads lost between the two looks. Threads that
+// appeared are not a difference: the Go runtime starts more when it finds
+// its threads were stopped a while, as around any checkpoint. It returns
+// whether threads appeared.
+func diffTids(b *strings.Builder, pid int, x, y []int) bool {
+	var lost []string
+	for _, t := range x {
+		if !slices.Contains(y, t) {
+			lost = append(lost, strconv.Itoa(t))
+		}
+	}
+	if len(lost) > 0 {
+		fmt.Fprintf(b, "pid %d threads:\n  - lost %s\n", pid, strings.Join(lost, " "))
+	}
+	return len(y) > len(x)-len(lost)
+}
+
+type mapRange struct {
+	start, end  uint64
+	perms, path string
+	line        string
+}
+
+func parseRanges(lines []string) []mapRange {
+	out := make([]mapRange, 0, len(lines))
+	for _, l := range lines {
+		f := strings.SplitN(l, " ", 3)
+		se := strings.SplitN(f[0], "-", 2)
+		r := mapRange{perms: f[1], line: l}
+		if len(f) > 2 {
+			r.path = f[2]
+		}
+		r.start, _ = strconv.ParseUint(se[0], 16, 64)
+		r.end, _ = strconv.ParseUint(se[1], 16, 64)
+		out = append(out, r)
+	}
+	return out
+}
+
+// diffMaps reports memory that changed: every range of the first look must
+// lie inside a range of the second with the same protections and backing.
+// Memory that appeared is reported too, except anonymous memory when new
+// threads appeared (their stacks and runtime data).
+func diffMaps(b *strings.Builder, pid int, x, y []string, threadsGrew bool) {
+	xs, ys := parseRanges(x), parseRanges(y)
+	var lines []string
+	for _, r := range xs {
+		covered := slices.ContainsFunc(ys, func(o mapRange) bool {
+			return o.perms == r.perms && o.path == r.path && o.start <= r.start && r.end <= o.end
+		})
+		if !covered {
+			lines = append(lines, "  - "+r.line)
+		}
+	}
+	for _, r := range ys {
+		if slices.Contains(x, r.line) {
+			continue
+		}
+		if !threadsGrew || r.path != "" {
+			lines = append(lines, "  + "+r.line)
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(b, "pid %d maps:\n%s\n", pid, strings.Join(lines, "\n"))
 	}
 }

@@ -62,3 +62,29 @@ func TestSnapshotOfRealProcess(t *testing.T) {
 		t.Fatal("no mount table for the host mount namespace")
 	}
 }
+
+func TestDiffThreadsAndMaps(t *testing.T) {
+	maps := []string{"1000-3000 rw-p ", "5000-6000 r-xp /bin/x"}
+	var b strings.Builder
+	// A lost thread and a lost mapping always count.
+	grew := diffTids(&b, 1, []int{1, 2, 3}, []int{1, 3, 4, 5})
+	diffMaps(&b, 1, maps, []string{"1000-3000 rw-p "}, grew)
+	if !strings.Contains(b.String(), "lost 2") || !strings.Contains(b.String(), "- 5000-6000 r-xp /bin/x") {
+		t.Fatalf("losses not reported:\n%s", b.String())
+	}
+	// New threads may bring anonymous memory, also merged into old ranges,
+	// but no new file mapping.
+	b.Reset()
+	grew = diffTids(&b, 1, []int{1}, []int{1, 2})
+	diffMaps(&b, 1, maps, []string{"1000-4000 rw-p ", "5000-6000 r-xp /bin/x", "9000-a000 rw-p ", "b000-c000 r--p /etc/y"}, grew)
+	if got := b.String(); got != "pid 1 maps:\n  + b000-c000 r--p /etc/y\n" {
+		t.Fatalf("got:\n%s", got)
+	}
+	// Without new threads, new anonymous memory is a difference too.
+	b.Reset()
+	grew = diffTids(&b, 1, []int{1}, []int{1})
+	diffMaps(&b, 1, maps, []string{"1000-3000 rw-p ", "5000-6000 r-xp /bin/x", "9000-a000 rw-p "}, grew)
+	if !strings.Contains(b.String(), "+ 9000-a000 rw-p") {
+		t.Fatalf("new anonymous memory not reported:\n%s", b.String())
+	}
+}

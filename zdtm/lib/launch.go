@@ -53,8 +53,9 @@ func launch(opts map[string]string) int {
 		return 1
 	}
 	wr.Close()
-	var b [1]byte
-	if n, _ := io.ReadFull(rd, b[:]); n != 1 || b[0] != 'R' {
+	// Read to EOF, not just the 'R': the daemon closes its end right after,
+	// and the pidfile must not appear while that fd is still open in it.
+	if b, _ := io.ReadAll(rd); string(b) != "R" {
 		st, _ := cmd.Process.Wait()
 		fmt.Fprintf(os.Stderr, "launch: daemon %d died before it was ready: %v (see %s)\n", cmd.Process.Pid, st, outfile)
 		return 1

@@ -1,0 +1,1018 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+	"unsafe"
+
+	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/engine/abi"
+	"github.com/gocr/gocr/engine/arch"
+	"github.com/gocr/gocr/engine/creds"
+	"github.com/gocr/gocr/engine/files"
+	"github.com/gocr/gocr/engine/image"
+	"github.com/gocr/gocr/engine/mem"
+	"github.com/gocr/gocr/engine/procfs"
+	"github.com/gocr/gocr/engine/ptrace"
+	"github.com/gocr/gocr/engine/remote"
+	"github.com/gocr/gocr/engine/sig"
+)
+
+// stubArg is argv[1] of the re-executed gocr that becomes a restored task.
+const stubArg = "__restore-stub"
+
+// IsStub reports whether gocr was started as a restore stub.
+func IsStub(args []string) bool { return len(args) > 0 && args[0] == stubArg }
+
+// RunStub is what a stub does if its code ever runs: nothing. A stub is
+// stopped at the exit of its execve and its memory is replaced before it
+// runs a single instruction of its own; one that gets this far was not
+// started by a restoring gocr.
+func RunStub(args []string) int { return 125 }
+
+// Restored is a restored process.
+type Restored struct {
+	Pid int
+}
+
+// Wait waits for the restored process to exit and returns its exit code
+// (128+signal if a signal killed it), as criu does without
+// --restore-detached. The process is a child of this gocr.
+func (r *Restored) Wait(ctx context.Context) (int, error) {
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(r.Pid, &ws, 0, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				done <- result{0, fmt.Errorf("wait for pid %d: %w", r.Pid, err)}
+				return
+			}
+			switch {
+			case ws.Exited():
+				done <- result{ws.ExitStatus(), nil}
+				return
+			case ws.Signaled():
+				done <- result{128 + int(ws.Signal()), nil}
+				return
+			}
+		}
+	}()
+	select {
+	case res := <-done:
+		return res.code, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Scratch memory of a restore: a RWX area in a hole free in both the
+// stub's and the image's layout. The last page holds the syscall
+// instruction injected calls run through once the stub's own code is
+// unmapped; the rest is for arguments, at fixed offsets.
+const (
+	restoreScratch = 64 << 10
+	insnOff        = restoreScratch - 16 // `syscall` lives here
+	scratchData    = restoreScratch - 4096
+	fdPassOff      = 16 << 10 // SCM_RIGHTS buffers (about 1.2 KiB)
+	mmMapOff       = 20 << 10 // prctl_mm_map
+	auxvOff        = 21 << 10 // saved auxv
+	pathOff        = 24 << 10 // path strings (PATH_MAX)
+	cloneOff       = 32 << 10 // clone_args and set_tid
+)
+
+// restoreImages is everything read from the image directory, validated
+// before anything is created.
+type restoreImages struct {
+	tree     *pstree.PstreeEntry
+	pid      int
+	tids     []int                        // the leader first
+	cores    map[int]*criu_core.CoreEntry // by tid
+	mm       *mm.MmEntry
+	fs       *fs.FsEntry
+	fds      []*fdinfo.FdinfoEntry
+	files    []*fdinfo.FileEntry
+	fileByID map[uint32]*fdinfo.FileEntry
+	pipeData map[uint32][]byte
+	pages    uint64
+}
+
+type restorer struct {
+	o    RestoreOptions
+	log  *slog.Logger
+	dir  *image.Dir
+	img  *restoreImages
+	tr   *ptrace.Tracer
+	pass *remote.FdPasser
+	fr   *files.Restorer
+
+	pid     int
+	sock    int // the stub's end of pass, by its number in the stub
+	spawned bool
+	t       *remote.Task // the leader's session with scratch
+	threads map[int]*remote.Task
+	insn    uint64
+
+	forkTime time.Duration
+	pagesN   uint64
+}
+
+// Restore brings back the process dumped in o.ImagesDir, with the same pid
+// and thread ids.
+//
+// The checklist: read and check every image (nothing is created before
+// they pass); start a stub — gocr re-executed, traced from birth — with
+// the exact pid; replace its address space with the image's (scratch
+// area, vdso moved into place, VMAs mapped, pages written, mm fields and
+// exe set); give it its files; set what is process-wide (signal
+// dispositions, timers, umask, limits, cwd, shared pending signals); make
+// the other threads; set what is per thread (rseq, altstack, tid address,
+// robust list, name, private pending signals, credentials last); then put
+// the image's registers, FPU state and signal mask on every thread and let
+// them go. Whatever fails, the stub is killed and reaped: a failed
+// restore leaves nothing behind.
+func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.ImagesDir == "" {
+		return nil, fmt.Errorf("restore: no images directory given (-D)")
+	}
+	if o.Root != "" && o.Root != "/" {
+		return nil, fmt.Errorf("restore: --root %s: only / is supported yet", o.Root)
+	}
+	start := time.Now()
+	dir, err := image.Open(o.ImagesDir)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	r := &restorer{o: o, log: o.Log, dir: dir, threads: map[int]*remote.Task{}}
+	if r.img, err = readRestoreImages(dir); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	r.pid = r.img.pid
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	r.tr = ptrace.NewTracer()
+	defer r.tr.Close()
+	r.fr = files.NewRestorer(r.img.files, "")
+	r.fr.PipeData = r.img.pipeData
+	defer r.fr.Close()
+	// Everything from here runs on the tracer thread: one hand-off, not one
+	// per injected call.
+	err = r.tr.Do(func() error { return r.restore(ctx) })
+	if r.pass != nil {
+		r.pass.Close()
+	}
+	if err != nil {
+		if r.spawned {
+			if kerr := r.tr.KillAndReap(r.pid); kerr != nil {
+				r.log.Warn("kill the half-restored stub", "pid", r.pid, "err", kerr)
+			}
+		}
+		var te *TaskError
+		if errors.As(err, &te) {
+			return nil, err
+		}
+		return nil, &TaskError{Pid: r.pid, Op: "restore", Err: err}
+	}
+	elapsed := time.Since(start)
+	us := func(d time.Duration) *uint32 { return ptr(uint32(d / time.Microsecond)) }
+	if err := dir.WriteRestoreStats(&stats.RestoreStatsEntry{
+		ForkingTime: us(r.forkTime), RestoreTime: us(elapsed), PagesRestored: &r.pagesN,
+	}); err != nil {
+		r.log.Warn("write stats-restore", "err", err)
+	}
+	r.log.Info("restore done", "pid", r.pid, "threads", len(r.img.tids), "pages", r.pagesN, "time", elapsed)
+	return &Restored{Pid: r.pid}, nil
+}
+
+// readRestoreImages reads and checks every image the restore uses.
+func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
+	img := &restoreImages{cores: map[int]*criu_core.CoreEntry{}, fileByID: map[uint32]*fdinfo.FileEntry{}, pipeData: map[uint32][]byte{}}
+	if _, err := dir.ReadInventory(); err != nil {
+		return nil, err
+	}
+	tree, err := image.ReadAll[pstree.PstreeEntry](dir, image.Pstree, image.PstreeFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := image.ValidatePstree(image.PstreeFile, tree); err != nil {
+		return nil, err
+	}
+	if len(tree) != 1 {
+		return nil, fmt.Errorf("%s: %d processes: restoring process trees is not supported yet, only one process", image.PstreeFile, len(tree))
+	}
+	img.tree = tree[0]
+	img.pid = int(img.tree.GetPid())
+	img.tids = []int{img.pid}
+	for _, t := range img.tree.GetThreads() {
+		if int(t) != img.pid {
+			img.tids = append(img.tids, int(t))
+		}
+	}
+	for _, tid := range img.tids {
+		name := image.CoreFile(uint32(tid))
+		c, err := image.ReadOne[criu_core.CoreEntry](dir, image.Core, name)
+		if err != nil {
+			return nil, err
+		}
+		if err := image.ValidateCore(name, c); err != nil {
+			return nil, err
+		}
+		tc := c.GetThreadCore()
+		if tc == nil {
+			return nil, fmt.Errorf("%s: thread_core: missing", name)
+		}
+		if m := tc.GetSeccompMode(); m != criu_core.SeccompMode_disabled {
+			return nil, fmt.Errorf("%s: thread_core.seccomp_mode: %s: seccomp is not supported yet", name, m)
+		}
+		if tid == img.pid && c.GetTc() == nil {
+			return nil, fmt.Errorf("%s: tc: missing in the leader's core", name)
+		}
+		img.cores[tid] = c
+	}
+	mmName := image.MmFile(uint32(img.pid))
+	if img.mm, err = image.ReadOne[mm.MmEntry](dir, image.Mm, mmName); err != nil {
+		return nil, err
+	}
+	if err := image.ValidateMM(mmName, img.mm); err != nil {
+		return nil, err
+	}
+	if img.fs, err = image.ReadOne[fs.FsEntry](dir, image.Fs, image.FsFile(uint32(img.pid))); err != nil {
+		return nil, err
+	}
+	filesID := uint32(img.pid)
+	if ids := img.cores[img.pid].GetIds(); ids != nil && ids.FilesId != nil {
+		filesID = ids.GetFilesId()
+	}
+	fdName := image.FdinfoFile(filesID)
+	if img.fds, err = image.ReadAll[fdinfo.FdinfoEntry](dir, image.Fdinfo, fdName); err != nil {
+		return nil, err
+	}
+	if img.files, err = image.ReadAll[fdinfo.FileEntry](dir, image.Files, image.FilesFile); err != nil {
+		return nil, err
+	}
+	for i, f := range img.files {
+		img.fileByID[f.GetId()] = f
+		if f.Reg != nil {
+			if err := image.ValidatePath(image.FilesFile, fmt.Sprintf("[%d].reg.name", i), f.Reg.GetName()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	seenFd := map[uint32]bool{}
+	for i, f := range img.fds {
+		if err := image.ValidateFd(fdName, fmt.Sprintf("[%d].fd", i), int64(f.GetFd())); err != nil {
+			return nil, err
+		}
+		if seenFd[f.GetFd()] {
+			return nil, fmt.Errorf("%s: [%d].fd: fd %d listed twice", fdName, i, f.GetFd())
+		}
+		seenFd[f.GetFd()] = true
+		if img.fileByID[f.GetId()] == nil {
+			return nil, fmt.Errorf("%s: [%d].id: fd %d names file id %d, not in %s", fdName, i, f.GetFd(), f.GetId(), image.FilesFile)
+		}
+	}
+	regFile := func(field string, id uint32) error {
+		if f := img.fileByID[id]; f == nil || f.Reg == nil {
+			return fmt.Errorf("%s: %s: file id %d is not a regular file in %s", mmName, field, id, image.FilesFile)
+		}
+		return nil
+	}
+	if err := regFile("exe_file_id", img.mm.GetExeFileId()); err != nil {
+		return nil, err
+	}
+	for i, v := range img.mm.GetVmas() {
+		if v.GetStatus()&(mem.FilePrivate|mem.FileShared) != 0 {
+			if err := regFile(fmt.Sprintf("vmas[%d].shmid", i), uint32(v.GetShmid())); err != nil {
+				return nil, err
+			}
+		}
+		if v.GetStatus()&mem.AreaRegular == 0 && v.GetStatus()&mem.AreaVsyscall == 0 {
+			return nil, fmt.Errorf("%s: vmas[%d].status: %#x: not a regular area gocr can map", mmName, i, v.GetStatus())
+		}
+	}
+	for _, id := range []uint32{img.fs.GetCwdId(), img.fs.GetRootId()} {
+		if f := img.fileByID[id]; f == nil || f.Reg == nil {
+			return nil, fmt.Errorf("%s: cwd/root file id %d is not in %s", image.FsFile(uint32(img.pid)), id, image.FilesFile)
+		}
+	}
+	if dir.Exists(image.PipesDataFile) {
+		rd, err := dir.Reader(image.PipesData, image.PipesDataFile)
+		if err != nil {
+			return nil, err
+		}
+		defer rd.Close()
+		for {
+			var e pipe_data.PipeDataEntry
+			if !rd.Next(&e) {
+				break
+			}
+			b, err := io.ReadAll(rd.Payload())
+			if err != nil {
+				return nil, fmt.Errorf("%s: entry %d: %w", image.PipesDataFile, rd.Index(), err)
+			}
+			img.pipeData[e.GetPipeId()] = b
+		}
+		if err := rd.Err(); err != nil {
+			return nil, err
+		}
+	}
+	pr, err := dir.PageReader(uint32(img.pid))
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	if img.pages, err = mem.CheckPages(pr, img.mm.GetVmas()); err != nil {
+		return nil, fmt.Errorf("%s: %w", image.PagemapFile(uint32(img.pid)), err)
+	}
+	// Shared memory objects: every run inside the object's mapped size.
+	shmSize := map[uint64]uint64{}
+	for _, v := range img.mm.GetVmas() {
+		if v.GetStatus()&mem.AnonShared != 0 {
+			shmSize[v.GetShmid()] = max(shmSize[v.GetShmid()], v.GetPgoff()+v.GetEnd()-v.GetStart())
+		}
+	}
+	for id, size := range shmSize {
+		name := image.ShmemPagemapFile(id)
+		if !dir.Exists(name) {
+			continue
+		}
+		spr, err := dir.ShmemPageReader(id)
+		if err != nil {
+			return nil, err
+		}
+		for spr.Next() {
+			if r := spr.Run(); !r.Present() || r.End() > size {
+				spr.Close()
+				return nil, fmt.Errorf("%s: pages %#x-%#x: not present, or beyond the object's %d bytes", name, r.Vaddr, r.End(), size)
+			}
+		}
+		err = spr.Err()
+		spr.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// restore runs the checklist on the tracer thread.
+func (r *restorer) restore(ctx context.Context) error {
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"start the stub", r.spawn},
+		{"prepare the stub", r.prepare},
+		{"restore memory", r.restoreMemory},
+		{"restore files", r.restoreFiles},
+		{"restore process state", r.restoreProcess},
+		{"create threads", r.createThreads},
+		{"restore thread state", r.restoreThreads},
+		{"resume", r.finish},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := s.do(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		r.log.Debug("restore step done", "step", s.name, "pid", r.pid, "took", time.Since(t0))
+	}
+	return nil
+}
+
+// spawn starts the stub with the image's pid, holding our end of the fd
+// passing socket.
+func (r *restorer) spawn() error {
+	var err error
+	if r.pass, err = remote.NewFdPasser(); err != nil {
+		return err
+	}
+	r.sock = r.pass.RemoteFd()
+	t0 := time.Now()
+	err = r.pass.Inheritable(func() error {
+		_, err := r.tr.SpawnStub(ptrace.StubSpec{
+			Tids: []int{r.pid}, Path: "/proc/self/exe", Argv: []string{"gocr", stubArg},
+			Options: unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_EXITKILL,
+		})
+		return err
+	})
+	r.forkTime = time.Since(t0)
+	if err != nil {
+		return err
+	}
+	r.spawned = true
+	r.pass.CloseRemote() // the stub has its own copy now
+	r.fr.Root = fmt.Sprintf("/proc/%d/root", r.pid)
+	return nil
+}
+
+// prepare maps the scratch area, moves injection onto its syscall
+// instruction and closes the fds the stub inherited from gocr.
+func (r *restorer) prepare() error {
+	insn, err := ptrace.FindSyscallInsn(r.pid)
+	if err != nil {
+		return err
+	}
+	r.insn = insn
+	lead, err := r.tr.BeginInject(r.pid, insn)
+	if err != nil {
+		return err
+	}
+	stubMaps, err := procfs.Maps(r.pid)
+	if err != nil {
+		return err
+	}
+	busy := r.busy(stubMaps)
+	addr, ok := mem.FindHole(busy, restoreScratch, 1<<32, 1<<47-1<<24, 1<<20)
+	if !ok {
+		return fmt.Errorf("no hole of %d bytes free in both the stub's and the image's address space", restoreScratch)
+	}
+	t, err := remote.MapScratch(lead, r.pid, addr, restoreScratch, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC)
+	if err != nil {
+		return err
+	}
+	r.t = t
+	t.Size = scratchData
+	if err := ptrace.WriteMem(r.pid, addr+insnOff, []byte{0x0f, 0x05}); err != nil {
+		return err
+	}
+	lead.SetSyscallInsn(addr + insnOff)
+	r.threads[r.pid] = t
+	// The stub inherited gocr's inheritable fds: keep only the socket.
+	if r.sock > 0 {
+		if _, err := t.Syscall(unix.SYS_CLOSE_RANGE, 0, uint64(r.sock-1), 0); err != nil {
+			return fmt.Errorf("close inherited fds: %w", err)
+		}
+	}
+	if _, err := t.Syscall(unix.SYS_CLOSE_RANGE, uint64(r.sock+1), uint64(^uint32(0)), 0); err != nil {
+		return fmt.Errorf("close inherited fds: %w", err)
+	}
+	return nil
+}
+
+// busy is every range the scratch area must avoid: the stub's mappings and
+// the image's.
+func (r *restorer) busy(stubMaps []procfs.VMA) []mem.Range {
+	var busy []mem.Range
+	for _, m := range stubMaps {
+		busy = append(busy, mem.Range{Start: m.Start, End: m.End})
+	}
+	for _, v := range r.img.mm.GetVmas() {
+		busy = append(busy, mem.Range{Start: v.GetStart(), End: v.GetEnd()})
+	}
+	return busy
+}
+
+func (r *restorer) scratchRange() mem.Range {
+	return mem.Range{Start: r.t.Scratch, End: r.t.Scratch + restoreScratch}
+}
+
+// restoreMemory replaces the stub's address space with the image's.
+func (r *restorer) restoreMemory() error {
+	t, img := r.t, r.img
+	stubMaps, err := procfs.Maps(r.pid)
+	if err != nil {
+		return err
+	}
+	vdso := mem.VDSOMaps(stubMaps)
+	keep := append([]mem.Range{r.scratchRange()}, vdso...)
+	if err := mem.UnmapExcept(t, stubMaps, keep); err != nil {
+		return err
+	}
+	var span uint64
+	if len(vdso) > 0 {
+		span = vdso[len(vdso)-1].End - vdso[0].Start
+	}
+	tmp, ok := mem.FindHole(append(r.busy(stubMaps), r.scratchRange()), max(span, 4096), 1<<32, 1<<47-1<<24, 1<<20)
+	if !ok {
+		return fmt.Errorf("no hole to move the vdso through")
+	}
+	if err := mem.MoveVDSO(t, vdso, img.mm.GetVmas(), tmp); err != nil {
+		return err
+	}
+
+	// The files behind file mappings, and the exe, go in first.
+	var ids []uint32
+	var local []int
+	seen := map[uint32]bool{}
+	want := func(id uint32) error {
+		if seen[id] {
+			return nil
+		}
+		seen[id] = true
+		fd, err := r.fr.Open(id)
+		if err != nil {
+			return err
+		}
+		ids, local = append(ids, id), append(local, fd)
+		return nil
+	}
+	exeID := img.mm.GetExeFileId()
+	if err := want(exeID); err != nil {
+		return fmt.Errorf("exe: %w", err)
+	}
+	for _, v := range img.mm.GetVmas() {
+		if v.GetStatus()&(mem.FilePrivate|mem.FileShared) != 0 {
+			if err := want(uint32(v.GetShmid())); err != nil {
+				return fmt.Errorf("VMA %#x-%#x: %w", v.GetStart(), v.GetEnd(), err)
+			}
+		}
+	}
+	got, err := r.pass.Send(t, r.sock, fdPassOff, local)
+	if err != nil {
+		return err
+	}
+	inStub := map[uint32]int{}
+	for i, id := range ids {
+		inStub[id] = got[i]
+	}
+	// The exe before the image's VMAs: the kernel refuses to change it
+	// while the old one is still mapped, and the old one (gocr) may be the
+	// very file the image maps.
+	if err := r.setMM(inStub[exeID]); err != nil {
+		return err
+	}
+	shm, err := r.restoreShmem(stubMaps)
+	if err != nil {
+		return err
+	}
+	for _, v := range img.mm.GetVmas() {
+		if mem.IsVDSO(v) || v.GetStatus()&mem.AreaVsyscall != 0 {
+			continue
+		}
+		fd := -1
+		switch {
+		case v.GetStatus()&(mem.FilePrivate|mem.FileShared) != 0:
+			fd = inStub[uint32(v.GetShmid())]
+		case v.GetStatus()&mem.AnonShared != 0:
+			fd = shm[v.GetShmid()]
+		}
+		if err := mem.MapVMA(t, v, fd); err != nil {
+			return err
+		}
+	}
+	pr, err := r.dir.PageReader(uint32(r.pid))
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	pages, err := mem.RestorePages(r.pid, pr)
+	if err != nil {
+		return err
+	}
+	r.pagesN += pages
+	for _, fd := range shm {
+		got = append(got, fd)
+	}
+	for _, fd := range got {
+		if _, err := t.Syscall(unix.SYS_CLOSE, uint64(fd)); err != nil {
+			return fmt.Errorf("close passed fd %d: %w", fd, err)
+		}
+	}
+	return nil
+}
+
+// restoreShmem makes each shared anonymous memory object of the image:
+// mapped anonymous and shared at a free spot (so the kernel makes it the
+// same kind of shmem file as before), filled with its pages, then opened
+// by gocr through /proc/PID/map_files, passed into the stub and unmapped
+// again; each VMA of the object then maps it from that fd. It returns the
+// stub's fd of each object.
+func (r *restorer) restoreShmem(stubMaps []procfs.VMA) (map[uint64]int, error) {
+	t := r.t
+	size := map[uint64]uint64{}
+	var ids []uint64
+	for _, v := range r.img.mm.GetVmas() {
+		if v.GetStatus()&mem.AnonShared == 0 {
+			continue
+		}
+		id := v.GetShmid()
+		if _, ok := size[id]; !ok {
+			ids = append(ids, id)
+		}
+		size[id] = max(size[id], v.GetPgoff()+v.GetEnd()-v.GetStart())
+	}
+	out := map[uint64]int{}
+	for _, id := range ids {
+		n := size[id]
+		busy := append(r.busy(stubMaps), r.scratchRange())
+		addr, ok := mem.FindHole(busy, n, 1<<32, 1<<47-1<<24, 1<<20)
+		if !ok {
+			return nil, fmt.Errorf("shared memory %d: no hole of %d bytes to build it in", id, n)
+		}
+		if _, err := t.Syscall(unix.SYS_MMAP, addr, n, unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_SHARED|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil {
+			return nil, fmt.Errorf("shared memory %d: map %d bytes: %w", id, n, err)
+		}
+		pages, err := mem.RestoreShmem(r.pid, r.dir, id, addr, n)
+		if err != nil {
+			return nil, err
+		}
+		r.pagesN += pages
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/map_files/%x-%x", r.pid, addr, addr+n), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("shared memory %d: open through map_files: %w", id, err)
+		}
+		got, err := r.pass.Send(t, r.sock, fdPassOff, []int{fd})
+		unix.Close(fd)
+		if err != nil {
+			return nil, fmt.Errorf("shared memory %d: %w", id, err)
+		}
+		out[id] = got[0]
+		if _, err := t.Syscall(unix.SYS_MUNMAP, addr, n); err != nil {
+			return nil, fmt.Errorf("shared memory %d: unmap: %w", id, err)
+		}
+	}
+	return out, nil
+}
+
+// setMM sets the mm fields, the auxv and the exe in one
+// prctl(PR_SET_MM, PR_SET_MM_MAP); brk comes back with them.
+func (r *restorer) setMM(exeFd int) error {
+	t, m := r.t, r.img.mm
+	auxv := m.GetMmSavedAuxv()
+	auxvAddr, err := t.WriteU64s(auxvOff, auxv)
+	if err != nil {
+		return err
+	}
+	pm := abi.PrctlMMMap{
+		StartCode: m.GetMmStartCode(), EndCode: m.GetMmEndCode(), StartData: m.GetMmStartData(), EndData: m.GetMmEndData(),
+		StartBrk: m.GetMmStartBrk(), Brk: m.GetMmBrk(), StartStack: m.GetMmStartStack(),
+		ArgStart: m.GetMmArgStart(), ArgEnd: m.GetMmArgEnd(), EnvStart: m.GetMmEnvStart(), EnvEnd: m.GetMmEnvEnd(),
+		Auxv: auxvAddr, AuxvSize: uint32(8 * len(auxv)), ExeFd: uint32(exeFd),
+	}
+	if err := remote.WriteStruct(t, mmMapOff, &pm); err != nil {
+		return err
+	}
+	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, t.Scratch+mmMapOff, uint64(unsafe.Sizeof(pm))); err != nil {
+		return fmt.Errorf("prctl PR_SET_MM_MAP (code %#x-%#x data %#x-%#x brk %#x-%#x stack %#x): %w",
+			pm.StartCode, pm.EndCode, pm.StartData, pm.EndData, pm.StartBrk, pm.Brk, pm.StartStack, err)
+	}
+	return nil
+}
+
+// restoreFiles gives the stub its fd table.
+func (r *restorer) restoreFiles() error {
+	return r.fr.RestoreTable(r.t, r.pass, r.sock, fdPassOff, r.img.fds)
+}
+
+// restoreProcess sets what the whole process shares.
+func (r *restorer) restoreProcess() error {
+	t, img := r.t, r.img
+	tc := img.cores[r.pid].GetTc()
+	if err := r.restoreSession(); err != nil {
+		return err
+	}
+	if err := sig.RestoreActions(t, tc.GetSigactions()); err != nil {
+		return err
+	}
+	if err := r.restoreItimers(tc); err != nil {
+		return err
+	}
+	if img.fs.Umask != nil {
+		if _, err := t.Syscall(unix.SYS_UMASK, uint64(img.fs.GetUmask())); err != nil {
+			return fmt.Errorf("umask %#o: %w", img.fs.GetUmask(), err)
+		}
+	}
+	if p := tc.GetPersonality(); p != 0 {
+		if _, err := t.Syscall(unix.SYS_PERSONALITY, uint64(p)); err != nil {
+			return fmt.Errorf("personality %#x: %w", p, err)
+		}
+	}
+	if err := r.restoreRlimits(tc); err != nil {
+		return err
+	}
+	root := img.fileByID[img.fs.GetRootId()].GetReg().GetName()
+	if root != "/" {
+		addr, err := t.WriteString(pathOff, root)
+		if err != nil {
+			return err
+		}
+		if _, err := t.Syscall(unix.SYS_CHROOT, addr); err != nil {
+			return fmt.Errorf("chroot %s: %w", root, err)
+		}
+	}
+	cwd := img.fileByID[img.fs.GetCwdId()].GetReg().GetName()
+	addr, err := t.WriteString(pathOff, cwd)
+	if err != nil {
+		return err
+	}
+	if _, err := t.Syscall(unix.SYS_CHDIR, addr); err != nil {
+		return fmt.Errorf("chdir %s: %w", cwd, err)
+	}
+	if tc.GetChildSubreaper() {
+		if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_CHILD_SUBREAPER, 1); err != nil {
+			return fmt.Errorf("set child subreaper: %w", err)
+		}
+	}
+	if q := tc.GetSignalsS(); q != nil {
+		if err := sig.Requeue(t, r.pid, r.pid, q, true); err != nil {
+			return fmt.Errorf("shared pending signals: %w", err)
+		}
+	}
+	return nil
+}
+
+// restoreItimers sets the three interval timers. setitimer adds one tick
+// to the value of a CPU-time timer (ITIMER_VIRTUAL, ITIMER_PROF) so it can
+// never fire early; the value getitimer gave at dump already had it, so
+// the tick, measured here, is taken off again lest each restore add one.
+func (r *restorer) restoreItimers(tc *criu_core.TaskCoreEntry) error {
+	t, tm := r.t, tc.GetTimers()
+	if tm == nil {
+		return nil
+	}
+	set := func(which int, v [4]uint64) error {
+		if err := remote.WriteStruct(t, 0, &v); err != nil {
+			return err
+		}
+		if _, err := t.Syscall(unix.SYS_SETITIMER, uint64(which), t.Scratch, 0); err != nil {
+			return fmt.Errorf("setitimer %d (%d.%06ds every %d.%06ds): %w", which, v[2], v[3], v[0], v[1], err)
+		}
+		return nil
+	}
+	var tick uint64 // in µs
+	for which, it := range []*timer.ItimerEntry{tm.GetReal(), tm.GetVirt(), tm.GetProf()} {
+		v := [4]uint64{it.GetIsec(), it.GetIusec(), it.GetVsec(), it.GetVusec()}
+		if v == [4]uint64{} {
+			continue
+		}
+		if v[2] == 0 && v[3] == 0 {
+			// Expired, and rearmed only when its signal (pending in the
+			// image) is taken: a value of 0 would disarm it for good, so
+			// let it expire again at once; the signals merge.
+			v[3] = 1
+		}
+		if which != unix.ITIMER_REAL {
+			if tick == 0 {
+				// The task runs no user code meanwhile: its virtual
+				// clock stands still, and what comes back is 1 s + tick.
+				if err := set(unix.ITIMER_VIRTUAL, [4]uint64{0, 0, 1, 0}); err != nil {
+					return err
+				}
+				if _, err := t.Syscall(unix.SYS_GETITIMER, unix.ITIMER_VIRTUAL, t.Scratch); err != nil {
+					return fmt.Errorf("getitimer: %w", err)
+				}
+				var got [4]uint64
+				if err := remote.ReadStruct(t, 0, &got); err != nil {
+					return err
+				}
+				tick = max(got[2]*1e6+got[3], 1e6) - 1e6
+				if err := set(unix.ITIMER_VIRTUAL, [4]uint64{}); err != nil {
+					return err
+				}
+			}
+			if us := v[2]*1e6 + v[3]; us > tick {
+				us -= tick
+				v[2], v[3] = us/1e6, us%1e6
+			}
+		}
+		if err := set(which, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restoreSession makes the stub the leader of its session and process
+// group if the dumped task was. A group or session led by a process
+// outside the image is kept only if gocr is in it too (the stub inherits
+// gocr's); it cannot be joined otherwise, and is reported.
+func (r *restorer) restoreSession() error {
+	t, tree := r.t, r.img.tree
+	pid, sid, pgid := uint32(r.pid), tree.GetSid(), tree.GetPgid()
+	switch {
+	case sid == pid:
+		if _, err := t.Syscall(unix.SYS_SETSID); err != nil {
+			return fmt.Errorf("setsid: %w", err)
+		}
+	case pgid == pid:
+		if _, err := t.Syscall(unix.SYS_SETPGID, 0, 0); err != nil {
+			return fmt.Errorf("setpgid: %w", err)
+		}
+	}
+	if pgid != pid && (sid == pid || pgid != uint32(unix.Getpgrp())) {
+		r.log.Warn("process group outside the image is not restored", "pid", pid, "pgid", pgid, "sid", sid)
+	}
+	return nil
+}
+
+// restoreRlimits sets each limit with an injected prlimit64. A hard limit
+// above the stub's cannot be restored without CAP_SYS_RESOURCE, and is
+// refused by name rather than silently kept lower.
+func (r *restorer) restoreRlimits(tc *criu_core.TaskCoreEntry) error {
+	t := r.t
+	for res, l := range tc.GetRlimits().GetRlimits() {
+		if _, err := t.Syscall(unix.SYS_PRLIMIT64, 0, uint64(res), 0, t.Scratch); err != nil {
+			return fmt.Errorf("read rlimit %d: %w", res, err)
+		}
+		var old [2]uint64
+		if err := remote.ReadStruct(t, 0, &old); err != nil {
+			return err
+		}
+		want := [2]uint64{l.GetCur(), l.GetMax()}
+		if want == old {
+			continue
+		}
+		if err := remote.WriteStruct(t, 0, &want); err != nil {
+			return err
+		}
+		if _, err := t.Syscall(unix.SYS_PRLIMIT64, 0, uint64(res), t.Scratch, 0); err != nil {
+			if errors.Is(err, unix.EPERM) && want[1] > old[1] {
+				return fmt.Errorf("rlimit %d: hard limit %d is above this restore's %d, and raising it needs CAP_SYS_RESOURCE: %w", res, want[1], old[1], err)
+			}
+			return fmt.Errorf("set rlimit %d to %d/%d: %w", res, want[0], want[1], err)
+		}
+	}
+	return nil
+}
+
+// createThreads makes every other thread of the image with its tid.
+func (r *restorer) createThreads() error {
+	for _, tid := range r.img.tids[1:] {
+		got, err := r.t.CloneThread(ptrace.ThreadSpec{Tids: []int{tid}, Scratch: r.t.Scratch + cloneOff})
+		if err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+		if got != tid {
+			return fmt.Errorf("thread %d: created as %d", tid, got)
+		}
+		rt, err := r.tr.BeginInject(tid, r.t.Scratch+insnOff)
+		if err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+		r.threads[tid] = r.t.On(rt)
+	}
+	return nil
+}
+
+// restoreThreads sets the per-thread kernel state, the leader last so its
+// credentials drop after every thread was made with the stub's.
+func (r *restorer) restoreThreads() error {
+	order := append(append([]int(nil), r.img.tids[1:]...), r.pid)
+	stubStatus, err := procfs.Status(r.pid)
+	if err != nil {
+		return err
+	}
+	secbits, err := r.t.Syscall(unix.SYS_PRCTL, unix.PR_GET_SECUREBITS)
+	if err != nil {
+		return fmt.Errorf("get securebits: %w", err)
+	}
+	for _, tid := range order {
+		tt, core := r.threads[tid], r.img.cores[tid]
+		if err := r.restoreThread(tt, core, stubStatus, uint32(secbits)); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+	}
+	if d := r.img.mm.Dumpable; d != nil && (*d == 0 || *d == 1) {
+		if _, err := r.t.Syscall(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, uint64(*d)); err != nil {
+			return fmt.Errorf("set dumpable %d: %w", *d, err)
+		}
+	}
+	return nil
+}
+
+func (r *restorer) restoreThread(t *remote.Task, core *criu_core.CoreEntry, stub procfs.TaskStatus, stubSecbits uint32) error {
+	tc := core.GetThreadCore()
+	comm := tc.GetComm()
+	if comm == "" && core.GetTc() != nil {
+		comm = core.GetTc().GetComm()
+	}
+	if comm != "" {
+		addr, err := t.WriteString(pathOff, comm)
+		if err != nil {
+			return err
+		}
+		if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_NAME, addr); err != nil {
+			return fmt.Errorf("set comm %q: %w", comm, err)
+		}
+	}
+	if sas := tc.GetSas(); sas != nil && sas.GetSsFlags()&abi.SS_DISABLE == 0 && sas.GetSsSize() != 0 {
+		st := abi.StackT{Sp: sas.GetSsSp(), Flags: int32(sas.GetSsFlags() &^ abi.SS_ONSTACK), Size: sas.GetSsSize()}
+		if err := remote.WriteStruct(t, 0, &st); err != nil {
+			return err
+		}
+		if _, err := t.Syscall(unix.SYS_SIGALTSTACK, t.Scratch, 0); err != nil {
+			return fmt.Errorf("sigaltstack %#x+%d: %w", st.Sp, st.Size, err)
+		}
+	}
+	if a := core.GetThreadInfo().GetClearTidAddr(); a != 0 {
+		if _, err := t.Syscall(unix.SYS_SET_TID_ADDRESS, a); err != nil {
+			return fmt.Errorf("set_tid_address %#x: %w", a, err)
+		}
+	}
+	if head := tc.GetFutexRla(); head != 0 {
+		if _, err := t.Syscall(unix.SYS_SET_ROBUST_LIST, head, uint64(tc.GetFutexRlaLen())); err != nil {
+			return fmt.Errorf("set_robust_list %#x: %w", head, err)
+		}
+	}
+	if rs := tc.GetRseqEntry(); rs != nil && rs.GetRseqAbiPointer() != 0 {
+		if _, err := t.Syscall(unix.SYS_RSEQ, rs.GetRseqAbiPointer(), uint64(rs.GetRseqAbiSize()), 0, uint64(rs.GetSignature())); err != nil {
+			return fmt.Errorf("rseq %#x size %d: %w", rs.GetRseqAbiPointer(), rs.GetRseqAbiSize(), err)
+		}
+	}
+	if q := tc.GetSignalsP(); q != nil {
+		if err := sig.Requeue(t, r.pid, t.Tid(), q, false); err != nil {
+			return fmt.Errorf("pending signals: %w", err)
+		}
+	}
+	if c := tc.GetCreds(); c != nil && !creds.Same(c, stub, stubSecbits) {
+		if err := creds.Restore(t, c); err != nil {
+			return err
+		}
+	}
+	// After the credentials: changing ids clears the parent-death signal.
+	if s := tc.GetPdeathSig(); s != 0 {
+		if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(s)); err != nil {
+			return fmt.Errorf("set parent-death signal %d: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// finish puts the image's registers, FPU state and signal mask on every
+// thread and lets them go. The leader's last injected call removes the
+// scratch area; since the syscall instruction lived there, the leader
+// leaves that call straight onto the image's registers (SetSaved + End).
+func (r *restorer) finish() error {
+	layout := arch.HostLayout()
+	set := func(tid int, core *criu_core.CoreEntry) error {
+		tc := core.GetThreadCore()
+		mask := tc.GetBlkSigset()
+		if tc.BlkSigset == nil && core.GetTc() != nil {
+			mask = core.GetTc().GetBlkSigset()
+		}
+		if err := r.tr.SetSigmask(tid, mask); err != nil {
+			return err
+		}
+		tmpl, err := r.tr.GetXState(tid)
+		if err != nil {
+			return err
+		}
+		xs, err := layout.XStateFromFPRegs(core.GetThreadInfo().GetFpregs(), tmpl)
+		if err != nil {
+			return err
+		}
+		return r.tr.SetXState(tid, xs)
+	}
+	for _, tid := range r.img.tids[1:] {
+		core := r.img.cores[tid]
+		if err := r.threads[tid].End(); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+		if err := r.tr.SetRegs(tid, arch.RegsFromImage(core.GetThreadInfo().GetGpregs())); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+		if err := set(tid, core); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+	}
+	core := r.img.cores[r.pid]
+	r.t.SetSaved(arch.RegsFromImage(core.GetThreadInfo().GetGpregs()))
+	if _, err := r.t.Syscall(unix.SYS_MUNMAP, r.t.Scratch, restoreScratch); err != nil {
+		return fmt.Errorf("unmap scratch memory: %w", err)
+	}
+	if err := r.t.End(); err != nil {
+		return err
+	}
+	if err := set(r.pid, core); err != nil {
+		return err
+	}
+	// Let go: the threads first, so the leader finds them running.
+	var errs []error
+	for _, tid := range append(append([]int(nil), r.img.tids[1:]...), r.pid) {
+		if err := r.tr.Detach(tid, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
