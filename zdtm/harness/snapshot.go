@@ -326,8 +326,8 @@ func Diff(before, after *Snapshot) string {
 		diffLines(&b, fmt.Sprintf("pid %d tree", pid), []string{x.Tree}, []string{y.Tree})
 		diffLines(&b, fmt.Sprintf("pid %d status", pid), x.Status, y.Status)
 		diffLines(&b, fmt.Sprintf("pid %d fds", pid), x.Fds, y.Fds)
-		grew := diffTids(&b, pid, x.Tids, y.Tids)
-		diffMaps(&b, pid, x.Maps, y.Maps, grew)
+		diffTids(&b, pid, x.Tids, y.Tids)
+		diffMaps(&b, pid, x.Maps, y.Maps)
 		diffLines(&b, fmt.Sprintf("pid %d namespaces", pid), nsLines(x.Namespaces), nsLines(y.Namespaces))
 	}
 	var labels []string
@@ -383,9 +383,8 @@ func diffLines(b *strings.Builder, what string, x, y []string) {
 
 // diffTids reports threads lost between the two looks. Threads that
 // appeared are not a difference: the Go runtime starts more when it finds
-// its threads were stopped a while, as around any checkpoint. It returns
-// whether threads appeared.
-func diffTids(b *strings.Builder, pid int, x, y []int) bool {
+// its threads were stopped a while, as around any checkpoint.
+func diffTids(b *strings.Builder, pid int, x, y []int) {
 	var lost []string
 	for _, t := range x {
 		if !slices.Contains(y, t) {
@@ -395,7 +394,6 @@ func diffTids(b *strings.Builder, pid int, x, y []int) bool {
 	if len(lost) > 0 {
 		fmt.Fprintf(b, "pid %d threads:\n  - lost %s\n", pid, strings.Join(lost, " "))
 	}
-	return len(y) > len(x)-len(lost)
 }
 
 type mapRange struct {
@@ -420,30 +418,55 @@ func parseRanges(lines []string) []mapRange {
 	return out
 }
 
-// diffMaps reports memory that changed: every range of the first look must
-// lie inside a range of the second with the same protections and backing.
-// Memory that appeared is reported too, except anonymous memory when new
-// threads appeared (their stacks and runtime data).
-func diffMaps(b *strings.Builder, pid int, x, y []string, threadsGrew bool) {
+// diffMaps reports memory that changed. Every range of the first look must
+// be covered, page for page, by ranges of the second with the same
+// protections and backing. Only the Go runtime's way of growing is let
+// through, because workloads keep running between the looks: anonymous
+// reservations (---p) that became read-write, and new anonymous memory,
+// either read-write or reserved. New file mappings, new executable memory
+// and anything lost or changed are differences.
+func diffMaps(b *strings.Builder, pid int, x, y []string) {
 	xs, ys := parseRanges(x), parseRanges(y)
 	var lines []string
 	for _, r := range xs {
-		covered := slices.ContainsFunc(ys, func(o mapRange) bool {
-			return o.perms == r.perms && o.path == r.path && o.start <= r.start && r.end <= o.end
-		})
-		if !covered {
+		ok := func(o mapRange) bool {
+			return o.path == r.path && (o.perms == r.perms || (runtimeGrowth(r) && runtimeGrowth(o)))
+		}
+		if !covered(r, ys, ok) {
 			lines = append(lines, "  - "+r.line)
 		}
 	}
 	for _, r := range ys {
-		if slices.Contains(x, r.line) {
-			continue
-		}
-		if !threadsGrew || r.path != "" {
+		if !slices.Contains(x, r.line) && !runtimeGrowth(r) {
 			lines = append(lines, "  + "+r.line)
 		}
 	}
 	if len(lines) > 0 {
 		fmt.Fprintf(b, "pid %d maps:\n%s\n", pid, strings.Join(lines, "\n"))
 	}
+}
+
+// runtimeGrowth is anonymous memory a Go runtime maps or commits as it
+// runs: read-write or reserved, never executable.
+func runtimeGrowth(r mapRange) bool {
+	return r.path == "" && (r.perms == "rw-p" || r.perms == "---p")
+}
+
+// covered reports whether [r.start, r.end) lies in the union of the ranges
+// of ys that ok accepts (ys are sorted, as maps lists them).
+func covered(r mapRange, ys []mapRange, ok func(mapRange) bool) bool {
+	at := r.start
+	for _, o := range ys {
+		if o.end <= at || !ok(o) {
+			continue
+		}
+		if o.start > at {
+			return false
+		}
+		at = o.end
+		if at >= r.end {
+			return true
+		}
+	}
+	return at >= r.end
 }

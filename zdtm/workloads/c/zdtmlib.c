@@ -398,7 +398,9 @@ void test_init(int argc, char **argv, bool suid)
 			waitpid(child, NULL, 0);
 			die("launch: the daemon was not started (see %s)", out);
 		}
-		if (read(ready[0], &c, 1) != 1 || c != 'R') {
+		/* 'R' and then EOF: the pidfile must not appear while the daemon
+		 * still holds its end of the pipe (the harness looks at its fds). */
+		if (read(ready[0], &c, 1) != 1 || c != 'R' || read(ready[0], &c, 1) != 0) {
 			int st = 0;
 			waitpid(child, &st, 0);
 			if (ns)
