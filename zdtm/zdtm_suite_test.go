@@ -188,6 +188,11 @@ var _ = ReportAfterSuite("zdtm summary", func(r Report) {
 	p := its.CountWithState(types.SpecStatePassed)
 	s := its.CountWithState(types.SpecStateSkipped)
 	f := its.CountWithState(types.SpecStateFailureStates)
+	if !r.SuiteSucceeded && f == 0 {
+		// Setup failed before any spec ran: that is a failure, not zero.
+		f = 1
+		fmt.Printf("\nzdtm: the suite failed before its specs: %s\n", strings.Join(r.SpecialSuiteFailureReasons, "; "))
+	}
 	fmt.Printf("\nzdtm: %d passed, %d failed, %d skipped (engine %s, kernel %s)\n", p, f, s, cfg.Engine, kernelRelease())
 	if f > 0 {
 		fmt.Printf("zdtm: images and logs of failing specs are kept under %s\n", runDir)

@@ -2,6 +2,8 @@ package files
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
@@ -66,12 +68,7 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 		return nil, err
 	}
 	var out []*fdinfo.FdinfoEntry
-	type seen struct {
-		fd int
-		id uint32
-		t  fdinfo.FdTypes
-	}
-	var done []seen
+	var files, epollFiles descriptions
 	s.fileIDs = map[int]uint32{}
 	var epolls []Fd
 	for _, f := range fds {
@@ -80,38 +77,81 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 			return nil, fmt.Errorf("fd %d: %w", f.Fd, err)
 		}
 		fd := Fd{Fd: f.Fd, Target: f.Target, Info: info, Cloexec: info.Flags&unix.O_CLOEXEC != 0}
-		var id uint32
-		var typ fdinfo.FdTypes
-		for _, d := range done {
-			if same, err := sameFile(pid, d.fd, f.Fd); err != nil {
-				return nil, fmt.Errorf("fd %d: %w", f.Fd, err)
-			} else if same {
-				id, typ = d.id, d.t
-				break
-			}
-		}
-		if id == 0 && f.Target == "anon_inode:[eventpoll]" {
+		if f.Target == "anon_inode:[eventpoll]" {
 			// Epolls last: their targets must have ids first.
 			epolls = append(epolls, fd)
 			continue
 		}
-		if id == 0 {
-			if id, typ, err = s.dumpFile(pid, fd); err != nil {
+		d, i, err := files.find(pid, f.Fd)
+		if err != nil {
+			return nil, fmt.Errorf("fd %d: %w", f.Fd, err)
+		}
+		if d == nil {
+			id, typ, err := s.dumpFile(pid, fd)
+			if err != nil {
 				return nil, fmt.Errorf("fd %d (%s): %w", f.Fd, f.Target, err)
 			}
-			done = append(done, seen{f.Fd, id, typ})
+			d = files.insert(i, description{f.Fd, id, typ})
 		}
-		s.fileIDs[f.Fd] = id
-		out = append(out, fdEntry(fd, id, typ))
+		s.fileIDs[f.Fd] = d.id
+		out = append(out, fdEntry(fd, d.id, d.typ))
 	}
 	for _, fd := range epolls {
-		id, err := s.dumpEpoll(fd)
+		d, i, err := epollFiles.find(pid, fd.Fd)
 		if err != nil {
-			return nil, fmt.Errorf("fd %d (%s): %w", fd.Fd, fd.Target, err)
+			return nil, fmt.Errorf("fd %d: %w", fd.Fd, err)
 		}
-		out = append(out, fdEntry(fd, id, fdinfo.FdTypes_EVENTPOLL))
+		if d == nil {
+			id, err := s.dumpEpoll(fd)
+			if err != nil {
+				return nil, fmt.Errorf("fd %d (%s): %w", fd.Fd, fd.Target, err)
+			}
+			d = epollFiles.insert(i, description{fd.Fd, id, fdinfo.FdTypes_EVENTPOLL})
+		}
+		out = append(out, fdEntry(fd, d.id, d.typ))
 	}
 	return out, nil
+}
+
+// description is one open file description already dumped: the first fd
+// seen on it, and its file entry.
+type description struct {
+	fd  int
+	id  uint32
+	typ fdinfo.FdTypes
+}
+
+// descriptions are kept in the kernel's order of open file descriptions
+// (KCMP_FILE orders them), so finding whether an fd shares one already
+// dumped is a binary search: O(n log n) kcmp calls for n fds, not O(n²).
+type descriptions []description
+
+// find returns the description fd refers to, or nil and where to insert it.
+func (ds descriptions) find(pid, fd int) (*description, int, error) {
+	var ferr error
+	i := sort.Search(len(ds), func(i int) bool {
+		c, err := kcmpFiles(pid, ds[i].fd, fd)
+		if err != nil && ferr == nil {
+			ferr = err
+		}
+		return c >= 0
+	})
+	if ferr != nil {
+		return nil, 0, ferr
+	}
+	if i < len(ds) {
+		if c, err := kcmpFiles(pid, ds[i].fd, fd); err != nil {
+			return nil, 0, err
+		} else if c == 0 {
+			return &ds[i], i, nil
+		}
+	}
+	return nil, i, nil
+}
+
+func (ds *descriptions) insert(i int, d description) *description {
+	*ds = slices.Insert(*ds, i, d)
+	return &(*ds)[i]
 }
 
 func fdEntry(fd Fd, id uint32, typ fdinfo.FdTypes) *fdinfo.FdinfoEntry {
@@ -141,14 +181,22 @@ func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	return 0, 0, fmt.Errorf("this kind of file is not supported yet")
 }
 
-// sameFile reports whether two fds of pid refer to one open file
-// description.
-func sameFile(pid, fd1, fd2 int) (bool, error) {
+// kcmpFiles orders the open file descriptions behind two fds of pid:
+// -1, 0 or 1 as fd1's is below, the same as or above fd2's.
+func kcmpFiles(pid, fd1, fd2 int) (int, error) {
 	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpFile, uintptr(fd1), uintptr(fd2), 0)
 	if errno != 0 {
-		return false, fmt.Errorf("kcmp fds %d and %d: %w", fd1, fd2, errno)
+		return 0, fmt.Errorf("kcmp fds %d and %d: %w", fd1, fd2, errno)
 	}
-	return r == 0, nil
+	switch r {
+	case 0:
+		return 0, nil
+	case 1:
+		return -1, nil
+	case 2:
+		return 1, nil
+	}
+	return 0, fmt.Errorf("kcmp fds %d and %d: the kernel gives no order of files", fd1, fd2)
 }
 
 const kcmpFile = 0 // KCMP_FILE

@@ -145,9 +145,14 @@ func RestorePages(pid int, pr *image.PageReader) (uint64, error) {
 		for done := int64(0); done < r.Len(); {
 			n := min(restoreChunk, r.Len()-done)
 			addr := r.Vaddr + uint64(done)
-			if err := ptrace.WriteMem(pid, addr, data[r.Offset+done:r.Offset+done+n]); err != nil {
+			chunk := data[r.Offset+done : r.Offset+done+n]
+			if err := ptrace.WriteMem(pid, addr, chunk); err != nil {
 				return pages, fmt.Errorf("pages %#x-%#x: %w", addr, addr+uint64(n), err)
 			}
+			// Drop the chunk from gocr's mapping (the page cache keeps
+			// it): mapped file pages count in gocr's RSS, which must not
+			// grow with the size of the task.
+			unix.Madvise(chunk, unix.MADV_DONTNEED)
 			done += n
 		}
 		pages += r.NrPages
