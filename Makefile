@@ -7,6 +7,13 @@
 # zdtm filters: T=regex (workload names), F=h,ns,uns (flavors),
 # MODE=plain,leave-running,iter3, ENGINE=gocr|none|external:CMD,
 # EXTERNAL='/path/test --opt;/path/test2' (any zdtm-protocol binaries).
+#
+#   make vmtest KERNEL=6.1   the suite inside QEMU on one of Debian's kernels
+#   make matrix              the suite on every kernel of the matrix (5.10 6.1 6.12 7.2)
+#
+# vmtest takes T=, F=, MODE=, ENGINE= too; KCACHE=dir overrides the kernel
+# cache ($XDG_CACHE_HOME/gocr/kernels), VMRESULTS= the results directory,
+# VMFLAGS= more options of vmtest (go run ./vmtest/cmd/vmtest -h).
 
 SHELL      := /bin/bash
 GO         ?= go
@@ -20,7 +27,14 @@ EXTERNAL   ?=
 VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -X main.Version=$(VERSION)
 
-.PHONY: all build deps unit zdtm test vet bench clean
+KERNEL     ?= 6.1
+VMRESULTS  ?= /tmp/gocr-vmtest
+VMFLAGS    ?=
+ifneq ($(KCACHE),)
+export KCACHE
+endif
+
+.PHONY: all build deps unit fuzz zdtm test vet bench clean vmdeps vmtest matrix test-vm
 
 all: build
 
@@ -38,9 +52,16 @@ vet:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-# Unit tests: parsers, image codec, harness self-tests, engine primitives.
+# Unit tests: parsers, image codec, harness self-tests, engine primitives;
+# then every fuzz target for a couple of seconds (FUZZTIME=).
+FUZZTIME   ?= 2s
 unit: vet
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/zdtm$$')
+	bash ci/fuzz.sh $(FUZZTIME)
+
+# Every fuzz target for a minute each (FUZZTIME=10m for longer).
+fuzz:
+	bash ci/fuzz.sh $(if $(filter 2s,$(FUZZTIME)),60s,$(FUZZTIME))
 
 # The zdtm suite. Prints "zdtm: N passed, N failed, N skipped" and writes a
 # JUnit report; failing specs keep their images and logs under $(RESULTS).
@@ -52,6 +73,40 @@ zdtm: deps
 
 test: deps unit
 	$(MAKE) --no-print-directory zdtm ENGINE=none
+	$(MAKE) --no-print-directory zdtm ENGINE=gocr F=h
+	$(MAKE) --no-print-directory test-vm
+
+# What vmtest needs from Debian, installed only when missing: QEMU, the
+# archive keyring (kernels are fetched with a private apt configuration
+# that leaves the system's sources alone), xz and zstd to unpack kernels.
+vmdeps:
+	@need=""; \
+	command -v qemu-system-x86_64 >/dev/null || need="$$need qemu-system-x86"; \
+	command -v xz >/dev/null || need="$$need xz-utils"; \
+	command -v zstd >/dev/null || need="$$need zstd"; \
+	test -e /usr/share/keyrings/debian-archive-keyring.gpg || need="$$need debian-archive-keyring"; \
+	if [ -n "$$need" ]; then \
+		echo "make vmdeps: installing$$need"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$need || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$need; }; \
+	fi
+
+# The suite inside QEMU on Debian's kernel KERNEL (5.10, 6.1, 6.12, 7.2,
+# or a comma-separated list, or all). Prints a table and
+# "vmtest: N passed, N failed, N skipped"; per-kernel results and JUnit
+# reports go to $(VMRESULTS)/KERNEL/.
+vmtest: vmdeps
+	$(GO) run ./vmtest/cmd/vmtest -kernel '$(KERNEL)' -engine '$(ENGINE)' -T '$(T)' -F '$(F)' -mode '$(MODE)' \
+		-out '$(VMRESULTS)' -ldflags '$(LDFLAGS)' $(VMFLAGS)
+
+# Every kernel of the matrix, VMs side by side as the CPUs allow.
+matrix:
+	$(MAKE) --no-print-directory vmtest KERNEL=all
+
+# The suite without checkpoints in a VM on Debian 12's kernel (about a
+# minute under TCG once the kernel is cached): meant for `make test`.
+test-vm:
+	$(MAKE) --no-print-directory vmtest KERNEL=6.1 ENGINE=none VMFLAGS='-q $(VMFLAGS)'
 
 # Speed against this machine's limits, measured in the same run.
 bench: build

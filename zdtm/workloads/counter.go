@@ -20,7 +20,9 @@ var Counter = lib.Workload{Name: "counter", Run: func(t *lib.T) {
 	}
 	t.Ready()
 	atReady := a
-	for !t.Stopped() {
+	// At least one step after ready: SIGTERM may already be here.
+	for done := false; !done; {
+		done = t.Stopped()
 		step()
 		if a != b {
 			t.Fail("counter torn: a=%d b=%d", a, b)

@@ -1,0 +1,128 @@
+// Command vmtest runs gocr's zdtm suite inside QEMU on Debian's kernels:
+//
+//	vmtest -kernel 6.1 [-T regex] [-engine none|gocr]   one kernel
+//	vmtest -kernel all                                  the matrix
+//	vmtest -list                                        resolve and fetch only
+//
+// Kernels are cached under $KCACHE, else $XDG_CACHE_HOME/gocr/kernels.
+// Results go to -out (one directory per kernel: console.log, junit.xml,
+// zdtm.log, check.txt, failed.tgz) with the matrix in matrix.txt.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gocr/gocr/vmtest"
+	"github.com/gocr/gocr/vmtest/kernel"
+	"github.com/gocr/gocr/vmtest/qemu"
+)
+
+func main() {
+	var (
+		kernels  = flag.String("kernel", "6.1", "kernel lines, comma-separated, or all ("+strings.Join(kernel.LineNames(), ", ")+")")
+		engine   = flag.String("engine", "gocr", "ZDTM_ENGINE in the guest: gocr, none, external:CMD")
+		tests    = flag.String("T", "", "ZDTM_TESTS: workloads matching this regex")
+		flavors  = flag.String("F", "", "ZDTM_FLAVORS: h,ns,uns")
+		modes    = flag.String("mode", "", "ZDTM_MODES: plain,leave-running,iter3")
+		out      = flag.String("out", filepath.Join(os.TempDir(), "gocr-vmtest"), "results directory")
+		cache    = flag.String("cache", kernel.DefaultCacheDir(), "kernel cache ($KCACHE)")
+		refresh  = flag.Duration("refresh", 24*time.Hour, "ask Debian's archive again when the cached package lists are older than this (0: always)")
+		mem      = flag.Int("mem", 1024, "guest memory, MiB")
+		cpus     = flag.Int("cpus", 0, "vCPUs per guest (0: 2 for one VM, 1 when VMs run side by side under TCG)")
+		jobs     = flag.Int("j", 0, "VMs at once (0: one per host CPU under TCG, at most the kernels)")
+		timeout  = flag.Duration("timeout", 20*time.Minute, "wall clock per VM")
+		kvm      = flag.String("kvm", "auto", "use KVM: auto (when /dev/kvm opens), on, off")
+		inject   = flag.String("inject", "", "make the guest misbehave to prove the host notices: panic, hang")
+		appendKA = flag.String("append", "", "extra kernel command line")
+		repo     = flag.String("repo", ".", "gocr's source tree")
+		ldflags  = flag.String("ldflags", "", "go build -ldflags for gocr")
+		list     = flag.Bool("list", false, "only resolve and fetch the kernels")
+		quiet    = flag.Bool("q", false, "do not stream the guests' consoles")
+	)
+	flag.Parse()
+	log := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "vmtest: "+format+"\n", args...)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	lines := strings.Split(*kernels, ",")
+	if *kernels == "all" {
+		lines = kernel.LineNames()
+	}
+	start := time.Now()
+	var ks []*kernel.Kernel
+	for _, l := range lines {
+		t := time.Now()
+		k, err := kernel.Fetch(ctx, strings.TrimSpace(l), kernel.Options{CacheDir: *cache, MaxListAge: *refresh,
+			Modules: vmtest.GuestModules, Log: log})
+		if err != nil {
+			log("%v", err)
+			os.Exit(1)
+		}
+		how := "downloaded"
+		if k.Cached {
+			how = "cached"
+		}
+		log("kernel %s = %s (%s, %s, %s in %v)", k.Line, k.ABI, strings.Join(k.Packages, " "), k.Suite, how, time.Since(t).Round(time.Millisecond))
+		ks = append(ks, k)
+	}
+	if *list {
+		return
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		log("%v", err)
+		os.Exit(1)
+	}
+	kvmOn := *kvm == "on" || (*kvm == "auto" && qemu.KVMAvailable())
+	if *jobs == 0 {
+		*jobs = len(ks)
+		if !kvmOn {
+			*jobs = min(len(ks), runtime.NumCPU())
+		}
+	}
+	if *cpus == 0 {
+		*cpus = 2
+		if !kvmOn && *jobs > 1 {
+			*cpus = 1
+		}
+	}
+	absRepo, _ := filepath.Abs(*repo)
+	p, err := vmtest.BuildPayload(ctx, absRepo, filepath.Join(*out, "build"), *ldflags, log)
+	if err != nil {
+		log("%v", err)
+		os.Exit(1)
+	}
+	accel := "TCG"
+	if kvmOn {
+		accel = "KVM"
+	}
+	log("%d kernel(s), %d VM(s) at once, %d vCPU and %d MiB each, %s, engine %s", len(ks), *jobs, *cpus, *mem, accel, *engine)
+	o := vmtest.Options{Engine: *engine, Tests: *tests, Flavors: *flavors, Modes: *modes, Out: *out, MemMiB: *mem,
+		CPUs: *cpus, Jobs: *jobs, Timeout: *timeout, KVM: *kvm, Inject: *inject, Append: *appendKA, Log: log}
+	if !*quiet {
+		o.Console = os.Stdout
+	}
+	rs := vmtest.RunMatrix(ctx, ks, p, o)
+	wall := time.Since(start)
+	fmt.Println()
+	vmtest.WriteTable(os.Stdout, rs, *engine, wall)
+	if err := vmtest.SaveMatrix(*out, rs, *engine, wall); err != nil {
+		log("%v", err)
+	}
+	fmt.Printf("vmtest: per-kernel results and JUnit reports under %s/<kernel>/\n", *out)
+	for _, r := range rs {
+		if !r.OK() {
+			os.Exit(1)
+		}
+	}
+}
