@@ -106,9 +106,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer closeLog()
 	fail := func(err error) int {
-		log.Error(cmd+" failed", "err", err)
 		msg := fmt.Sprintf("gocr %s: %v", cmd, err)
 		if logPath != "" {
+			log.Error(cmd+" failed", "err", err) // stderr gets the line below
 			msg += " (log: " + logPath + ")"
 		}
 		fmt.Fprintln(stderr, msg)
