@@ -13,6 +13,7 @@ import (
 func All() []lib.Workload {
 	return []lib.Workload{
 		Counter,
+		TCPRefused,
 		Threads,
 		Heap256M,
 		Sigpending,
