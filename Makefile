@@ -73,7 +73,7 @@ zdtm: deps
 
 test: deps unit
 	$(MAKE) --no-print-directory zdtm ENGINE=none
-	$(MAKE) --no-print-directory zdtm ENGINE=gocr F=h
+	$(MAKE) --no-print-directory zdtm ENGINE=gocr
 	$(MAKE) --no-print-directory test-vm
 
 # What vmtest needs from Debian, installed only when missing: QEMU, the

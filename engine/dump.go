@@ -22,6 +22,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/rseq"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/abi"
@@ -42,8 +43,10 @@ const scratchSize = 64 << 10
 
 // Dump checkpoints the process tree rooted at o.Pid into o.ImagesDir.
 //
-// The checklist: seize every thread (the task stops where it is), read
-// what /proc and ptrace show from outside, copy memory, then read by
+// The checklist: seize every thread (the task stops where it is), save
+// the namespaces it has of its own (user, pid, mnt, uts, ipc, net; see
+// namespaces.go), read what /proc and ptrace show from outside, copy
+// memory, then read by
 // injected system calls what only the task itself can see (dispositions,
 // timers, brk, per-thread kernel pointers), write the images, and finally
 // kill the task or let it run on. Whatever fails, a task that is not
@@ -78,7 +81,12 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		return &TaskError{Pid: o.Pid, Op: "dump: freeze", Err: err}
 	}
 	d.frozenAt = time.Now()
-	err = d.dumpTask(ctx)
+	// Namespaces before the task, as CRIU does: they decide which pids
+	// the images speak of.
+	err = d.dumpNamespaces()
+	if err == nil {
+		err = d.dumpTask(ctx)
+	}
 	if err == nil {
 		err = d.writeStats(start)
 	}
@@ -94,10 +102,11 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		}
 		return nil
 	}
-	// A dumped tree is killed, as criu does without --leave-running.
-	unix.Kill(o.Pid, unix.SIGKILL)
-	for _, tid := range d.tids {
-		d.tr.Detach(tid, 0)
+	// A dumped tree is killed, as criu does without --leave-running. The
+	// tracer takes the exit of every thread, so the parent can then reap
+	// the task (a traced task's exit goes to its tracer first).
+	if err := d.tr.KillAndReap(o.Pid); err != nil {
+		d.log.Warn("kill the dumped task", "pid", o.Pid, "err", err)
 	}
 	return nil
 }
@@ -110,12 +119,19 @@ type dumper struct {
 	files  *files.Set
 	layout arch.Layout
 
-	tids     []int // every thread, the leader first
-	seized   []int
-	secbits  uint32
-	frozenAt time.Time
-	memStats mem.PageStats
-	memTime  time.Duration
+	tids   []int // every thread, the leader first
+	seized []int
+	// The pids the images speak of are those the task sees: in a pid
+	// namespace of its own the leader is 1 (see dumpNamespaces).
+	vtid      map[int]int // host tid → tid in the task's pid namespace
+	vpid      int
+	nsIDs     map[string]uint64   // the task's namespaces, by kind
+	rootNsIDs map[string]uint64   // gocr's
+	userns    *userns.UsernsEntry // the maps of the task's own user namespace, if it has one
+	secbits   uint32
+	frozenAt  time.Time
+	memStats  mem.PageStats
+	memTime   time.Duration
 }
 
 // freeze seizes and stops every thread of the task.
@@ -202,7 +218,7 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 		return err
 	}
 	t0 := time.Now()
-	pw, err := d.dir.PageWriter(uint32(pid))
+	pw, err := d.dir.PageWriter(uint32(d.vpid))
 	if err != nil {
 		return err
 	}
@@ -478,27 +494,25 @@ func readThreadInjected(t *remote.Task, th *threadState) error {
 // writeImages writes the image files of the dumped task.
 func (d *dumper) writeImages(stat procfs.TaskStat, status procfs.TaskStatus, threads []*threadState,
 	tc *criu_core.TaskCoreEntry, mmEntry *mm.MmEntry, fdEntries []*fdinfo.FdinfoEntry, cwdID, rootID uint32) error {
-	pid := uint32(d.o.Pid)
+	pid := uint32(d.vpid)
 	ids := &criu_core.TaskKobjIdsEntry{VmId: ptr(pid), FilesId: ptr(pid), FsId: ptr(pid), SighandId: ptr(pid)}
-	ns, err := procfs.Namespaces(d.o.Pid)
-	if err == nil {
-		setNsIDs(ids, ns)
-	}
-	if err := d.dir.WriteInventory(image.NewInventory(ids, inventory.Lsmtype_NO_LSM)); err != nil {
-		return err
-	}
+	setNsIDs(ids, d.nsIDs)
 	// The ids live in core too; crit's tools still read ids-PID.img.
 	if err := d.dir.WriteOne(image.Ids, image.IdsFile(pid), ids); err != nil {
 		return err
 	}
-	tree := &pstree.PstreeEntry{Pid: ptr(pid), Ppid: ptr(uint32(0)), Pgid: ptr(uint32(stat.Pgrp)), Sid: ptr(uint32(stat.Session))}
+	tree := &pstree.PstreeEntry{Pid: ptr(pid), Ppid: ptr(uint32(0)), Pgid: ptr(d.vpidOf(stat.Pgrp)), Sid: ptr(d.vpidOf(stat.Session))}
 	for _, th := range threads {
-		tree.Threads = append(tree.Threads, uint32(th.tid))
+		tree.Threads = append(tree.Threads, uint32(d.vtid[th.tid]))
 	}
-	if err := d.dir.WriteOne(image.Pstree, "pstree.img", tree); err != nil {
+	if err := d.dir.WriteOne(image.Pstree, image.PstreeFile, tree); err != nil {
+		return err
+	}
+	if err := d.writeHostPstree(stat); err != nil {
 		return err
 	}
 	cr := creds.Dump(status, d.secbits)
+	d.credsInside(cr)
 	for i, th := range threads {
 		fp, err := d.layout.FPRegsFromXState(th.xstate)
 		if err != nil {
@@ -529,7 +543,7 @@ func (d *dumper) writeImages(stat procfs.TaskStat, status procfs.TaskStatus, thr
 		if i == 0 {
 			core.Tc, core.Ids = tc, ids
 		}
-		if err := d.dir.WriteOne(image.Core, image.CoreFile(uint32(th.tid)), core); err != nil {
+		if err := d.dir.WriteOne(image.Core, image.CoreFile(uint32(d.vtid[th.tid])), core); err != nil {
 			return err
 		}
 	}
@@ -585,11 +599,13 @@ func (d *dumper) writeImages(stat procfs.TaskStat, status procfs.TaskStatus, thr
 			return err
 		}
 	}
-	return nil
+	// The inventory last: a directory with one holds a finished dump.
+	return d.dir.WriteInventory(image.NewInventory(d.rootIDs(), inventory.Lsmtype_NO_LSM))
 }
 
-// setNsIDs records the namespaces of the task by inode, so restore can tell
-// whether it shares them with the host.
+// setNsIDs records namespaces by their nsfs inode: the task's in its ids,
+// gocr's in the inventory's root_ids; restore creates afresh every kind
+// whose two ids differ.
 func setNsIDs(ids *criu_core.TaskKobjIdsEntry, ns map[string]uint64) {
 	set := func(dst **uint32, kind string) {
 		if ino, ok := ns[kind]; ok {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mem"
+	"github.com/gocr/gocr/engine/ns"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
 	"github.com/gocr/gocr/engine/remote"
@@ -105,8 +108,8 @@ const (
 // before anything is created.
 type restoreImages struct {
 	tree     *pstree.PstreeEntry
-	pid      int
-	tids     []int                        // the leader first
+	pid      int                          // as the tree sees it (1 in a pid namespace of its own)
+	tids     []int                        // the leader first, as the tree sees them
 	cores    map[int]*criu_core.CoreEntry // by tid
 	mm       *mm.MmEntry
 	fs       *fs.FsEntry
@@ -115,6 +118,7 @@ type restoreImages struct {
 	fileByID map[uint32]*fdinfo.FileEntry
 	pipeData map[uint32][]byte
 	pages    uint64
+	ns       *nsImages
 }
 
 type restorer struct {
@@ -126,8 +130,10 @@ type restorer struct {
 	pass *remote.FdPasser
 	fr   *files.Restorer
 
-	pid     int
-	sock    int // the stub's end of pass, by its number in the stub
+	pid     int         // the stub's pid in gocr's pid namespace
+	vpid    int         // its pid in its own: the image's
+	hostTid map[int]int // image tid → tid in gocr's pid namespace
+	sock    int         // the stub's end of pass, by its number in the stub
 	spawned bool
 	t       *remote.Task // the leader's session with scratch
 	threads map[int]*remote.Task
@@ -142,7 +148,11 @@ type restorer struct {
 //
 // The checklist: read and check every image (nothing is created before
 // they pass); start a stub — gocr re-executed, traced from birth — with
-// the exact pid; replace its address space with the image's (scratch
+// the exact pid, in fresh namespaces of every kind the tree had of its own
+// (pid 1 of a fresh pid namespace, with its old pid outside too; a fresh
+// user namespace gets its maps before the stub executes); rebuild their
+// state (mount tree first, then hostname, ipc limits, network devices)
+// before anything is opened; replace its address space with the image's (scratch
 // area, vdso moved into place, VMAs mapped, pages written, mm fields and
 // exe set); give it its files; set what is process-wide (signal
 // dispositions, timers, umask, limits, cwd, shared pending signals); make
@@ -167,11 +177,15 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 		return nil, err
 	}
 	defer dir.Close()
-	r := &restorer{o: o, log: o.Log, dir: dir, threads: map[int]*remote.Task{}}
+	r := &restorer{o: o, log: o.Log, dir: dir, threads: map[int]*remote.Task{}, hostTid: map[int]int{}}
 	if r.img, err = readRestoreImages(dir); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
+	r.vpid = r.img.pid
 	r.pid = r.img.pid
+	if r.img.ns.has("pid") {
+		r.pid = r.img.ns.hostPid // 0 if unknown: the kernel picks it
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -206,14 +220,15 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	}); err != nil {
 		r.log.Warn("write stats-restore", "err", err)
 	}
-	r.log.Info("restore done", "pid", r.pid, "threads", len(r.img.tids), "pages", r.pagesN, "time", elapsed)
+	r.log.Info("restore done", "pid", r.pid, "threads", len(r.img.tids), "pages", r.pagesN, "time", elapsed, "injected", r.tr.Injected())
 	return &Restored{Pid: r.pid}, nil
 }
 
 // readRestoreImages reads and checks every image the restore uses.
 func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 	img := &restoreImages{cores: map[int]*criu_core.CoreEntry{}, fileByID: map[uint32]*fdinfo.FileEntry{}, pipeData: map[uint32][]byte{}}
-	if _, err := dir.ReadInventory(); err != nil {
+	inv, err := dir.ReadInventory()
+	if err != nil {
 		return nil, err
 	}
 	tree, err := image.ReadAll[pstree.PstreeEntry](dir, image.Pstree, image.PstreeFile)
@@ -263,6 +278,15 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		return nil, err
 	}
 	if img.fs, err = image.ReadOne[fs.FsEntry](dir, image.Fs, image.FsFile(uint32(img.pid))); err != nil {
+		return nil, err
+	}
+	taskIDs := img.cores[img.pid].GetIds()
+	if taskIDs == nil && dir.Exists(image.IdsFile(uint32(img.pid))) {
+		if taskIDs, err = image.ReadOne[criu_core.TaskKobjIdsEntry](dir, image.Ids, image.IdsFile(uint32(img.pid))); err != nil {
+			return nil, err
+		}
+	}
+	if img.ns, err = readNamespaces(dir, img, inv.GetRootIds(), taskIDs); err != nil {
 		return nil, err
 	}
 	filesID := uint32(img.pid)
@@ -388,6 +412,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		do   func() error
 	}{
 		{"start the stub", r.spawn},
+		{"restore namespaces", r.restoreNamespaces},
 		{"prepare the stub", r.prepare},
 		{"restore memory", r.restoreMemory},
 		{"restore files", r.restoreFiles},
@@ -418,11 +443,26 @@ func (r *restorer) spawn() error {
 	}
 	r.sock = r.pass.RemoteFd()
 	t0 := time.Now()
+	// In a pid namespace of its own the stub is its init, with the image's
+	// pid outside too when the image has it.
+	tids := []int{r.vpid}
+	if r.img.ns.has("pid") && r.pid != 0 {
+		tids = append(tids, r.pid)
+	}
 	err = r.pass.Inheritable(func() error {
-		_, err := r.tr.SpawnStub(ptrace.StubSpec{
-			Tids: []int{r.pid}, Path: "/proc/self/exe", Argv: []string{"gocr", stubArg},
+		spec := ptrace.StubSpec{
+			Tids: tids, Flags: ns.CloneFlags(r.img.ns.kinds()...), Path: "/proc/self/exe", Argv: []string{"gocr", stubArg},
 			Options: unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_EXITKILL,
-		})
+		}
+		if u := r.img.ns.user; u != nil {
+			// Born in a fresh user namespace: its maps are written before
+			// it executes, and it executes as that namespace's root, so
+			// it has every capability there.
+			spec.BeforeExec = func(pid int) error { return ns.WriteUserMaps(pid, u) }
+			spec.Root = true
+		}
+		pid, err := r.tr.SpawnStub(spec)
+		r.pid = pid
 		return err
 	})
 	r.forkTime = time.Since(t0)
@@ -430,6 +470,7 @@ func (r *restorer) spawn() error {
 		return err
 	}
 	r.spawned = true
+	r.hostTid[r.vpid] = r.pid
 	r.pass.CloseRemote() // the stub has its own copy now
 	r.fr.Root = fmt.Sprintf("/proc/%d/root", r.pid)
 	return nil
@@ -466,7 +507,7 @@ func (r *restorer) prepare() error {
 		return err
 	}
 	lead.SetSyscallInsn(addr + insnOff)
-	r.threads[r.pid] = t
+	r.threads[r.vpid] = t
 	// The stub inherited gocr's inheritable fds: keep only the socket.
 	if r.sock > 0 {
 		if _, err := t.Syscall(unix.SYS_CLOSE_RANGE, 0, uint64(r.sock-1), 0); err != nil {
@@ -580,7 +621,7 @@ func (r *restorer) restoreMemory() error {
 			return err
 		}
 	}
-	pr, err := r.dir.PageReader(uint32(r.pid))
+	pr, err := r.dir.PageReader(uint32(r.vpid))
 	if err != nil {
 		return err
 	}
@@ -688,7 +729,7 @@ func (r *restorer) restoreFiles() error {
 // restoreProcess sets what the whole process shares.
 func (r *restorer) restoreProcess() error {
 	t, img := r.t, r.img
-	tc := img.cores[r.pid].GetTc()
+	tc := img.cores[r.vpid].GetTc()
 	if err := r.restoreSession(); err != nil {
 		return err
 	}
@@ -735,7 +776,7 @@ func (r *restorer) restoreProcess() error {
 		}
 	}
 	if q := tc.GetSignalsS(); q != nil {
-		if err := sig.Requeue(t, r.pid, r.pid, q, true); err != nil {
+		if err := sig.Requeue(t, r.vpid, r.vpid, q, true); err != nil {
 			return fmt.Errorf("shared pending signals: %w", err)
 		}
 	}
@@ -809,7 +850,7 @@ func (r *restorer) restoreItimers(tc *criu_core.TaskCoreEntry) error {
 // gocr's); it cannot be joined otherwise, and is reported.
 func (r *restorer) restoreSession() error {
 	t, tree := r.t, r.img.tree
-	pid, sid, pgid := uint32(r.pid), tree.GetSid(), tree.GetPgid()
+	pid, sid, pgid := uint32(r.vpid), tree.GetSid(), tree.GetPgid()
 	switch {
 	case sid == pid:
 		if _, err := t.Syscall(unix.SYS_SETSID); err != nil {
@@ -859,14 +900,40 @@ func (r *restorer) restoreRlimits(tc *criu_core.TaskCoreEntry) error {
 // createThreads makes every other thread of the image with its tid.
 func (r *restorer) createThreads() error {
 	for _, tid := range r.img.tids[1:] {
-		got, err := r.t.CloneThread(ptrace.ThreadSpec{Tids: []int{tid}, Scratch: r.t.Scratch + cloneOff})
+		// In a pid namespace of its own the thread has a tid at both
+		// levels: innermost first.
+		spec := ptrace.ThreadSpec{Tids: []int{tid}, Scratch: r.t.Scratch + cloneOff}
+		want := tid
+		if r.img.ns.has("pid") {
+			want = r.img.ns.hostTids[tid]
+			switch {
+			case want == 0:
+			case r.img.ns.user != nil:
+				// The stub, root of its own user namespace only, may not
+				// pick its tid in gocr's pid namespace: gocr makes it the
+				// next one there instead.
+				spec.Before = func() error { return ns.SetLastPid(want - 1) }
+			default:
+				spec.Tids = append(spec.Tids, want)
+			}
+		}
+		got, err := r.t.CloneThread(spec)
+		// With ns_last_pid another task of the host may take the tid
+		// first: let the wrong thread exit and try again.
+		for try := 1; err == nil && spec.Before != nil && got != want && try < 10; try++ {
+			r.log.Debug("thread made with the wrong tid outside, again", "thread", tid, "got", got, "want", want)
+			if err = r.dropThread(got); err == nil {
+				got, err = r.t.CloneThread(spec)
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
-		if got != tid {
-			return fmt.Errorf("thread %d: created as %d", tid, got)
+		if want != 0 && got != want {
+			return fmt.Errorf("thread %d: created as %d, not %d (%s)", tid, got, want, pidUser(want))
 		}
-		rt, err := r.tr.BeginInject(tid, r.t.Scratch+insnOff)
+		r.hostTid[tid] = got
+		rt, err := r.tr.BeginInject(got, r.t.Scratch+insnOff)
 		if err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
@@ -875,10 +942,45 @@ func (r *restorer) createThreads() error {
 	return nil
 }
 
+// dropThread makes a thread just created, still stopped before its first
+// instruction, run exit(2): only that thread ends.
+func (r *restorer) dropThread(tid int) error {
+	rt, err := r.tr.BeginInject(tid, r.t.Scratch+insnOff)
+	if err != nil {
+		return fmt.Errorf("drop thread %d: %w", tid, err)
+	}
+	_, err = rt.Syscall(unix.SYS_EXIT, 0)
+	switch {
+	case errors.Is(err, ptrace.ErrExited):
+		return nil
+	case err == nil:
+		return fmt.Errorf("drop thread %d: exit returned", tid)
+	}
+	return fmt.Errorf("drop thread %d: %w", tid, err)
+}
+
+// pidUser says which process holds pid, for an error message.
+func pidUser(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return fmt.Sprintf("pid %d is not in use now", pid)
+	}
+	name, tgid := "?", "?"
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Name:\t"); ok {
+			name = v
+		}
+		if v, ok := strings.CutPrefix(l, "Tgid:\t"); ok {
+			tgid = v
+		}
+	}
+	return fmt.Sprintf("pid %d is held by %s, process %s", pid, name, tgid)
+}
+
 // restoreThreads sets the per-thread kernel state, the leader last so its
 // credentials drop after every thread was made with the stub's.
 func (r *restorer) restoreThreads() error {
-	order := append(append([]int(nil), r.img.tids[1:]...), r.pid)
+	order := append(append([]int(nil), r.img.tids[1:]...), r.vpid)
 	stubStatus, err := procfs.Status(r.pid)
 	if err != nil {
 		return err
@@ -889,7 +991,7 @@ func (r *restorer) restoreThreads() error {
 	}
 	for _, tid := range order {
 		tt, core := r.threads[tid], r.img.cores[tid]
-		if err := r.restoreThread(tt, core, stubStatus, uint32(secbits)); err != nil {
+		if err := r.restoreThread(tt, tid, core, stubStatus, uint32(secbits)); err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
 	}
@@ -901,7 +1003,9 @@ func (r *restorer) restoreThreads() error {
 	return nil
 }
 
-func (r *restorer) restoreThread(t *remote.Task, core *criu_core.CoreEntry, stub procfs.TaskStatus, stubSecbits uint32) error {
+// restoreThread sets the state of thread tid (the image's tid) through its
+// session t.
+func (r *restorer) restoreThread(t *remote.Task, tid int, core *criu_core.CoreEntry, stub procfs.TaskStatus, stubSecbits uint32) error {
 	tc := core.GetThreadCore()
 	comm := tc.GetComm()
 	if comm == "" && core.GetTc() != nil {
@@ -941,11 +1045,13 @@ func (r *restorer) restoreThread(t *remote.Task, core *criu_core.CoreEntry, stub
 		}
 	}
 	if q := tc.GetSignalsP(); q != nil {
-		if err := sig.Requeue(t, r.pid, t.Tid(), q, false); err != nil {
+		if err := sig.Requeue(t, r.vpid, tid, q, false); err != nil {
 			return fmt.Errorf("pending signals: %w", err)
 		}
 	}
-	if c := tc.GetCreds(); c != nil && !creds.Same(c, stub, stubSecbits) {
+	// In a fresh user namespace /proc shows the stub's ids as gocr sees
+	// them, not as the image has them: always set them.
+	if c := tc.GetCreds(); c != nil && (r.img.ns.user != nil || !creds.Same(c, stub, stubSecbits)) {
 		if err := creds.Restore(t, c); err != nil {
 			return err
 		}
@@ -985,18 +1091,18 @@ func (r *restorer) finish() error {
 		return r.tr.SetXState(tid, xs)
 	}
 	for _, tid := range r.img.tids[1:] {
-		core := r.img.cores[tid]
+		core, htid := r.img.cores[tid], r.hostTid[tid]
 		if err := r.threads[tid].End(); err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
-		if err := r.tr.SetRegs(tid, arch.RegsFromImage(core.GetThreadInfo().GetGpregs())); err != nil {
+		if err := r.tr.SetRegs(htid, arch.RegsFromImage(core.GetThreadInfo().GetGpregs())); err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
-		if err := set(tid, core); err != nil {
+		if err := set(htid, core); err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
 	}
-	core := r.img.cores[r.pid]
+	core := r.img.cores[r.vpid]
 	r.t.SetSaved(arch.RegsFromImage(core.GetThreadInfo().GetGpregs()))
 	if _, err := r.t.Syscall(unix.SYS_MUNMAP, r.t.Scratch, restoreScratch); err != nil {
 		return fmt.Errorf("unmap scratch memory: %w", err)
@@ -1009,8 +1115,8 @@ func (r *restorer) finish() error {
 	}
 	// Let go: the threads first, so the leader finds them running.
 	var errs []error
-	for _, tid := range append(append([]int(nil), r.img.tids[1:]...), r.pid) {
-		if err := r.tr.Detach(tid, 0); err != nil {
+	for _, tid := range append(append([]int(nil), r.img.tids[1:]...), r.vpid) {
+		if err := r.tr.Detach(r.hostTid[tid], 0); err != nil {
 			errs = append(errs, err)
 		}
 	}

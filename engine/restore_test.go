@@ -28,7 +28,18 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// nsHostname is what the workload sets in its own uts namespace when
+// started with workloadEnv=ns.
+const nsHostname = "gocr-engine-ns"
+
 func runWorkload() int {
+	inNS := os.Getenv(workloadEnv) == "ns"
+	if inNS {
+		if err := unix.Sethostname([]byte(nsHostname)); err != nil {
+			fmt.Println("FAIL: sethostname:", err)
+			return 2
+		}
+	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	var n atomic.Int64
@@ -68,6 +79,14 @@ func runWorkload() int {
 		fmt.Println("FAIL: counting stopped")
 		return 1
 	}
+	if inNS {
+		var u unix.Utsname
+		unix.Uname(&u)
+		if h := unix.ByteSliceToString(u.Nodename[:]); h != nsHostname || os.Getpid() != 1 {
+			fmt.Printf("FAIL: hostname %q, pid %d in the namespace\n", h, os.Getpid())
+			return 1
+		}
+	}
 	fmt.Println("PASS")
 	return 0
 }
@@ -75,6 +94,27 @@ func runWorkload() int {
 // TestDumpRestore dumps a running multi-threaded Go program, restores it
 // with the same pid and threads, and lets it check itself.
 func TestDumpRestore(t *testing.T) {
+	dumpRestore(t, "")
+}
+
+// TestDumpRestoreNamespaces does the same with the program as pid 1 of
+// fresh pid, mount, uts, ipc and net namespaces: it comes back in fresh
+// ones, pid 1 inside and the same pid outside.
+func TestDumpRestoreNamespaces(t *testing.T) {
+	dumpRestore(t, "ns")
+}
+
+// TestDumpRestoreUserNamespace does it once more inside a user namespace
+// too (root inside is uid 100000 outside), as zdtm's uns flavor does, but
+// in gocr's mount namespace.
+func TestDumpRestoreUserNamespace(t *testing.T) {
+	dumpRestore(t, "uns")
+}
+
+// dumpRestore runs the workload in the given zdtm flavor ("" for h),
+// dumps it, restores it and lets it check itself.
+func dumpRestore(t *testing.T, flavor string) {
+	inNS := flavor != ""
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
@@ -87,6 +127,29 @@ func TestDumpRestore(t *testing.T) {
 	defer f.Close()
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = append(os.Environ(), workloadEnv+"=1")
+	if inNS {
+		cmd.Env = append(os.Environ(), workloadEnv+"=ns")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true,
+			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET}
+	}
+	if flavor == "uns" {
+		a := cmd.SysProcAttr
+		// The host's mount namespace, not a copy: a copy made for a user
+		// namespace locks its mounts, and a tmpfs the host stacks under
+		// another (/dev/shm here) can then not be uncovered to be read.
+		a.Cloneflags = a.Cloneflags&^syscall.CLONE_NEWNS | syscall.CLONE_NEWUSER
+		a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		a.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		a.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+		a.GidMappingsEnableSetgroups = true
+		// The binary must be reachable for uid 100000.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(out, 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -116,6 +179,7 @@ func TestDumpRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait() // the dump killed it; reap it, or its pid stays taken
+	critDecode(t, images)
 
 	res, err := Restore(ctx, RestoreOptions{ImagesDir: images})
 	if err != nil {
@@ -126,6 +190,19 @@ func TestDumpRestore(t *testing.T) {
 	}
 	if n := threads(); n < nBefore {
 		t.Errorf("restored with %d threads, dumped %d", n, nBefore)
+	}
+	if inNS {
+		kinds := []string{"pid", "mnt", "uts", "ipc", "net"}
+		if flavor == "uns" {
+			kinds = []string{"user", "pid", "uts", "ipc", "net"}
+		}
+		for _, kind := range kinds {
+			mine, _ := os.Readlink("/proc/self/ns/" + kind)
+			theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
+			if err != nil || mine == theirs {
+				t.Errorf("restored %s namespace %q (%v), gocr's %q: want a fresh one", kind, theirs, err, mine)
+			}
+		}
 	}
 	time.Sleep(50 * time.Millisecond)
 	if err := unix.Kill(pid, unix.SIGTERM); err != nil {
@@ -138,5 +215,29 @@ func TestDumpRestore(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "PASS") {
 		t.Fatalf("restored workload output %q", b)
+	}
+}
+
+// critDecode checks that CRIU's crit decodes every protobuf image of dir,
+// when crit is installed.
+func critDecode(t *testing.T, dir string) {
+	t.Helper()
+	crit, err := exec.LookPath("crit")
+	if err != nil {
+		t.Log("crit not installed: images not checked with it")
+		return
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasSuffix(n, ".tar.gz.img") || strings.HasPrefix(n, "pages-") {
+			continue // raw data, not protobuf
+		}
+		if b, err := exec.Command(crit, "decode", "-i", filepath.Join(dir, n)).CombinedOutput(); err != nil {
+			t.Errorf("crit decode %s: %v: %s", n, err, b)
+		}
 	}
 }

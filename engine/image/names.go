@@ -29,6 +29,16 @@ const (
 	ApparmorFile     = "apparmor.img"
 	RegFilesFile     = "reg-files.img"
 	IrmapCacheFile   = "irmap-cache"
+
+	// HostPstreeFile is gocr's own: pstree.img gives pids as the tree sees
+	// them (1 for the init of its own pid namespace), as CRIU does; this
+	// file gives the same entries, in the same order and with the threads
+	// in the same order, as gocr's pid namespace sees them, so that a
+	// restore into a fresh pid namespace can give the tree its old pids
+	// outside too (clone3 set_tid at both levels). It has pstree.img's
+	// magic and message, so crit decodes it; CRIU ignores it. Written only
+	// when the tree has a pid namespace of its own.
+	HostPstreeFile = "gocr-pstree-host.img"
 )
 
 // Per-task images, named by thread id (core) or process id.

@@ -14,6 +14,8 @@ import (
 	fsimg "github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/utsns"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +68,8 @@ func (s *shower) problem(indent, name string, err error) {
 
 func (s *shower) run() {
 	s.printf("images: %s\n", s.d.Path())
-	if inv, err := s.d.ReadInventory(); err != nil {
+	inv, err := s.d.ReadInventory()
+	if err != nil {
 		s.problem("", InventoryFile, err)
 	} else {
 		s.printf("format: version %d, lsm %s\n", inv.GetImgVersion(), inv.GetLsmtype())
@@ -84,6 +87,9 @@ func (s *shower) run() {
 		s.problem("", PstreeFile, err)
 	} else {
 		s.tree(tree)
+		if len(tree) > 0 && inv != nil {
+			s.namespaces(inv.GetRootIds(), tree[0])
+		}
 		for _, p := range tree {
 			s.task(p)
 		}
@@ -103,6 +109,48 @@ func (s *shower) tree(tree []*pstree.PstreeEntry) {
 		fmt.Fprintf(tw, "  %d\t%d\t%d\t%d\t%s\n", p.GetPid(), p.GetPpid(), p.GetPgid(), p.GetSid(), strings.Join(th, ","))
 	}
 	tw.Flush()
+}
+
+// namespaces lists the namespaces the tree's root had of its own (its ids
+// differ from the inventory's root_ids) with what gocr saved of them.
+func (s *shower) namespaces(root *criu_core.TaskKobjIdsEntry, p *pstree.PstreeEntry) {
+	core, err := ReadOne[criu_core.CoreEntry](s.d, Core, CoreFile(p.GetPid()))
+	if err != nil || core.GetIds() == nil || root == nil {
+		return
+	}
+	ids := core.GetIds()
+	kinds := []struct {
+		name       string
+		root, task *uint32
+	}{{"user", root.UserNsId, ids.UserNsId}, {"pid", root.PidNsId, ids.PidNsId}, {"mnt", root.MntNsId, ids.MntNsId},
+		{"uts", root.UtsNsId, ids.UtsNsId}, {"ipc", root.IpcNsId, ids.IpcNsId}, {"net", root.NetNsId, ids.NetNsId},
+		{"cgroup", root.CgroupNsId, ids.CgroupNsId}, {"time", root.TimeNsId, ids.TimeNsId}}
+	var own []string
+	for _, k := range kinds {
+		if k.root == nil || k.task == nil || *k.root == *k.task {
+			continue
+		}
+		d := fmt.Sprintf("%s %d", k.name, *k.task)
+		switch k.name {
+		case "pid":
+			if h, err := ReadOne[pstree.PstreeEntry](s.d, Pstree, HostPstreeFile); err == nil {
+				d += fmt.Sprintf(" (pid %d outside)", h.GetPid())
+			}
+		case "uts":
+			if u, err := ReadOne[utsns.UtsnsEntry](s.d, Utsns, UtsnsFile(*k.task)); err == nil {
+				d += fmt.Sprintf(" (hostname %q)", u.GetNodename())
+			}
+		case "user":
+			if u, err := ReadOne[userns.UsernsEntry](s.d, Userns, UsernsFile(*k.task)); err == nil && len(u.GetUidMap()) > 0 {
+				m := u.GetUidMap()[0]
+				d += fmt.Sprintf(" (uid %d is %d outside, %d ids)", m.GetFirst(), m.GetLowerFirst(), m.GetCount())
+			}
+		}
+		own = append(own, d)
+	}
+	if len(own) > 0 {
+		s.printf("\nnamespaces of its own: %s\n", strings.Join(own, ", "))
+	}
 }
 
 func (s *shower) task(p *pstree.PstreeEntry) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-var"
+	"golang.org/x/sys/unix"
 )
 
 // ipcSysctls are the per-ipc-namespace limits under /proc/sys (as seen from
@@ -70,6 +71,9 @@ func DumpIPC(pid int) (*ipc_var.IpcVarEntry, error) {
 // RestoreIPC sets the limits in pid's fresh ipc namespace.
 func RestoreIPC(pid int, e *ipc_var.IpcVarEntry) error {
 	return Enter(pid, "ipc", func() error {
+		if err := actAsSysctlOwner("/proc/sys/kernel/msgmax"); err != nil {
+			return err
+		}
 		for _, s := range ipcSysctls {
 			if v, ok := s.get(e); ok {
 				if err := os.WriteFile("/proc/sys/"+s.path, []byte(strconv.FormatUint(v, 10)), 0); err != nil {
@@ -97,4 +101,28 @@ func readSysctl(path string) (uint64, error) {
 		return 0, fmt.Errorf("/proc/sys/%s: %w", path, err)
 	}
 	return v, nil
+}
+
+// actAsSysctlOwner gives the calling thread, a throwaway one, the
+// effective ids that own the sysctl file p. The ipc sysctls of a
+// namespace that belongs to another user namespace are writable only by
+// that namespace's root (ipc_permissions: no capability overrides it), and
+// gocr's root is not that root. Only this thread changes (a raw system
+// call, not Go's all-threads Setuid), and it dies with Enter.
+func actAsSysctlOwner(p string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", p, err)
+	}
+	if int(st.Uid) == unix.Geteuid() {
+		return nil
+	}
+	keep := ^uintptr(0) // -1: leave that id as it is
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, keep, uintptr(st.Gid), keep); e != 0 {
+		return fmt.Errorf("act as the owner of %s: setresgid %d: %w", p, st.Gid, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, keep, uintptr(st.Uid), keep); e != 0 {
+		return fmt.Errorf("act as the owner of %s: setresuid %d: %w", p, st.Uid, e)
+	}
+	return nil
 }

@@ -1,6 +1,8 @@
 // Package ns dumps and restores the namespaces a task lives in when they
-// are not gocr's own: uts (uts.go), ipc (ipc.go), net (net.go) and pid
-// (pid.go). The mount namespace has a package of its own, engine/mount.
+// are not gocr's own: uts (uts.go), ipc (ipc.go), net (net.go), pid
+// (pid.go) and user (user.go: uid/gid maps, written by gocr into the
+// restore stub's fresh namespace before it executes). The mount namespace
+// has a package of its own, engine/mount.
 //
 // A namespace the task shares with gocr is left alone on restore; one it
 // does not share gets an image and is created afresh, as CRIU does.
@@ -47,37 +49,62 @@ func Own(pid int) (map[string]uint64, error) {
 // of the given kind. The thread is thrown away afterwards (the goroutine
 // ends still locked to it), so no other goroutine ever runs in that
 // namespace: gocr is multi-threaded and setns changes only one thread.
+//
+// The thread-group leader is never used: the runtime cannot end it (it
+// parks it for good instead) and /proc/self shows the leader's
+// namespaces, which Own and the rest of gocr rely on. A goroutine that
+// lands on the leader holds it until fn is done, so the next try runs
+// elsewhere.
 func Enter(pid int, kind string, fn func() error) error {
 	flag, ok := cloneFlag[kind]
 	if !ok {
 		return fmt.Errorf("enter %s namespace of pid %d: unknown kind", kind, pid)
 	}
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the runtime ends this thread with the goroutine.
-		done <- func() error {
-			f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
-			if err != nil {
-				return err
+	hold := make(chan struct{})
+	defer close(hold)
+	for try := 0; try < 4; try++ {
+		onLeader := make(chan bool, 1)
+		done := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			if unix.Gettid() == unix.Getpid() {
+				onLeader <- true
+				<-hold
+				runtime.UnlockOSThread()
+				return
 			}
-			defer f.Close()
-			if kind == "mnt" {
-				// A thread sharing its fs info cannot change mount namespace.
-				if err := unix.Unshare(unix.CLONE_FS); err != nil {
-					return fmt.Errorf("unshare fs: %w", err)
-				}
-			}
-			if err := unix.Setns(int(f.Fd()), int(flag)); err != nil {
-				return fmt.Errorf("setns: %w", err)
-			}
-			return fn()
+			onLeader <- false
+			// No UnlockOSThread: the runtime ends this thread with the goroutine.
+			done <- enterAndRun(pid, kind, flag, fn)
 		}()
-	}()
-	if err := <-done; err != nil {
-		return fmt.Errorf("in %s namespace of pid %d: %w", kind, pid, err)
+		if <-onLeader {
+			continue
+		}
+		if err := <-done; err != nil {
+			return fmt.Errorf("in %s namespace of pid %d: %w", kind, pid, err)
+		}
+		return nil
 	}
-	return nil
+	return fmt.Errorf("enter %s namespace of pid %d: no thread other than the thread-group leader to work on", kind, pid)
+}
+
+// enterAndRun joins the namespace on the calling (throwaway) thread and
+// runs fn there.
+func enterAndRun(pid int, kind string, flag uintptr, fn func() error) error {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// The thread gets its own fs info: a thread sharing it cannot change
+	// mount or user namespace, and a chdir in fn stays on this thread.
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare fs: %w", err)
+	}
+	if err := unix.Setns(int(f.Fd()), int(flag)); err != nil {
+		return fmt.Errorf("setns: %w", err)
+	}
+	return fn()
 }
 
 // CloneFlags gives the CLONE_NEW* flags that create the namespaces named.

@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,5 +94,30 @@ func TestDumpRestoreUTSNetIPC(t *testing.T) {
 	unix.Uname(&u)
 	if unix.ByteSliceToString(u.Nodename[:]) == "gocr-a" {
 		t.Fatal("hostname leaked into the host's uts namespace")
+	}
+}
+
+func TestUserMapTranslation(t *testing.T) {
+	ext := func(first, lower, count uint32) *userns.UidGidExtent {
+		return &userns.UidGidExtent{First: &first, LowerFirst: &lower, Count: &count}
+	}
+	m := []*userns.UidGidExtent{ext(0, 100000, 1000), ext(5000, 7, 1)}
+	for _, c := range []struct{ outside, inside uint32 }{{100000, 0}, {100999, 999}, {101000, overflowID}, {7, 5000}, {0, overflowID}} {
+		if got := Inside(m, c.outside); got != c.inside {
+			t.Errorf("Inside(%d) = %d, want %d", c.outside, got, c.inside)
+		}
+		if c.inside == overflowID {
+			continue
+		}
+		if got, ok := Outside(m, c.inside); !ok || got != c.outside {
+			t.Errorf("Outside(%d) = %d, %v, want %d", c.inside, got, ok, c.outside)
+		}
+	}
+	if err := CheckUser(&userns.UsernsEntry{UidMap: m, GidMap: m}); err != nil {
+		t.Error(err)
+	}
+	noRoot := []*userns.UidGidExtent{ext(1, 100000, 10)}
+	if err := CheckUser(&userns.UsernsEntry{UidMap: m, GidMap: noRoot}); err == nil {
+		t.Error("a gid map without 0 was accepted")
 	}
 }

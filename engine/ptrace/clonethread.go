@@ -26,6 +26,11 @@ type ThreadSpec struct {
 	// pointer, which is harmless too: the thread stops before its first
 	// instruction and a restore sets its registers before it runs.
 	Stack, StackSize uint64
+	// Before, if set, runs on the tracer thread right before the clone3 is
+	// injected: the place to set ns_last_pid when an outer tid cannot be
+	// given in Tids (a task in a user namespace of its own has no
+	// CAP_CHECKPOINT_RESTORE over its parent pid namespace).
+	Before func() error
 }
 
 // CloneThread injects clone3 with CLONE_THREAD and set_tid into the task,
@@ -35,7 +40,10 @@ type ThreadSpec struct {
 // if the parent was seized, a SIGSTOP signal-delivery-stop if it was
 // PTRACE_TRACEME'd, as spawned stubs are — resuming it with signal 0, as
 // Detach(tid, 0) and injection do, discards that SIGSTOP). It returns the
-// new thread's tid in the tracer's pid namespace, stopped.
+// new thread's tid in the tracer's pid namespace, stopped: the tid the
+// clone event reported, which differs from clone3's return value (the tid
+// in the task's own pid namespace) when the task is in a pid namespace
+// below the tracer's.
 func (r *Remote) CloneThread(s ThreadSpec) (int, error) {
 	if len(s.Tids) == 0 {
 		return 0, fmt.Errorf("clone thread in tid %d: no tid requested", r.tid)
@@ -68,6 +76,12 @@ func (r *Remote) CloneThread(s ThreadSpec) (int, error) {
 	}
 	var child int
 	err := r.t.Do(func() error {
+		r.t.adopted = 0
+		if s.Before != nil {
+			if err := s.Before(); err != nil {
+				return fmt.Errorf("clone thread %v in tid %d: %w", s.Tids, r.tid, err)
+			}
+		}
 		ret, err := r.t.syscall(r.tid, r.insn, r.saved, unix.SYS_CLONE3, [6]uint64{s.Scratch, abi.CloneArgsSize})
 		if err != nil {
 			return err
@@ -75,7 +89,13 @@ func (r *Remote) CloneThread(s ThreadSpec) (int, error) {
 		if e := -int64(ret); e > 0 && e < 4096 {
 			return fmt.Errorf("inject clone3 set_tid %v tid %d: %w", s.Tids, r.tid, unix.Errno(e))
 		}
-		child = int(ret)
+		if int(ret) != s.Tids[0] {
+			return fmt.Errorf("inject clone3 set_tid %v tid %d: made tid %d", s.Tids, r.tid, int64(ret))
+		}
+		child = r.t.adopted
+		if child == 0 {
+			child = int(ret) // no clone event seen: same pid namespace
+		}
 		return r.t.waitFirstStop(child, r.tid)
 	})
 	if err != nil {

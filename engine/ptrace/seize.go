@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -115,6 +116,7 @@ func (t *Tracer) adoptChild(parent int, st *task) int {
 	if _, ok := t.tasks[child]; !ok {
 		t.tasks[child] = &task{tgid: tgid, options: st.options}
 	}
+	t.adopted = child
 	return child
 }
 
@@ -257,27 +259,57 @@ func (t *Tracer) killAndReap(pid int) error {
 	if err := unix.Kill(pid, unix.SIGKILL); err != nil && err != unix.ESRCH {
 		return fmt.Errorf("kill pid %d: %w", pid, err)
 	}
-	var tids []int
+	left := map[int]bool{pid: true}
 	for tid, st := range t.tasks {
-		if st.tgid == pid && tid != pid {
-			tids = append(tids, tid)
+		if st.tgid == pid {
+			left[tid] = true
 		}
 	}
-	tids = append(tids, pid) // the leader is reapable only after its threads
-	for _, tid := range tids {
+	for tid := range left {
 		delete(t.tasks, tid)
-		for {
-			ws, err := wait4(tid)
-			if errors.Is(err, unix.ECHILD) {
-				break // not ours to reap (or already reaped)
+	}
+	// Poll every thread rather than wait for one at a time: a thread may
+	// wait in its exit for the others to be reaped first (the last thread
+	// of a pid namespace's init waits until every other pid of the
+	// namespace, its traced sibling zombies included, is gone), and the
+	// leader is reported only after its threads.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(left) > 0 {
+		progress := false
+		for tid := range left {
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case errors.Is(err, unix.ECHILD):
+				delete(left, tid) // not ours to reap (or already reaped)
+				progress = true
+				continue
+			case err != nil:
+				return fmt.Errorf("reap tid %d of killed pid %d: %w", tid, pid, err)
+			case got == 0:
+				continue // still dying
 			}
-			if err != nil {
-				return err
-			}
+			progress = true
 			if ws.Exited() || ws.Signaled() {
-				break
+				delete(left, tid)
+				continue
 			}
 			ptrace(unix.PTRACE_CONT, tid, 0, 0) //nolint:errcheck // dying anyway
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			var tids []int
+			for tid := range left {
+				tids = append(tids, tid)
+			}
+			return fmt.Errorf("killed pid %d: threads %v did not go away in 10s", pid, tids)
+		}
+		if !progress {
+			time.Sleep(time.Millisecond)
 		}
 	}
 	return nil

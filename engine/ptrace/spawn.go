@@ -30,6 +30,17 @@ type StubSpec struct {
 	// Options are the PTRACE_O_* options to trace the stub with;
 	// PTRACE_O_TRACESYSGOOD and PTRACE_O_TRACEEXEC are always added.
 	Options int
+	// BeforeExec, if set, runs while the child is stopped before its
+	// execve, with the child's pid in the tracer's namespace: the place to
+	// write the uid and gid maps of a user namespace the child was born
+	// in (CLONE_NEWUSER in Flags). An error kills the child.
+	BeforeExec func(pid int) error
+	// Root makes the child set its uids and gids to 0 of its user
+	// namespace after BeforeExec and before execve, so that it is that
+	// namespace's root, with every capability in it, across execve (the
+	// tracer's ids are typically not mapped in a new user namespace). The
+	// maps must map 0.
+	Root bool
 	// RetryFor is how long to retry while the pid is taken (EEXIST): a pid
 	// stays taken while a zombie of the old tree still uses it as a process
 	// group or session id. Zero means 2 s.
@@ -82,7 +93,7 @@ func (t *Tracer) spawnStub(s StubSpec) (int, error) {
 		SetTid:     uint64(uintptr(unsafe.Pointer(&tids[0]))),
 		SetTidSize: uint64(len(tids)),
 	}
-	args := &stubArgs{clone: clone, path: path, argv: &argv[0], envv: &envv[0]}
+	args := &stubArgs{clone: clone, path: path, argv: &argv[0], envv: &envv[0], root: s.Root}
 
 	retry := s.RetryFor
 	if retry == 0 {
@@ -152,6 +163,13 @@ func (t *Tracer) runToExec(pid int, s StubSpec) error {
 	}
 	st := &task{tgid: pid, options: opts, stopped: true}
 	t.tasks[pid] = st
+	if s.BeforeExec != nil {
+		if err := s.BeforeExec(pid); err != nil {
+			return fmt.Errorf("stub pid %d before execve: %w", pid, err)
+		}
+	}
+	// Syscall stops until execve's exit: the child may make other calls
+	// (StubSpec.Root) before it.
 	entered := false
 	for {
 		// Signal 0 throws the SIGSTOP (and anything else but SIGKILL) away:
@@ -166,22 +184,25 @@ func (t *Tracer) runToExec(pid int, s StubSpec) error {
 		}
 		if ws.Exited() || ws.Signaled() {
 			delete(t.tasks, pid)
+			if s.Root && ws.Exited() && ws.ExitStatus() == stubExitIDs {
+				return fmt.Errorf("stub pid %d: could not become uid/gid 0 of its user namespace: %w", pid, exitedErr(pid, ws))
+			}
 			return fmt.Errorf("stub %s: %w", s.Path, exitedErr(pid, ws))
 		}
 		st.stopped = true
 		if int(ws.StopSignal()) != abi.SyscallTrap {
 			continue // PTRACE_EVENT_EXEC, or a signal we discard
 		}
-		if !entered {
-			entered = true
-			continue
-		}
 		var regs abi.PtraceRegs
 		if err := getRegs(pid, &regs); err != nil {
 			return err
 		}
 		if regs.OrigRax != unix.SYS_EXECVE {
-			return fmt.Errorf("stub pid %d: stopped at exit of syscall %d, not execve", pid, int64(regs.OrigRax))
+			continue // setresgid/setresuid, entry or exit
+		}
+		if !entered {
+			entered = true
+			continue
 		}
 		if e := -int64(regs.Rax); e > 0 && e < 4096 {
 			return fmt.Errorf("stub pid %d: execve %s: %w", pid, s.Path, unix.Errno(e))

@@ -16,12 +16,14 @@ type stubArgs struct {
 	path  *byte
 	argv  **byte
 	envv  **byte
+	root  bool // become uid and gid 0 of the stub's user namespace before execve
 }
 
 // Exit codes of a stub that failed before execve returned to us.
 const (
 	stubExitTraceme = 126 // PTRACE_TRACEME failed
 	stubExitExec    = 127 // execve failed (the tracer sees the errno at the exit stop first)
+	stubExitIDs     = 125 // setresgid/setresuid to 0 failed (StubSpec.Root)
 )
 
 // forkStub is clone3 as a fork (no CLONE_VM) followed, in the child, by raw
@@ -47,6 +49,16 @@ func forkStub(a *stubArgs) (uintptr, unix.Errno) {
 	}
 	self, _, _ := unix.RawSyscall(unix.SYS_GETPID, 0, 0, 0)
 	unix.RawSyscall(unix.SYS_KILL, self, uintptr(unix.SIGSTOP), 0)
+	// The tracer has run StubSpec.BeforeExec (written the id maps of a
+	// new user namespace) by now.
+	if a.root {
+		if _, _, e = unix.RawSyscall(unix.SYS_SETRESGID, 0, 0, 0); e != 0 {
+			unix.RawSyscall(unix.SYS_EXIT_GROUP, stubExitIDs, 0, 0)
+		}
+		if _, _, e = unix.RawSyscall(unix.SYS_SETRESUID, 0, 0, 0); e != 0 {
+			unix.RawSyscall(unix.SYS_EXIT_GROUP, stubExitIDs, 0, 0)
+		}
+	}
 	unix.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(a.path)), uintptr(unsafe.Pointer(a.argv)), uintptr(unsafe.Pointer(a.envv)))
 	for {
 		unix.RawSyscall(unix.SYS_EXIT_GROUP, stubExitExec, 0, 0)

@@ -26,6 +26,10 @@ type Tracer struct {
 	// Touched only on the tracer thread, so no lock.
 	tasks     map[int]*task
 	xstateBuf []byte // GetXState's probe buffer
+	// adopted is the last task auto-attached at a clone event, by its id
+	// in the tracer's pid namespace (CloneThread reads it: the clone's
+	// return value is the id in the cloning task's namespace).
+	adopted int
 }
 
 // task is what the tracer remembers about one traced thread.

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Snapshot is what the kernel shows of a process tree, reduced to what must
@@ -156,7 +157,41 @@ func stateClass(s string) string {
 	return "alive"
 }
 
+// statusEssentials reads the compared lines of /proc/PID/status. SigBlk is
+// read a few times and the most frequent value kept: a thread caught inside
+// a signal handler shows the handler's mask for a moment, which is not the
+// state a checkpoint must keep.
 func statusEssentials(pid int) ([]string, error) {
+	var reads [][]string
+	for range 3 {
+		r, err := readStatus(pid)
+		if err != nil {
+			return nil, err
+		}
+		reads = append(reads, r)
+		time.Sleep(2 * time.Millisecond)
+	}
+	out := reads[0]
+	for i, l := range out {
+		if !strings.HasPrefix(l, "SigBlk:") {
+			continue
+		}
+		count := map[string]int{}
+		for _, r := range reads {
+			if i < len(r) {
+				count[r[i]]++
+			}
+		}
+		for v, n := range count {
+			if n > count[out[i]] {
+				out[i] = v
+			}
+		}
+	}
+	return out, nil
+}
+
+func readStatus(pid int) ([]string, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return nil, err

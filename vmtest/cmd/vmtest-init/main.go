@@ -72,7 +72,8 @@ func setup(st *guest.Status) (guest.Config, error) {
 		{"devtmpfs", "/dev", "devtmpfs", "mode=0755"},
 		{"devpts", "/dev/pts", "devpts", "ptmxmode=0666"},
 		{"tmpfs", "/dev/shm", "tmpfs", "mode=1777"},
-		{"tmpfs", "/tmp", "tmpfs", "mode=1777"},
+		// Images of the biggest workload (256 MiB) live here beside it.
+		{"tmpfs", "/tmp", "tmpfs", "mode=1777,size=90%"},
 		{"tmpfs", "/run", "tmpfs", "mode=0755"},
 	}
 	for _, m := range mounts {
@@ -84,6 +85,9 @@ func setup(st *guest.Status) (guest.Config, error) {
 		}
 	}
 	unix.Sethostname([]byte("vmtest"))
+	if err := loopbackUp(); err != nil {
+		return cfg, err
+	}
 	var u unix.Utsname
 	unix.Uname(&u)
 	st.Release = unix.ByteSliceToString(u.Release[:])
@@ -403,4 +407,26 @@ func powerOff() {
 		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 		time.Sleep(time.Second)
 	}
+}
+
+// loopbackUp brings lo up, as any booted system has it: workloads of the h
+// flavor use the host's network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket for lo: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("flags of lo: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	return nil
 }

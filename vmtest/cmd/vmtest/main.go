@@ -36,7 +36,7 @@ func main() {
 		out      = flag.String("out", filepath.Join(os.TempDir(), "gocr-vmtest"), "results directory")
 		cache    = flag.String("cache", kernel.DefaultCacheDir(), "kernel cache ($KCACHE)")
 		refresh  = flag.Duration("refresh", 24*time.Hour, "ask Debian's archive again when the cached package lists are older than this (0: always)")
-		mem      = flag.Int("mem", 1024, "guest memory, MiB")
+		mem      = flag.Int("mem", 2048, "guest memory, MiB")
 		cpus     = flag.Int("cpus", 0, "vCPUs per guest (0: 2 for one VM, 1 when VMs run side by side under TCG)")
 		jobs     = flag.Int("j", 0, "VMs at once (0: one per host CPU under TCG, at most the kernels)")
 		timeout  = flag.Duration("timeout", 20*time.Minute, "wall clock per VM")

@@ -1,0 +1,357 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"slices"
+
+	creds_img "github.com/checkpoint-restore/go-criu/v7/crit/images/creds"
+	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-var"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/netdev"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pidns"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/utsns"
+
+	"github.com/gocr/gocr/engine/image"
+	"github.com/gocr/gocr/engine/mount"
+	"github.com/gocr/gocr/engine/ns"
+	"github.com/gocr/gocr/engine/procfs"
+)
+
+// Namespaces, the way CRIU keeps them: a task's namespace ids are in its
+// TaskKobjIdsEntry (core and ids-PID.img), the dumper's own in the
+// inventory's root_ids. A kind whose ids differ is the tree's own: its
+// state is saved under the id (utsns-ID.img, ...) and restore creates a
+// fresh namespace of that kind for the tree. gocr uses the namespace's
+// nsfs inode as its id.
+
+// restorableNS are the kinds gocr creates afresh on restore, in the order
+// their state is restored.
+var restorableNS = []string{"user", "pid", "mnt", "uts", "ipc", "net"}
+
+// refusedNS are kinds gocr does not restore yet.
+var refusedNS = []string{"cgroup", "time"}
+
+// dumpNamespaces finds the task's own namespaces, refuses what gocr cannot
+// restore, works out the pids the task sees, and writes the namespaces'
+// images. Nothing in the task is changed.
+func (d *dumper) dumpNamespaces() error {
+	pid := d.o.Pid
+	theirs, err := procfs.Namespaces(pid)
+	if err != nil {
+		return err
+	}
+	mine, err := procfs.Namespaces(os.Getpid())
+	if err != nil {
+		return err
+	}
+	d.nsIDs, d.rootNsIDs = theirs, mine
+	own := map[string]bool{}
+	for kind, ino := range theirs {
+		if ino != mine[kind] {
+			own[kind] = true
+		}
+	}
+	for _, kind := range refusedNS {
+		if own[kind] {
+			return fmt.Errorf("pid %d is in a %s namespace of its own (%d): %s namespaces are not supported yet", pid, kind, theirs[kind], kind)
+		}
+	}
+	for _, kind := range []string{"pid", "time"} {
+		if theirs[kind+"_for_children"] != theirs[kind] {
+			return fmt.Errorf("pid %d unshared a %s namespace its children would be born in (%s_for_children %d, its own %d): not supported",
+				pid, kind, kind, theirs[kind+"_for_children"], theirs[kind])
+		}
+	}
+
+	if own["user"] {
+		e, err := ns.DumpUser(pid)
+		if err != nil {
+			return fmt.Errorf("dump user namespace: %w", err)
+		}
+		if err := ns.CheckUser(e); err != nil {
+			return fmt.Errorf("user namespace %d of pid %d: %w", theirs["user"], pid, err)
+		}
+		if err := d.dir.WriteOne(image.Userns, image.UsernsFile(nsID(theirs, "user")), e); err != nil {
+			return err
+		}
+		d.userns = e
+	}
+
+	d.vtid = map[int]int{}
+	for _, tid := range d.tids {
+		d.vtid[tid] = tid
+	}
+	if own["pid"] {
+		if err := ns.CheckPidNS(pid); err != nil {
+			return err
+		}
+		for _, tid := range d.tids {
+			st, err := procfs.Status(tid)
+			if err != nil {
+				return fmt.Errorf("thread %d: %w", tid, err)
+			}
+			if len(st.NSpid) != 2 || st.NSpid[0] != tid {
+				return fmt.Errorf("thread %d: NSpid %v: only a pid namespace right below gocr's is supported", tid, st.NSpid)
+			}
+			d.vtid[tid] = st.NSpid[1]
+		}
+		if err := d.dir.WriteOne(image.Pidns, image.PidnsFile(nsID(theirs, "pid")), &pidns.PidnsEntry{}); err != nil {
+			return err
+		}
+	}
+	d.vpid = d.vtid[pid]
+
+	if own["mnt"] {
+		if err := mount.DumpNS(pid, d.dir, nsID(theirs, "mnt"), mount.DumpOptions{}); err != nil {
+			return err
+		}
+	}
+	if own["uts"] {
+		e, err := ns.DumpUTS(pid)
+		if err != nil {
+			return fmt.Errorf("dump uts namespace: %w", err)
+		}
+		if err := d.dir.WriteOne(image.Utsns, image.UtsnsFile(nsID(theirs, "uts")), e); err != nil {
+			return err
+		}
+	}
+	if own["ipc"] {
+		e, err := ns.DumpIPC(pid)
+		if err != nil {
+			return fmt.Errorf("dump ipc namespace: %w", err)
+		}
+		if err := d.dir.WriteOne(image.IpcVar, image.IpcVarFile(nsID(theirs, "ipc")), e); err != nil {
+			return err
+		}
+	}
+	if own["net"] {
+		devs, err := ns.DumpNet(pid)
+		if err != nil {
+			return fmt.Errorf("dump net namespace: %w", err)
+		}
+		id := nsID(theirs, "net")
+		w, err := d.dir.Writer(image.Netdev, image.NetdevFile(id))
+		if err != nil {
+			return err
+		}
+		for _, dev := range devs {
+			if err := w.Write(dev); err != nil {
+				w.Abort()
+				return err
+			}
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		// No sysctls are saved yet: an empty entry says so.
+		if err := d.dir.WriteOne(image.Netns, image.NetnsFile(id), &netdev.NetnsEntry{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nsID is the image id of a namespace: its nsfs inode.
+func nsID(ids map[string]uint64, kind string) uint32 { return uint32(ids[kind]) }
+
+// vpidOf translates a pid the host sees (a process group or session of
+// the dumped task) into the pid the task sees: its own pid inside its pid
+// namespace, 0 for a process outside it.
+func (d *dumper) vpidOf(hostPid int) uint32 {
+	if v, ok := d.vtid[hostPid]; ok {
+		return uint32(v)
+	}
+	if d.vpid != d.o.Pid {
+		return 0 // outside the task's own pid namespace
+	}
+	return uint32(hostPid)
+}
+
+// writeHostPstree writes gocr-pstree-host.img: the tree as gocr's pid
+// namespace sees it, in the order of pstree.img.
+func (d *dumper) writeHostPstree(stat procfs.TaskStat) error {
+	if d.vpid == d.o.Pid {
+		return nil
+	}
+	e := &pstree.PstreeEntry{Pid: ptr(uint32(d.o.Pid)), Ppid: ptr(uint32(0)), Pgid: ptr(uint32(stat.Pgrp)), Sid: ptr(uint32(stat.Session))}
+	for _, tid := range d.tids {
+		e.Threads = append(e.Threads, uint32(tid))
+	}
+	return d.dir.WriteOne(image.Pstree, image.HostPstreeFile, e)
+}
+
+// rootIDs is the inventory's root_ids: the dumper's own namespaces. The
+// per-task object ids in it name no object of the tree.
+func (d *dumper) rootIDs() *criu_core.TaskKobjIdsEntry {
+	ids := &criu_core.TaskKobjIdsEntry{VmId: ptr(uint32(0)), FilesId: ptr(uint32(0)), FsId: ptr(uint32(0)), SighandId: ptr(uint32(0))}
+	setNsIDs(ids, d.rootNsIDs)
+	return ids
+}
+
+// nsImages is what restore knows of the tree's own namespaces.
+type nsImages struct {
+	ids      map[string]uint32 // kind → id, for every kind new on restore
+	user     *userns.UsernsEntry
+	uts      *utsns.UtsnsEntry
+	ipc      *ipc_var.IpcVarEntry
+	net      []*netdev.NetDeviceEntry
+	hostPid  int         // the leader's pid outside its pid namespace; 0 if unknown
+	hostTids map[int]int // image tid → tid outside; absent if unknown
+}
+
+// kinds lists the namespace kinds the restore creates, for the clone flags.
+func (n *nsImages) kinds() []string {
+	var out []string
+	for _, k := range restorableNS {
+		if _, ok := n.ids[k]; ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func (n *nsImages) has(kind string) bool { _, ok := n.ids[kind]; return ok }
+
+// readNamespaces finds the kinds of namespace the tree had of its own (its
+// ids differ from the inventory's root_ids) and reads their images.
+func readNamespaces(dir *image.Dir, img *restoreImages, root, task *criu_core.TaskKobjIdsEntry) (*nsImages, error) {
+	n := &nsImages{ids: map[string]uint32{}, hostTids: map[int]int{}}
+	if root == nil || task == nil {
+		return n, nil
+	}
+	get := func(ids *criu_core.TaskKobjIdsEntry, kind string) *uint32 {
+		switch kind {
+		case "pid":
+			return ids.PidNsId
+		case "mnt":
+			return ids.MntNsId
+		case "uts":
+			return ids.UtsNsId
+		case "ipc":
+			return ids.IpcNsId
+		case "net":
+			return ids.NetNsId
+		case "user":
+			return ids.UserNsId
+		case "cgroup":
+			return ids.CgroupNsId
+		case "time":
+			return ids.TimeNsId
+		}
+		return nil
+	}
+	for _, kind := range append(slices.Clone(restorableNS), refusedNS...) {
+		r, t := get(root, kind), get(task, kind)
+		if r == nil || t == nil || *r == *t {
+			continue
+		}
+		if slices.Contains(refusedNS, kind) {
+			return nil, fmt.Errorf("%s: the tree has a %s namespace of its own (id %d): %s namespaces are not supported yet", image.InventoryFile, kind, *t, kind)
+		}
+		n.ids[kind] = *t
+	}
+	var err error
+	if id, ok := n.ids["user"]; ok {
+		if n.user, err = image.ReadOne[userns.UsernsEntry](dir, image.Userns, image.UsernsFile(id)); err != nil {
+			return nil, err
+		}
+		if err := ns.CheckUser(n.user); err != nil {
+			return nil, fmt.Errorf("%s: %w", image.UsernsFile(id), err)
+		}
+	}
+	if id, ok := n.ids["uts"]; ok {
+		if n.uts, err = image.ReadOne[utsns.UtsnsEntry](dir, image.Utsns, image.UtsnsFile(id)); err != nil {
+			return nil, err
+		}
+	}
+	if id, ok := n.ids["ipc"]; ok {
+		if n.ipc, err = image.ReadOne[ipc_var.IpcVarEntry](dir, image.IpcVar, image.IpcVarFile(id)); err != nil {
+			return nil, err
+		}
+	}
+	if id, ok := n.ids["net"]; ok {
+		if n.net, err = image.ReadAll[netdev.NetDeviceEntry](dir, image.Netdev, image.NetdevFile(id)); err != nil {
+			return nil, err
+		}
+		for i, dev := range n.net {
+			if dev.GetType() != netdev.NdType_LOOPBACK {
+				return nil, fmt.Errorf("%s: [%d]: device %s of type %s: only the loopback device is supported so far", image.NetdevFile(id), i, dev.GetName(), dev.GetType())
+			}
+		}
+	}
+	if id, ok := n.ids["mnt"]; ok {
+		if _, err := mount.ReadNS(dir, id); err != nil {
+			return nil, err
+		}
+	}
+	if n.has("pid") {
+		if img.pid != 1 {
+			return nil, fmt.Errorf("%s: pid %d: the root of a tree with a pid namespace of its own must be its init, pid 1", image.PstreeFile, img.pid)
+		}
+		if dir.Exists(image.HostPstreeFile) {
+			host, err := image.ReadOne[pstree.PstreeEntry](dir, image.Pstree, image.HostPstreeFile)
+			if err != nil {
+				return nil, err
+			}
+			ht := host.GetThreads()
+			if len(ht) != len(img.tree.GetThreads()) || host.GetPid() == 0 {
+				return nil, fmt.Errorf("%s: pid %d with %d threads does not match %s's %d threads", image.HostPstreeFile, host.GetPid(), len(ht), image.PstreeFile, len(img.tree.GetThreads()))
+			}
+			n.hostPid = int(host.GetPid())
+			for i, t := range img.tree.GetThreads() {
+				n.hostTids[int(t)] = int(ht[i])
+			}
+		}
+	}
+	return n, nil
+}
+
+// restoreNamespaces brings the stub's fresh namespaces to the image's
+// state: the mount tree first (nothing is opened before it is there),
+// then host and domain name, ipc limits and network devices.
+func (r *restorer) restoreNamespaces() error {
+	n := r.img.ns
+	if id, ok := n.ids["mnt"]; ok {
+		if err := mount.RestoreNSOf(r.pid, r.dir, id, mount.RestoreOptions{NsPid: r.pid}); err != nil {
+			return err
+		}
+	}
+	if n.uts != nil {
+		if err := ns.RestoreUTS(r.pid, n.uts); err != nil {
+			return fmt.Errorf("restore uts namespace %d: %w", n.ids["uts"], err)
+		}
+	}
+	if n.ipc != nil {
+		if err := ns.RestoreIPC(r.pid, n.ipc); err != nil {
+			return fmt.Errorf("restore ipc namespace %d: %w", n.ids["ipc"], err)
+		}
+	}
+	if n.has("net") {
+		if err := ns.RestoreNet(r.pid, n.net); err != nil {
+			return fmt.Errorf("restore net namespace %d: %w", n.ids["net"], err)
+		}
+	}
+	return nil
+}
+
+// credsInside translates credentials read from /proc (gocr's view of ids)
+// into the ids the task has in its own user namespace, which is what the
+// image holds and what the restored task sets from inside.
+func (d *dumper) credsInside(c *creds_img.CredsEntry) {
+	if d.userns == nil {
+		return
+	}
+	u, g := d.userns.UidMap, d.userns.GidMap
+	for _, id := range []*uint32{c.Uid, c.Euid, c.Suid, c.Fsuid} {
+		*id = ns.Inside(u, *id)
+	}
+	for _, id := range []*uint32{c.Gid, c.Egid, c.Sgid, c.Fsgid} {
+		*id = ns.Inside(g, *id)
+	}
+	for i := range c.Groups {
+		c.Groups[i] = ns.Inside(g, c.Groups[i])
+	}
+}
