@@ -7,7 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -899,6 +902,13 @@ func (r *restorer) restoreRlimits(tc *criu_core.TaskCoreEntry) error {
 
 // createThreads makes every other thread of the image with its tid.
 func (r *restorer) createThreads() error {
+	if r.img.ns.user != nil && len(r.img.tids) > 1 {
+		// Outside tids then come from ns_last_pid, and a thread gocr's own
+		// runtime starts in that window would take one: give the runtime
+		// idle threads beforehand and no garbage collection to start.
+		defer debug.SetGCPercent(debug.SetGCPercent(-1))
+		warmRuntimeThreads(2 * runtime.GOMAXPROCS(0))
+	}
 	for _, tid := range r.img.tids[1:] {
 		// In a pid namespace of its own the thread has a tid at both
 		// levels: innermost first.
@@ -920,7 +930,7 @@ func (r *restorer) createThreads() error {
 		got, err := r.t.CloneThread(spec)
 		// With ns_last_pid another task of the host may take the tid
 		// first: let the wrong thread exit and try again.
-		for try := 1; err == nil && spec.Before != nil && got != want && try < 10; try++ {
+		for try := 1; err == nil && spec.Before != nil && got != want && try < 3; try++ {
 			r.log.Debug("thread made with the wrong tid outside, again", "thread", tid, "got", got, "want", want)
 			if err = r.dropThread(got); err == nil {
 				got, err = r.t.CloneThread(spec)
@@ -929,7 +939,13 @@ func (r *restorer) createThreads() error {
 		if err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
-		if want != 0 && got != want {
+		switch {
+		case want != 0 && got != want && spec.Before != nil:
+			// Only the tid inside the tree's pid namespace is the tree's;
+			// the one outside is the host's, which any fork on the host
+			// may take first (CRIU does not keep it at all).
+			r.log.Info("thread has another tid outside its pid namespace", "thread", tid, "outside", got, "dumped", want, "holder", pidUser(want))
+		case want != 0 && got != want:
 			return fmt.Errorf("thread %d: created as %d, not %d (%s)", tid, got, want, pidUser(want))
 		}
 		r.hostTid[tid] = got
@@ -1121,4 +1137,26 @@ func (r *restorer) finish() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// warmRuntimeThreads leaves n idle OS threads in the Go runtime's pool:
+// each goroutine locked to a thread makes the runtime start one, and the
+// thread stays idle for reuse once it is unlocked.
+func warmRuntimeThreads(n int) {
+	var locked, done sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		locked.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread()
+			locked.Done()
+			<-start // parked while locked: its thread can serve no one else
+			runtime.UnlockOSThread()
+		}()
+	}
+	locked.Wait()
+	close(start)
+	done.Wait()
 }

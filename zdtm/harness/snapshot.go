@@ -96,7 +96,7 @@ func TakeSnapshot(root int) (*Snapshot, error) {
 			return nil, err
 		}
 		for _, t := range tasks {
-			if tid, err := strconv.Atoi(t.Name()); err == nil {
+			if tid, err := innerTid(pid, t.Name()); err == nil {
 				ps.Tids = append(ps.Tids, tid)
 			}
 		}
@@ -414,6 +414,25 @@ func diffLines(b *strings.Builder, what string, x, y []string) {
 	if len(lines) > 0 {
 		fmt.Fprintf(b, "%s:\n%s\n", what, strings.Join(lines, "\n"))
 	}
+}
+
+// innerTid is a thread's id as its own process sees it: the last NSpid of
+// its status. For a tree in a pid namespace of its own that is what must
+// survive; the id outside belongs to the host.
+func innerTid(pid int, task string) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "NSpid:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				return strconv.Atoi(f[len(f)-1])
+			}
+		}
+	}
+	return strconv.Atoi(task)
 }
 
 // diffTids reports threads lost between the two looks. Threads that
