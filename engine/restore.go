@@ -927,13 +927,13 @@ func (r *restorer) createThreads() error {
 				spec.Tids = append(spec.Tids, want)
 			}
 		}
-		got, err := r.t.CloneThread(spec)
+		got, err := r.cloneThread(spec)
 		// With ns_last_pid another task of the host may take the tid
 		// first: let the wrong thread exit and try again.
 		for try := 1; err == nil && spec.Before != nil && got != want && try < 3; try++ {
 			r.log.Debug("thread made with the wrong tid outside, again", "thread", tid, "got", got, "want", want)
 			if err = r.dropThread(got); err == nil {
-				got, err = r.t.CloneThread(spec)
+				got, err = r.cloneThread(spec)
 			}
 		}
 		if err != nil {
@@ -1159,4 +1159,18 @@ func warmRuntimeThreads(n int) {
 	locked.Wait()
 	close(start)
 	done.Wait()
+}
+
+// cloneThread makes one thread, waiting a little while its tid is still
+// taken: the threads of the task killed by the dump are released by the
+// kernel only once they have all finished exiting.
+func (r *restorer) cloneThread(spec ptrace.ThreadSpec) (int, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got, err := r.t.CloneThread(spec)
+		if !errors.Is(err, unix.EEXIST) || time.Now().After(deadline) {
+			return got, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
