@@ -26,6 +26,10 @@ import (
 	"github.com/gocr/gocr/engine"
 )
 
+// reexecEnv marks a gocr restore that re-executed itself once to give
+// back pids its own threads held.
+const reexecEnv = "GOCR_RESTORE_REEXEC"
+
 // Version is set at build time with -ldflags "-X main.Version=...".
 var Version = "dev"
 
@@ -141,6 +145,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "restore":
+		if held, err := engine.ReservePids(p.get("images-dir")); err == nil && len(held) > 0 && os.Getenv(reexecEnv) == "" {
+			// Threads of this very process hold pids the restore needs:
+			// start again as a new process, whose threads get others.
+			os.Setenv(reexecEnv, "1")
+			if err := syscall.Exec("/proc/self/exe", os.Args, os.Environ()); err != nil {
+				return fail(fmt.Errorf("re-execute to free pids %v: %w", held, err))
+			}
+		}
 		res, err := engine.Restore(ctx, engine.RestoreOptions{
 			ImagesDir: p.get("images-dir"), Detached: p.has("restore-detached"),
 			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log,
