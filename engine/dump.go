@@ -28,6 +28,7 @@ import (
 	"github.com/gocr/gocr/engine/abi"
 	"github.com/gocr/gocr/engine/arch"
 	"github.com/gocr/gocr/engine/creds"
+	"github.com/gocr/gocr/engine/fault"
 	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mem"
@@ -68,22 +69,41 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	dir, err := image.Create(o.ImagesDir)
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
-	d := &dumper{o: o, log: o.Log, dir: dir, tr: ptrace.NewTracer(), files: files.NewSet(), layout: arch.HostLayout()}
-	defer d.tr.Close()
+	d := &dumper{ctx: ctx, o: o, log: o.Log, dir: dir, tr: ptrace.NewTracer(), files: files.NewSet(), layout: arch.HostLayout()}
+	// The watchdog stands down last, after the tracer is closed: the
+	// kernel has let go of every thread by then.
+	defer func() {
+		d.tr.Close()
+		d.wd.stop()
+	}()
+	if !o.NoWatchdog {
+		if d.wd, err = startWatchdog(o.Pid); err != nil {
+			return &TaskError{Pid: o.Pid, Op: "dump", Err: err}
+		}
+		d.tr.SetJournal(d.wd)
+	}
 	start := time.Now()
 	if err := d.freeze(); err != nil {
-		d.thaw()
+		if terr := d.thaw(); terr != nil {
+			err = errors.Join(err, terr)
+		}
 		return &TaskError{Pid: o.Pid, Op: "dump: freeze", Err: err}
 	}
 	d.frozenAt = time.Now()
 	// Namespaces before the task, as CRIU does: they decide which pids
 	// the images speak of.
 	err = d.dumpNamespaces()
+	if err == nil {
+		err = d.at("namespaces")
+	}
 	if err == nil {
 		err = d.dumpTask(ctx)
 	}
@@ -92,6 +112,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	}
 	if err == nil {
 		d.log.Info("dump written", "pid", o.Pid, "pages", d.memStats.Written, "frozen", time.Since(d.frozenAt), "injected", d.tr.Injected())
+		err = d.at("resume")
 	}
 	if err != nil || o.LeaveRunning {
 		if terr := d.thaw(); terr != nil && err == nil {
@@ -111,8 +132,14 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	return nil
 }
 
+// at is a named step of the dump checklist: fault injection, and the place
+// a cancelled context (SIGINT, SIGTERM) stops the dump.
+func (d *dumper) at(step string) error { return d.o.Fault.At(d.ctx, fault.Dump, step) }
+
 type dumper struct {
+	ctx    context.Context
 	o      DumpOptions
+	wd     *watchdog // nil with NoWatchdog
 	log    *slog.Logger
 	dir    *image.Dir
 	tr     *ptrace.Tracer
@@ -121,6 +148,9 @@ type dumper struct {
 
 	tids   []int // every thread, the leader first
 	seized []int
+	// stopped: the process is in the group stop freeze began;
+	// wasStopped: it was stopped (state T) before the dump.
+	stopped, wasStopped bool
 	// The pids the images speak of are those the task sees: in a pid
 	// namespace of its own the leader is 1 (see dumpNamespaces).
 	vtid      map[int]int // host tid → tid in the task's pid namespace
@@ -134,7 +164,9 @@ type dumper struct {
 	memTime   time.Duration
 }
 
-// freeze seizes and stops every thread of the task.
+// freeze seizes and stops every thread of the task, then puts the process
+// in group stop (see ptrace.StopGroup and watchdog.go), all within
+// o.Timeout.
 func (d *dumper) freeze() error {
 	pid := d.o.Pid
 	st, err := procfs.Stat(pid)
@@ -147,9 +179,18 @@ func (d *dumper) freeze() error {
 	if kids, err := procfs.Children(pid); err == nil && len(kids) > 0 {
 		return fmt.Errorf("process has children %v: dumping process trees is not supported yet", kids)
 	}
+	deadline := time.Now().Add(d.o.Timeout)
+	if dl, ok := d.ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	d.tr.SetDeadline(deadline)
+	defer d.tr.SetDeadline(time.Time{})
 	tids, err := d.tr.SeizeThreads(pid, unix.PTRACE_O_TRACESYSGOOD)
 	d.seized = tids
 	if err != nil {
+		if errors.Is(err, ptrace.ErrTimeout) {
+			return fmt.Errorf("not every thread stopped within --timeout %v: %w", d.o.Timeout, err)
+		}
 		return err
 	}
 	// The leader first, then the others in tid order as /proc lists them.
@@ -159,12 +200,44 @@ func (d *dumper) freeze() error {
 			d.tids = append(d.tids, t)
 		}
 	}
-	return nil
+	if err := d.at("freeze"); err != nil {
+		return err
+	}
+	if d.wd != nil {
+		if err := d.wd.wait(max(d.o.Timeout, 5*time.Second)); err != nil {
+			return err
+		}
+	}
+	wasStopped := d.tr.WasGroupStopped(pid)
+	if err := d.wd.send(wdRecord{Kind: wdStopping, Mask: b2u(wasStopped)}); err != nil {
+		return err
+	}
+	if d.wasStopped, err = d.tr.StopGroup(pid, d.tids); err != nil {
+		if errors.Is(err, ptrace.ErrTimeout) {
+			return fmt.Errorf("not stopped within --timeout %v: %w", d.o.Timeout, err)
+		}
+		return err
+	}
+	d.stopped = true
+	return d.at("group-stop")
 }
 
-// thaw detaches every seized thread; it runs on as it was.
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// thaw ends the group stop (unless the process was stopped before the
+// dump) and detaches every seized thread; it runs on as it was.
 func (d *dumper) thaw() error {
 	var errs []error
+	// Even when StopGroup failed half-way: its SIGSTOP may have been sent.
+	if err := d.tr.ContinueGroup(d.o.Pid); err != nil {
+		errs = append(errs, err)
+	}
+	d.wd.send(wdRecord{Kind: wdContinued}) //nolint:errcheck // the watchdog would send one SIGCONT more
 	for _, tid := range d.seized {
 		if err := d.tr.Detach(tid, 0); err != nil {
 			errs = append(errs, err)
@@ -211,6 +284,9 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
 	}
+	if err := d.at("registers"); err != nil {
+		return err
+	}
 	// Memory before any injection: the kernel rewrites the rseq area on
 	// each return to user mode, and injected calls return to user mode.
 	mmEntry, err := d.dumpMM(pid, stat, vmas)
@@ -236,7 +312,7 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 	}
 	d.memStats.Written += shm
 	d.memTime = time.Since(t0)
-	if err := ctx.Err(); err != nil {
+	if err := d.at("memory"); err != nil {
 		return err
 	}
 
@@ -252,6 +328,9 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 		tc, err = d.injectDump(pid, insn, threads, mmEntry)
 		return err
 	}); err != nil {
+		return err
+	}
+	if err := d.at("inject-done"); err != nil {
 		return err
 	}
 
@@ -294,8 +373,13 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 	tc.Flags = ptr(uint32(stat.Flags))
 	tc.BlkSigset = ptr(threads[0].sigmask)
 	tc.SignalsS = sig.QueueEntry(mustPeek(d.tr, pid, true))
-
-	return d.writeImages(stat, status, threads, tc, mmEntry, fdEntries, cwdID, rootID)
+	if err := d.at("files"); err != nil {
+		return err
+	}
+	if err := d.writeImages(stat, status, threads, tc, mmEntry, fdEntries, cwdID, rootID); err != nil {
+		return err
+	}
+	return d.at("images")
 }
 
 func mustPersonality(pid int) uint32 {
@@ -396,15 +480,25 @@ func (d *dumper) injectDump(pid int, insn uint64, threads []*threadState, e *mm.
 			err = eerr
 		}
 	}()
+	if err := d.at("inject"); err != nil {
+		return nil, err
+	}
 	t, err := remote.MapScratch(lead, pid, 0, scratchSize, unix.PROT_READ|unix.PROT_WRITE)
 	if err != nil {
 		return nil, err
 	}
+	d.wd.send(wdRecord{Kind: wdScratch, Addr: t.Scratch, Size: t.Size}) //nolint:errcheck // left behind it is harmless
 	defer func() {
-		if uerr := t.Unmap(); uerr != nil && err == nil {
+		uerr := t.Unmap()
+		if uerr == nil {
+			d.wd.send(wdRecord{Kind: wdUnscratch}) //nolint:errcheck
+		} else if err == nil {
 			err = uerr
 		}
 	}()
+	if err := d.at("scratch"); err != nil {
+		return nil, err
+	}
 	tc = &criu_core.TaskCoreEntry{}
 	if tc.Sigactions, err = sig.DumpActions(t); err != nil {
 		return nil, err
@@ -445,6 +539,9 @@ func (d *dumper) injectDump(pid int, insn uint64, threads []*threadState, e *mm.
 		return nil, err
 	}
 	tc.ChildSubreaper = ptr(uint32(sub) != 0)
+	if err := d.at("syscalls"); err != nil {
+		return nil, err
+	}
 
 	for i, th := range threads {
 		tt := t
@@ -455,7 +552,13 @@ func (d *dumper) injectDump(pid int, insn uint64, threads []*threadState, e *mm.
 			}
 			tt = t.On(r)
 		}
-		err := readThreadInjected(tt, th)
+		var err error
+		if i == 1 {
+			err = d.at("thread")
+		}
+		if err == nil {
+			err = readThreadInjected(tt, th)
+		}
 		if i > 0 {
 			if eerr := tt.End(); eerr != nil && err == nil {
 				err = eerr

@@ -3,6 +3,8 @@ package engine
 import (
 	"log/slog"
 	"time"
+
+	"github.com/gocr/gocr/engine/fault"
 )
 
 // DumpOptions says what to checkpoint and how.
@@ -15,6 +17,15 @@ type DumpOptions struct {
 	GhostLimit   int64  // largest deleted-but-open file whose contents are saved
 	Root         string // root directory of the tree ("" or "/")
 	Log          *slog.Logger
+	// Fault injects a failure, a stop or a SIGKILL of gocr itself at a
+	// named step (tests; the gocr command reads GOCR_FAULT).
+	Fault fault.Spec
+	// NoWatchdog dumps without the watchdog process that puts the task
+	// back if gocr dies mid-dump (see watchdog.go). Only for programs
+	// embedding the engine that cannot call RunWatchdog: a SIGKILLed
+	// dump then leaves the task stopped, and a thread caught in an
+	// injected call needs its registers put back by hand.
+	NoWatchdog bool
 }
 
 // RestoreOptions says where to restore from and how.
@@ -24,4 +35,5 @@ type RestoreOptions struct {
 	ShellJob  bool
 	Root      string
 	Log       *slog.Logger
+	Fault     fault.Spec // see DumpOptions.Fault
 }

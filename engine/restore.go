@@ -23,10 +23,12 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/engine/abi"
 	"github.com/gocr/gocr/engine/arch"
 	"github.com/gocr/gocr/engine/creds"
+	"github.com/gocr/gocr/engine/fault"
 	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mem"
@@ -125,6 +127,7 @@ type restoreImages struct {
 }
 
 type restorer struct {
+	ctx  context.Context
 	o    RestoreOptions
 	log  *slog.Logger
 	dir  *image.Dir
@@ -184,12 +187,16 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	if r.img, err = readRestoreImages(dir); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
+	if err := checkPrivileges(r.img); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
 	r.vpid = r.img.pid
 	r.pid = r.img.pid
 	if r.img.ns.has("pid") {
 		r.pid = r.img.ns.hostPid // 0 if unknown: the kernel picks it
 	}
-	if err := ctx.Err(); err != nil {
+	r.ctx = ctx
+	if err := r.at("read"); err != nil {
 		return nil, err
 	}
 
@@ -284,9 +291,17 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		return nil, err
 	}
 	taskIDs := img.cores[img.pid].GetIds()
-	if taskIDs == nil && dir.Exists(image.IdsFile(uint32(img.pid))) {
-		if taskIDs, err = image.ReadOne[criu_core.TaskKobjIdsEntry](dir, image.Ids, image.IdsFile(uint32(img.pid))); err != nil {
+	if idsName := image.IdsFile(uint32(img.pid)); dir.Exists(idsName) {
+		// Read even when core has the ids: a damaged file is refused,
+		// and the two must agree.
+		ids, err := image.ReadOne[criu_core.TaskKobjIdsEntry](dir, image.Ids, idsName)
+		if err != nil {
 			return nil, err
+		}
+		if taskIDs == nil {
+			taskIDs = ids
+		} else if !proto.Equal(ids, taskIDs) {
+			return nil, fmt.Errorf("%s: does not match the ids in %s", idsName, image.CoreFile(uint32(img.pid)))
 		}
 	}
 	if img.ns, err = readNamespaces(dir, img, inv.GetRootIds(), taskIDs); err != nil {
@@ -411,25 +426,26 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 // restore runs the checklist on the tracer thread.
 func (r *restorer) restore(ctx context.Context) error {
 	steps := []struct {
-		name string
-		do   func() error
+		name, fault string // fault: the step's name in fault.RestoreSteps, reached once it is done
+		do          func() error
 	}{
-		{"start the stub", r.spawn},
-		{"restore namespaces", r.restoreNamespaces},
-		{"prepare the stub", r.prepare},
-		{"restore memory", r.restoreMemory},
-		{"restore files", r.restoreFiles},
-		{"restore process state", r.restoreProcess},
-		{"create threads", r.createThreads},
-		{"restore thread state", r.restoreThreads},
-		{"resume", r.finish},
+		{"start the stub", "spawn", r.spawn},
+		{"restore namespaces", "namespaces", r.restoreNamespaces},
+		{"prepare the stub", "prepare", r.prepare},
+		{"restore memory", "memory", r.restoreMemory},
+		{"restore files", "files", r.restoreFiles},
+		{"restore process state", "process", r.restoreProcess},
+		{"create threads", "threads", r.createThreads},
+		{"restore thread state", "thread-state", r.restoreThreads},
+		{"resume", "", r.finish}, // its points are inside
 	}
 	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		t0 := time.Now()
-		if err := s.do(); err != nil {
+		err := s.do()
+		if err == nil && s.fault != "" {
+			err = r.at(s.fault)
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		r.log.Debug("restore step done", "step", s.name, "pid", r.pid, "took", time.Since(t0))
@@ -1129,14 +1145,66 @@ func (r *restorer) finish() error {
 	if err := set(r.pid, core); err != nil {
 		return err
 	}
-	// Let go: the threads first, so the leader finds them running.
-	var errs []error
-	for _, tid := range append(append([]int(nil), r.img.tids[1:]...), r.vpid) {
+	if err := r.at("resume"); err != nil {
+		return err
+	}
+	// Let go: the threads first, so the leader finds them running. Until
+	// the leader goes too, a dead gocr takes the whole process with it
+	// (PTRACE_O_EXITKILL on the leader kills the thread group).
+	for _, tid := range r.img.tids[1:] {
 		if err := r.tr.Detach(r.hostTid[tid], 0); err != nil {
-			errs = append(errs, err)
+			return err
 		}
 	}
-	return errors.Join(errs...)
+	if err := r.at("detach"); err != nil {
+		return err
+	}
+	if err := r.tr.Detach(r.pid, 0); err != nil {
+		return err
+	}
+	return r.running()
+}
+
+// running checks that every thread of the restored process runs: gocr
+// reports success only for a whole tree.
+func (r *restorer) running() error {
+	for _, tid := range r.img.tids {
+		htid := r.hostTid[tid]
+		st, err := procfs.Stat(htid)
+		if err == nil && (st.State == 'Z' || st.State == 'X') {
+			err = fmt.Errorf("state %c", st.State)
+		}
+		if err != nil {
+			return fmt.Errorf("thread %d (tid %d here) is not running after being let go: %w", tid, htid, err)
+		}
+	}
+	return nil
+}
+
+// at is a named step of the restore checklist: fault injection, and where
+// a cancelled context (SIGINT, SIGTERM) stops the restore.
+func (r *restorer) at(step string) error { return r.o.Fault.At(r.ctx, fault.Restore, step) }
+
+// checkPrivileges refuses, for a gocr without full privileges, credentials
+// in the image beyond those of the user running it.
+func checkPrivileges(img *restoreImages) error {
+	inv, err := procfs.Status(os.Getpid())
+	if err != nil {
+		return err
+	}
+	if creds.FullyPrivileged(inv) {
+		return nil
+	}
+	for _, tid := range img.tids {
+		c := img.cores[tid].GetThreadCore().GetCreds()
+		if c == nil {
+			continue
+		}
+		if err := creds.Within(c, inv); err != nil {
+			return fmt.Errorf("%s: thread_core.%w", image.CoreFile(uint32(tid)), err)
+		}
+	}
+	return nil
 }
 
 // warmRuntimeThreads leaves n idle OS threads in the Go runtime's pool:

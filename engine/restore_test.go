@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(workloadEnv) != "" {
 		os.Exit(runWorkload())
 	}
+	if IsWatchdog(os.Args[1:]) {
+		os.Exit(RunWatchdog(os.Args[1:]))
+	}
 	os.Exit(m.Run())
 }
 

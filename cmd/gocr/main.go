@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/gocr/gocr/engine"
+	"github.com/gocr/gocr/engine/fault"
 )
 
 // reexecEnv marks a gocr restore that re-executed itself once to give
@@ -74,6 +75,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if engine.IsStub(args) {
 		return engine.RunStub(args)
 	}
+	if engine.IsWatchdog(args) {
+		return engine.RunWatchdog(args)
+	}
 	cmd, args := args[0], args[1:]
 	table := map[string][]option{"dump": dumpOpts, "restore": restoreOpts, "check": checkOpts, "show": commonOpts, "version": nil}
 	opts, ok := table[cmd]
@@ -109,6 +113,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer closeLog()
+	// GOCR_FAULT=PHASE:STEP:ACTION injects a failure, a stop or a SIGKILL
+	// of gocr at a named step (engine/fault), for tests.
+	faults, err := fault.Parse(os.Getenv(fault.Env))
+	if err != nil {
+		fmt.Fprintf(stderr, "gocr %s: %v\n", cmd, err)
+		return 2
+	}
 	fail := func(err error) int {
 		msg := fmt.Sprintf("gocr %s: %v", cmd, err)
 		if logPath != "" {
@@ -139,6 +150,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = engine.Dump(ctx, engine.DumpOptions{
 			Pid: pid, ImagesDir: p.get("images-dir"), LeaveRunning: p.has("leave-running"),
 			ShellJob: p.has("shell-job"), Timeout: timeout, GhostLimit: ghost, Root: p.get("root"), Log: log,
+			Fault: faults,
 		})
 		if err != nil {
 			return fail(err)
@@ -155,7 +167,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		res, err := engine.Restore(ctx, engine.RestoreOptions{
 			ImagesDir: p.get("images-dir"), Detached: p.has("restore-detached"),
-			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log,
+			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log, Fault: faults,
 		})
 		if err != nil {
 			return fail(err)

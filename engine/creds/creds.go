@@ -130,3 +130,65 @@ func Restore(t *remote.Task, c *creds.CredsEntry) error {
 	}
 	return nil
 }
+
+// FullyPrivileged says whether the invoking gocr may give a restored task
+// any credentials: root with CAP_SYS_ADMIN, CAP_SETUID and CAP_SETGID in
+// effect (other capabilities, such as CAP_SYS_RESOURCE, may be missing).
+func FullyPrivileged(inv procfs.TaskStatus) bool {
+	need := uint64(1)<<unix.CAP_SYS_ADMIN | 1<<unix.CAP_SETUID | 1<<unix.CAP_SETGID
+	return inv.Uid[1] == 0 && inv.CapEff&need == need
+}
+
+// Within refuses credentials beyond those of the invoking user inv, for a
+// gocr without full privileges: every uid one of inv's, every gid one of
+// its gids or groups, no capability outside its permitted set, no bounding
+// capability outside its bounding set. The kernel would refuse most of
+// these half-way through the restore; this says so before anything is
+// made, naming the field.
+func Within(c *creds.CredsEntry, inv procfs.TaskStatus) error {
+	uidOK := func(u uint32) bool { return u == inv.Uid[0] || u == inv.Uid[1] || u == inv.Uid[2] }
+	gidOK := func(g uint32) bool {
+		if g == inv.Gid[0] || g == inv.Gid[1] || g == inv.Gid[2] {
+			return true
+		}
+		for _, x := range inv.Groups {
+			if x == g {
+				return true
+			}
+		}
+		return false
+	}
+	for _, f := range []struct {
+		name string
+		v    uint32
+	}{{"uid", c.GetUid()}, {"euid", c.GetEuid()}, {"suid", c.GetSuid()}, {"fsuid", c.GetFsuid()}} {
+		if !uidOK(f.v) {
+			return fmt.Errorf("creds.%s: %d is not a uid of the invoking user (%d): restoring it needs full privileges", f.name, f.v, inv.Uid[1])
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    uint32
+	}{{"gid", c.GetGid()}, {"egid", c.GetEgid()}, {"sgid", c.GetSgid()}, {"fsgid", c.GetFsgid()}} {
+		if !gidOK(f.v) {
+			return fmt.Errorf("creds.%s: %d is not a group of the invoking user: restoring it needs full privileges", f.name, f.v)
+		}
+	}
+	for i, g := range c.GetGroups() {
+		if !gidOK(g) {
+			return fmt.Errorf("creds.groups[%d]: %d is not a group of the invoking user: restoring it needs full privileges", i, g)
+		}
+	}
+	for _, f := range []struct {
+		name      string
+		v, within uint64
+	}{
+		{"cap_eff", capWords(c.CapEff), inv.CapPrm}, {"cap_prm", capWords(c.CapPrm), inv.CapPrm},
+		{"cap_inh", capWords(c.CapInh), inv.CapPrm | inv.CapInh}, {"cap_bnd", capWords(c.CapBnd), inv.CapBnd},
+	} {
+		if extra := f.v &^ f.within; extra != 0 {
+			return fmt.Errorf("creds.%s: %#x has capabilities %#x the invoking user lacks: restoring them needs full privileges", f.name, f.v, extra)
+		}
+	}
+	return nil
+}

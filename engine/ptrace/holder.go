@@ -16,7 +16,7 @@ func pidHolder(pid int) string {
 		if tgid != 0 && tgid != pid {
 			return fmt.Sprintf("pid %d is a thread of pid %d (%s)", pid, tgid, comm)
 		}
-		return fmt.Sprintf("pid %d is held by process %s", pid, comm)
+		return fmt.Sprintf("pid %d is held by process %s%s", pid, comm, tracedBy(pid))
 	}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -57,4 +57,22 @@ func readStat(pid string) (comm string, pgrp, sid int, err error) {
 	pgrp, _ = strconv.Atoi(f[2])
 	sid, _ = strconv.Atoi(f[3])
 	return s[open+1 : end], pgrp, sid, nil
+}
+
+// tracedBy says ", traced by pid M (comm)" when pid is traced — a stub of
+// another restore in progress is.
+func tracedBy(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "TracerPid:"); ok {
+			if tp := strings.TrimSpace(v); tp != "0" {
+				comm, _ := os.ReadFile("/proc/" + tp + "/comm")
+				return fmt.Sprintf(", traced by pid %s (%s)", tp, strings.TrimSpace(string(comm)))
+			}
+		}
+	}
+	return ""
 }

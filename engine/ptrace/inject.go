@@ -53,6 +53,11 @@ func (t *Tracer) BeginInject(tid int, insn uint64) (*Remote, error) {
 		if err := getSigmask(tid, &r.savedMask); err != nil {
 			return err
 		}
+		if t.journal != nil {
+			if err := t.journal.SessionOpen(tid, r.saved, r.savedMask, insn); err != nil {
+				return fmt.Errorf("inject into tid %d: %w", tid, err)
+			}
+		}
 		return setSigmask(tid, ^uint64(0))
 	})
 	if err != nil {
@@ -187,7 +192,14 @@ func (r *Remote) End() error {
 		if err := setRegs(r.tid, &regs); err != nil {
 			return err
 		}
-		return setSigmask(r.tid, r.savedMask)
+		if err := setSigmask(r.tid, r.savedMask); err != nil {
+			return err
+		}
+		if r.t.journal != nil {
+			// The task is whole again whatever the journal says.
+			r.t.journal.SessionClosed(r.tid) //nolint:errcheck
+		}
+		return nil
 	})
 	if err == nil {
 		r.ended = true

@@ -22,6 +22,9 @@ func (t *Tracer) seize(tid, options int) error {
 		return nil // already ours, e.g. auto-attached by PTRACE_O_TRACECLONE
 	}
 	if _, err := ptrace(unix.PTRACE_SEIZE, tid, 0, uintptr(options)); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("ptrace SEIZE tid %d: %s: %w", tid, whyNoTrace(tid), err)
+		}
 		return fmt.Errorf("ptrace SEIZE tid %d: %w", tid, err)
 	}
 	tgid, err := tgidOf(tid)
@@ -69,7 +72,7 @@ func (t *Tracer) interrupt(tid int) (unix.WaitStatus, error) {
 func (t *Tracer) waitEventStop(tid int) (unix.WaitStatus, error) {
 	st := t.tasks[tid]
 	for i := 0; ; i++ {
-		ws, err := wait4(tid)
+		ws, err := t.waitDeadline(tid)
 		if err != nil {
 			return ws, err
 		}
@@ -80,6 +83,9 @@ func (t *Tracer) waitEventStop(tid int) (unix.WaitStatus, error) {
 		ev, sig := event(ws), ws.StopSignal()
 		if ev == unix.PTRACE_EVENT_STOP {
 			st.stopped = true
+			// WSTOPSIG is SIGTRAP for the interrupt's own stop, the
+			// stopping signal when the task was (or got) in group stop.
+			st.groupStopped = sig != unix.SIGTRAP
 			return ws, nil
 		}
 		if i > 64 {

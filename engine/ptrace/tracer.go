@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,15 @@ type Tracer struct {
 	// in the tracer's pid namespace (CloneThread reads it: the clone's
 	// return value is the id in the cloning task's namespace).
 	adopted int
+
+	// journal hears of every injection session (see Journal).
+	journal Journal
+	// deadline, if set, bounds the waits of Interrupt, SeizeThreads and
+	// StopGroup (a task in uninterruptible sleep never stops).
+	deadline time.Time
+	// groupStop says which processes StopGroup put in group stop, and
+	// whether they were stopped already before.
+	groupStop map[int]bool
 }
 
 // task is what the tracer remembers about one traced thread.
@@ -37,6 +47,9 @@ type task struct {
 	tgid    int
 	options int
 	stopped bool
+	// groupStopped: the last PTRACE_EVENT_STOP reported a group stop
+	// (the process was stopped by a signal), not the tracer's interrupt.
+	groupStopped bool
 	// signals were dequeued by a signal-delivery-stop the tracer had to
 	// suppress (only SIGSTOP can get through the injection mask); Detach
 	// sends them again.
@@ -50,6 +63,8 @@ func NewTracer() *Tracer {
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
 		tasks: make(map[int]*task),
+
+		groupStop: make(map[int]bool),
 	}
 	ready := make(chan struct{})
 	go t.loop(ready)
