@@ -24,6 +24,7 @@ type PageWriter struct {
 	pagesName string
 	pages     *os.File
 	pw        *bufio.Writer
+	copyBuf   []byte // Add's copy buffer: one read of the task per MiB
 
 	pend    *pagemap.PagemapEntry // the run not yet written, to merge into
 	end     uint64                // end of the last run added
@@ -91,7 +92,16 @@ func (pw *PageWriter) Add(vaddr, nrPages uint64, data io.Reader) error {
 		return err
 	}
 	n := int64(nrPages * PageSize)
-	got, err := io.CopyN(pw.pw, data, n)
+	if pw.copyBuf == nil {
+		pw.copyBuf = make([]byte, copyBufSize)
+	}
+	// Copy through our buffer, not io.CopyN's path: that ends in the
+	// file's ReadFrom, which copies in 32 KiB steps, a read of the task
+	// and a write each.
+	got, err := io.CopyBuffer(writerOnly{pw.pw}, io.LimitReader(data, n), pw.copyBuf)
+	if err == nil && got < n {
+		err = io.ErrUnexpectedEOF
+	}
 	if err != nil {
 		return pw.fail(errorf(pw.pagesName, -1, "", ErrTruncated, "pages at %#x: want %d bytes, data gave %d (%v)", vaddr, n, got, err))
 	}
@@ -232,3 +242,11 @@ func (pw *PageWriter) Abort() {
 // PagesWritten is the number of pages written by this Dir's PageWriters
 // that closed successfully: the value stats-dump's pages_written must hold.
 func (d *Dir) PagesWritten() uint64 { return d.pagesWritten.Load() }
+
+// copyBufSize is how much of a task's memory one read brings in: large
+// enough that system calls cost little, small enough to stay in the CPU's
+// cache and keep gocr's RSS flat.
+const copyBufSize = 256 << 10
+
+// writerOnly hides a writer's ReadFrom, so io.CopyBuffer uses its buffer.
+type writerOnly struct{ io.Writer }

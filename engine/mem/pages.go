@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -31,6 +32,7 @@ func DumpPages(pid int, vmas []*vma.VmaEntry, pw *image.PageWriter) (PageStats, 
 		return st, err
 	}
 	defer pm.Close()
+	useScan := true
 	for _, v := range vmas {
 		if !HasContents(v) {
 			continue
@@ -42,7 +44,19 @@ func DumpPages(pid int, vmas []*vma.VmaEntry, pw *image.PageWriter) (PageStats, 
 			// A present page that is still the file's page is not ours.
 			keep = func(e procfs.PagemapEntry) bool { return (e.Present() && !e.FileOrSharedAnon()) || e.Swapped() }
 		}
-		runs, err := pm.Runs(start, end, keep)
+		var runs []procfs.PageRun
+		if v.GetStatus()&FilePrivate == 0 && useScan {
+			// Anonymous memory: the kernel finds the runs in one walk.
+			runs, err = pm.ScanRuns(start, end, procfs.PageIsPresent|procfs.PageIsSwapped)
+			if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
+				useScan, runs = false, nil // before 6.7: read the entries
+			} else if err != nil {
+				return st, fmt.Errorf("pagemap of VMA %#x-%#x: %w", start, end, err)
+			}
+		}
+		if !useScan || v.GetStatus()&FilePrivate != 0 {
+			runs, err = pm.Runs(start, end, keep)
+		}
 		if err != nil {
 			return st, fmt.Errorf("pagemap of VMA %#x-%#x: %w", start, end, err)
 		}

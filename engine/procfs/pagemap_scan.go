@@ -135,3 +135,41 @@ func PagemapScanSupported() (bool, error) {
 	}
 	return true, nil
 }
+
+// ScanRuns returns the runs of pages in [start, end) that are in any of
+// the categories of anyof (e.g. PageIsPresent|PageIsSwapped): what Runs
+// finds by reading every entry, found by the kernel in one walk (6.7+).
+func (p *Pagemap) ScanRuns(start, end, anyof uint64) ([]PageRun, error) {
+	if err := p.checkRange(start, end); err != nil {
+		return nil, err
+	}
+	vec := make([]PageRegion, scanBatch)
+	var out []PageRun
+	for start < end {
+		arg := PmScanArg{Start: start, End: end, Vec: uint64(uintptr(unsafe.Pointer(&vec[0]))), VecLen: uint64(len(vec)),
+			CategoryAnyofMask: anyof, ReturnMask: anyof}
+		n, err := p.Scan(&arg)
+		runtime.KeepAlive(vec)
+		if err != nil {
+			return nil, err
+		}
+		if n < 0 || n > len(vec) {
+			return nil, fmt.Errorf("PAGEMAP_SCAN %s: kernel returned %d regions for %d slots", path(p.pid, "pagemap"), n, len(vec))
+		}
+		for _, r := range vec[:n] {
+			if k := len(out); k > 0 && out[k-1].End == r.Start {
+				out[k-1].End = r.End // present and swapped neighbours: one run
+			} else {
+				out = append(out, PageRun{Start: r.Start, End: r.End})
+			}
+		}
+		if n < len(vec) || arg.WalkEnd >= end {
+			break
+		}
+		if arg.WalkEnd <= start {
+			return nil, fmt.Errorf("PAGEMAP_SCAN %s: walk_end %#x did not move past %#x", path(p.pid, "pagemap"), arg.WalkEnd, start)
+		}
+		start = arg.WalkEnd
+	}
+	return out, nil
+}
