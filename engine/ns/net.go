@@ -5,7 +5,7 @@ import (
 	"net"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/netdev"
-	"golang.org/x/sys/unix"
+	"github.com/gocr/gocr/internal/netif"
 )
 
 // DumpNet describes pid's network namespace. Only the loopback device is
@@ -21,7 +21,7 @@ func DumpNet(pid int) ([]*netdev.NetDeviceEntry, error) {
 			if i.Flags&net.FlagLoopback == 0 {
 				return fmt.Errorf("interface %s: only the loopback device is supported so far", i.Name)
 			}
-			flags, err := ifFlags(i.Name)
+			flags, err := netif.Flags(i.Name)
 			if err != nil {
 				return err
 			}
@@ -43,47 +43,12 @@ func RestoreNet(pid int, devs []*netdev.NetDeviceEntry) error {
 			if d.GetType() != netdev.NdType_LOOPBACK {
 				return fmt.Errorf("device %s: type %v is not supported", d.GetName(), d.GetType())
 			}
-			if err := setIfFlags(d.GetName(), uint16(d.GetFlags())); err != nil {
+			if err := netif.SetFlags(d.GetName(), uint16(d.GetFlags())); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-}
-
-func ifFlags(name string) (uint16, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return 0, err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return 0, fmt.Errorf("flags of %s: %w", name, err)
-	}
-	return ifr.Uint16(), nil
-}
-
-// setIfFlags sets the administrative flags (up, ...) of a device; the
-// kernel ignores the read-only ones (running, lower_up).
-func setIfFlags(name string, flags uint16) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	ifr.SetUint16(flags)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("set flags %#x on %s: %w", flags, name, err)
-	}
-	return nil
 }
 
 func ptr[T any](v T) *T { return &v }

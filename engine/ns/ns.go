@@ -9,6 +9,7 @@
 package ns
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -60,6 +61,25 @@ func Enter(pid int, kind string, fn func() error) error {
 	if !ok {
 		return fmt.Errorf("enter %s namespace of pid %d: unknown kind", kind, pid)
 	}
+	if err := OnThrowawayThread(func() error { return enterAndRun(pid, kind, flag, fn) }); err != nil {
+		return fmt.Errorf("in %s namespace of pid %d: %w", kind, pid, err)
+	}
+	return nil
+}
+
+// OnThrowawayThread runs fn on an OS thread of its own that may change its
+// namespaces freely: the thread is locked, its filesystem context (root,
+// cwd, umask) is unshared from the rest of the process, and it is never
+// unlocked, so the Go runtime destroys it when fn returns instead of
+// handing a thread in someone else's namespace to other goroutines.
+//
+// The thread-group leader is never used: the runtime cannot destroy it
+// (it would park it for good instead) and /proc/PID and /proc/self show
+// its view, which the rest of gocr relies on. A goroutine that lands on
+// the leader keeps it busy until fn is done, so the next attempt starts
+// elsewhere. Go never creates threads from a locked thread (it uses its
+// template thread), so nothing inherits the namespaces.
+func OnThrowawayThread(fn func() error) error {
 	hold := make(chan struct{})
 	defer close(hold)
 	for try := 0; try < 4; try++ {
@@ -74,18 +94,20 @@ func Enter(pid int, kind string, fn func() error) error {
 				return
 			}
 			onLeader <- false
-			// No UnlockOSThread: the runtime ends this thread with the goroutine.
-			done <- enterAndRun(pid, kind, flag, fn)
+			// Deliberately no UnlockOSThread: the thread dies with the
+			// goroutine.
+			if err := unix.Unshare(unix.CLONE_FS); err != nil {
+				done <- fmt.Errorf("unshare(CLONE_FS): %w", err)
+				return
+			}
+			done <- fn()
 		}()
 		if <-onLeader {
 			continue
 		}
-		if err := <-done; err != nil {
-			return fmt.Errorf("in %s namespace of pid %d: %w", kind, pid, err)
-		}
-		return nil
+		return <-done
 	}
-	return fmt.Errorf("enter %s namespace of pid %d: no thread other than the thread-group leader to work on", kind, pid)
+	return errors.New("no thread other than the thread-group leader to work on")
 }
 
 // enterAndRun joins the namespace on the calling (throwaway) thread and
@@ -96,11 +118,6 @@ func enterAndRun(pid int, kind string, flag uintptr, fn func() error) error {
 		return err
 	}
 	defer f.Close()
-	// The thread gets its own fs info: a thread sharing it cannot change
-	// mount or user namespace, and a chdir in fn stays on this thread.
-	if err := unix.Unshare(unix.CLONE_FS); err != nil {
-		return fmt.Errorf("unshare fs: %w", err)
-	}
 	if err := unix.Setns(int(f.Fd()), int(flag)); err != nil {
 		return fmt.Errorf("setns: %w", err)
 	}

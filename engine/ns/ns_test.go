@@ -8,6 +8,8 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/internal/netif"
 )
 
 // sleeper starts a process in fresh uts, ipc and net namespaces.
@@ -53,7 +55,7 @@ func TestDumpRestoreUTSNetIPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Enter(a, "net", func() error { return setIfFlags("lo", unix.IFF_UP) }); err != nil {
+	if err := Enter(a, "net", func() error { return netif.SetFlags("lo", unix.IFF_UP) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := Enter(a, "ipc", func() error { return os.WriteFile("/proc/sys/kernel/msgmax", []byte("4242"), 0) }); err != nil {

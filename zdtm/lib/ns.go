@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/internal/netif"
 )
 
 // NsHostname is the hostname the ns flavors set in their uts namespace.
@@ -78,7 +80,7 @@ func enterRoot(t *T) error {
 	if err := unix.Sethostname([]byte(NsHostname)); err != nil {
 		return fmt.Errorf("sethostname: %w", err)
 	}
-	if err := loopbackUp(); err != nil {
+	if err := netif.Up("lo"); err != nil {
 		return err
 	}
 	if err := unix.Chdir(workdir); err != nil {
@@ -113,27 +115,6 @@ func bind(src, dst string, readOnly bool) error {
 		if err := unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return fmt.Errorf("remount %s read-only: %w", dst, err)
 		}
-	}
-	return nil
-}
-
-// loopbackUp brings lo up in the fresh network namespace.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket for lo: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("get lo flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("set lo up: %w", err)
 	}
 	return nil
 }

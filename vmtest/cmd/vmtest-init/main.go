@@ -26,6 +26,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/internal/netif"
+
 	"github.com/gocr/gocr/vmtest/guest"
 )
 
@@ -85,7 +87,7 @@ func setup(st *guest.Status) (guest.Config, error) {
 		}
 	}
 	unix.Sethostname([]byte("vmtest"))
-	if err := loopbackUp(); err != nil {
+	if err := netif.Up("lo"); err != nil {
 		return cfg, err
 	}
 	var u unix.Utsname
@@ -407,26 +409,4 @@ func powerOff() {
 		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 		time.Sleep(time.Second)
 	}
-}
-
-// loopbackUp brings lo up, as any booted system has it: workloads of the h
-// flavor use the host's network namespace.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket for lo: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("flags of lo: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring lo up: %w", err)
-	}
-	return nil
 }
