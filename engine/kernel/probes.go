@@ -18,7 +18,7 @@ var probes = []probe{
 	{"cap-sys-resource", "2.2", "hard rlimits cannot be raised back; prlimit on other uids fails", true, probeCapSysResource},
 	{"ptrace-peeksiginfo", "3.10", "pending signals cannot be dumped", false, probePeeksiginfo},
 	{"ptrace-getsigmask", "3.11", "blocked signal masks cannot be dumped without injection", false, probeGetsigmask},
-	{"ptrace-rseq-config", "5.13", "rseq registrations (glibc 2.35+) cannot be restored", false, probeRseqConfig},
+	{"ptrace-rseq-config", "5.13", "rseq registrations (glibc 2.35+) are not restored: sched_getcpu reads a stale cpu", true, probeRseqConfig},
 	{"process-vm-readv", "3.2", "memory is copied through /proc/PID/mem, slower", true, probeProcessVMReadv},
 	{"fdinfo-mnt-id", "3.15", "files cannot be reopened on the right mount", false, probeFdinfoMntID},
 	{"kcmp", "3.5", "files, fs and signal handlers shared between tasks go unnoticed", false, probeKcmp},
