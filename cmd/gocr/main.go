@@ -25,6 +25,7 @@ import (
 
 	"github.com/gocr/gocr/engine"
 	"github.com/gocr/gocr/engine/fault"
+	"github.com/gocr/gocr/engine/mount"
 )
 
 // reexecEnv marks a gocr restore that re-executed itself once to give
@@ -77,6 +78,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if engine.IsWatchdog(args) {
 		return engine.RunWatchdog(args)
+	}
+	if mount.IsFsmountHelper(args) {
+		return mount.RunFsmountHelper(args)
 	}
 	cmd, args := args[0], args[1:]
 	table := map[string][]option{"dump": dumpOpts, "restore": restoreOpts, "check": checkOpts, "show": commonOpts, "version": nil}

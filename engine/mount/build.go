@@ -484,10 +484,11 @@ func newFSOrdered(fstype string, opts map[string]string, order []string, pidns i
 	}
 	if pidns >= 0 {
 		if err := unix.FsconfigSetFd(fsfd, "pidns", pidns); err != nil {
-			return -1, fail("proc for another pid namespace", &kernel.NotSupportedError{
-				Feature: "proc pidns mount option",
-				Detail:  "a proc of the restored pid namespace cannot be mounted from outside it: " + err.Error(),
-			})
+			if err != unix.EINVAL {
+				return -1, fail("proc for another pid namespace", err)
+			}
+			// A kernel without the pidns option: make it from inside.
+			return newFSInPidNS(fstype, opts, order, pidns)
 		}
 	}
 	for _, k := range order {
