@@ -601,10 +601,42 @@ func (b *builder) attach(m *rmount) error {
 			b.topRoot = m.fd
 		}
 	}
-	if err := setMountFlags(m.fd, m.e.GetFlags()); err != nil {
+	err := setMountFlags(m.fd, m.e.GetFlags())
+	if err == unix.ENOSYS {
+		err = b.remountFlags(m, isDir)
+	}
+	if err != nil {
 		return m.err("set flags "+flagString(m.e.GetFlags()), err)
 	}
 	return nil
+}
+
+// remountFlags sets a mount's flags with mount(2) (MS_REMOUNT|MS_BIND) on
+// kernels without mount_setattr (before 5.12). mount(2) takes a path: the
+// thread goes to the mount itself (a directory) or to the directory its
+// mount point is in (a file), where the new mount is the top one.
+func (b *builder) remountFlags(m *rmount, isDir bool) error {
+	target := "."
+	if isDir {
+		if err := unix.Fchdir(m.fd); err != nil {
+			return err
+		}
+	} else {
+		mp := m.e.GetMountpoint()
+		dfd, err := openPath(b.topRoot, path.Dir(mp))
+		if err != nil {
+			return err
+		}
+		err = unix.Fchdir(dfd)
+		unix.Close(dfd)
+		if err != nil {
+			return err
+		}
+		target = path.Base(mp)
+	}
+	f := uintptr(m.e.GetFlags()) & (unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC |
+		unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME | unix.MS_STRICTATIME)
+	return unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|f, "")
 }
 
 // makeMountpoint creates a missing mount point, but only in a filesystem
@@ -662,8 +694,14 @@ func setMountFlags(fd int, flags uint32) error {
 }
 
 // setPropagation changes the propagation of one mount (not recursive).
+// Before mount_setattr (5.12) it goes through mount(2) on the fd's magic
+// link, which reaches a detached mount too.
 func setPropagation(fd int, prop uintptr) error {
-	return unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Propagation: uint64(prop)})
+	err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Propagation: uint64(prop)})
+	if err == unix.ENOSYS {
+		err = unix.Mount("", fmt.Sprintf("/proc/thread-self/fd/%d", fd), "", prop, "")
+	}
+	return err
 }
 
 // enterStage puts the staging tmpfs on top of the namespace's root,
