@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -340,31 +339,20 @@ type FdEntry struct {
 // Fds lists /proc/PID/fd, sorted by fd. A descriptor closed between the
 // listing and its readlink is left out.
 func Fds(pid int) ([]FdEntry, error) {
-	dir := path(pid, "fd")
-	f, err := os.Open(dir)
+	dir, fds, err := numberedEntries(pid, "fd")
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
+		return nil, err
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
-	}
-	out := make([]FdEntry, 0, len(names))
-	for _, n := range names {
-		fd, err := strconv.Atoi(n)
-		if err != nil {
-			continue
-		}
-		t, err := os.Readlink(dir + "/" + n)
+	out := make([]FdEntry, 0, len(fds))
+	for _, fd := range fds {
+		t, err := os.Readlink(dir + "/" + strconv.Itoa(fd))
 		if err != nil {
 			if os.IsNotExist(err) {
 				continue
 			}
-			return nil, fmt.Errorf("readlink %s/%s: %w", dir, n, err)
+			return nil, fmt.Errorf("readlink %s/%d: %w", dir, fd, err)
 		}
 		out = append(out, FdEntry{Fd: fd, Target: t})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Fd < out[j].Fd })
 	return out, nil
 }

@@ -10,26 +10,31 @@ import (
 
 // Tasks lists the thread ids of PID from /proc/PID/task, sorted.
 func Tasks(pid int) ([]int, error) {
-	dir := path(pid, "task")
+	_, tids, err := numberedEntries(pid, "task")
+	return tids, err
+}
+
+// numberedEntries lists the entries of /proc/PID/SUB that are numbers
+// (tids, fds), sorted, and returns the directory's path too.
+func numberedEntries(pid int, sub string) (string, []int, error) {
+	dir := path(pid, sub)
 	f, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
+		return dir, nil, fmt.Errorf("list %s: %w", dir, err)
 	}
 	names, err := f.Readdirnames(-1)
 	f.Close()
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
+		return dir, nil, fmt.Errorf("list %s: %w", dir, err)
 	}
-	tids := make([]int, 0, len(names))
+	nums := make([]int, 0, len(names))
 	for _, n := range names {
-		tid, err := strconv.Atoi(n)
-		if err != nil {
-			continue
+		if v, err := strconv.Atoi(n); err == nil {
+			nums = append(nums, v)
 		}
-		tids = append(tids, tid)
 	}
-	sort.Ints(tids)
-	return tids, nil
+	sort.Ints(nums)
+	return dir, nums, nil
 }
 
 // Children lists the children of every thread of PID, from
