@@ -14,10 +14,7 @@ import (
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/rlimit"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/rseq"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
@@ -44,15 +41,17 @@ const scratchSize = 64 << 10
 
 // Dump checkpoints the process tree rooted at o.Pid into o.ImagesDir.
 //
-// The checklist: seize every thread (the task stops where it is), save
-// the namespaces it has of its own (user, pid, mnt, uts, ipc, net; see
-// namespaces.go), read what /proc and ptrace show from outside, copy
-// memory, then read by
-// injected system calls what only the task itself can see (dispositions,
-// timers, brk, per-thread kernel pointers), write the images, and finally
-// kill the task or let it run on. Whatever fails, a task that is not
-// dumped to the end is detached with its registers and mask as they were,
-// and runs on untouched.
+// The checklist: seize every thread of every process of the tree, parents
+// before children (each stops where it is; see tree.go), save the
+// namespaces the tree has of its own (user, pid, mnt, uts, ipc, net; see
+// namespaces.go), then for each process read what /proc and ptrace show
+// from outside, copy memory, and read by injected system calls what only
+// the task itself can see (dispositions, timers, brk, per-thread kernel
+// pointers); write the images, what the processes share last (pstree,
+// files, shared memory, inventory), and finally kill the tree or let it
+// run on. Whatever fails, no process that is not dumped to the end is
+// harmed: each is detached with its registers and masks as they were, and
+// runs on untouched.
 func Dump(ctx context.Context, o DumpOptions) (err error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -104,8 +103,16 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	if err == nil {
 		err = d.at("namespaces")
 	}
+	for _, p := range d.procs {
+		if err == nil {
+			err = d.dumpProc(p)
+		}
+	}
 	if err == nil {
-		err = d.dumpTask(ctx)
+		err = d.dumpShmem()
+	}
+	if err == nil {
+		err = d.writeTreeImages()
 	}
 	if err == nil {
 		err = d.writeStats(start)
@@ -123,12 +130,8 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		}
 		return nil
 	}
-	// A dumped tree is killed, as criu does without --leave-running. The
-	// tracer takes the exit of every thread, so the parent can then reap
-	// the task (a traced task's exit goes to its tracer first).
-	if err := d.tr.KillAndReap(o.Pid); err != nil {
-		d.log.Warn("kill the dumped task", "pid", o.Pid, "err", err)
-	}
+	// A dumped tree is killed, as criu does without --leave-running.
+	d.kill()
 	return nil
 }
 
@@ -146,104 +149,20 @@ type dumper struct {
 	files  *files.Set
 	layout arch.Layout
 
-	tids   []int // every thread, the leader first
-	seized []int
-	// stopped: the process is in the group stop freeze began;
-	// wasStopped: it was stopped (state T) before the dump.
-	stopped, wasStopped bool
-	// The pids the images speak of are those the task sees: in a pid
-	// namespace of its own the leader is 1 (see dumpNamespaces).
-	vtid      map[int]int // host tid → tid in the task's pid namespace
-	vpid      int
-	nsIDs     map[string]uint64   // the task's namespaces, by kind
+	// procs is every process of the tree, parents before children, the
+	// root first (see tree.go).
+	procs []*procDump
+	// The pids the images speak of are those the tree sees: in a pid
+	// namespace of its own the root is 1 (see dumpNamespaces).
+	vtid      map[int]int         // host tid → tid in the tree's pid namespace
+	vpid      int                 // the root's
+	nsIDs     map[string]uint64   // the tree's namespaces, by kind
 	rootNsIDs map[string]uint64   // gocr's
-	userns    *userns.UsernsEntry // the maps of the task's own user namespace, if it has one
-	secbits   uint32
+	userns    *userns.UsernsEntry // the maps of the tree's own user namespace, if it has one
 	frozenAt  time.Time
 	memStats  mem.PageStats
 	memTime   time.Duration
-}
-
-// freeze seizes and stops every thread of the task, then puts the process
-// in group stop (see ptrace.StopGroup and watchdog.go), all within
-// o.Timeout.
-func (d *dumper) freeze() error {
-	pid := d.o.Pid
-	st, err := procfs.Stat(pid)
-	if err != nil {
-		return err
-	}
-	if st.State == 'Z' {
-		return fmt.Errorf("process is a zombie")
-	}
-	if kids, err := procfs.Children(pid); err == nil && len(kids) > 0 {
-		return fmt.Errorf("process has children %v: dumping process trees is not supported yet", kids)
-	}
-	deadline := time.Now().Add(d.o.Timeout)
-	if dl, ok := d.ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
-	d.tr.SetDeadline(deadline)
-	defer d.tr.SetDeadline(time.Time{})
-	tids, err := d.tr.SeizeThreads(pid, unix.PTRACE_O_TRACESYSGOOD)
-	d.seized = tids
-	if err != nil {
-		if errors.Is(err, ptrace.ErrTimeout) {
-			return fmt.Errorf("not every thread stopped within --timeout %v: %w", d.o.Timeout, err)
-		}
-		return err
-	}
-	// The leader first, then the others in tid order as /proc lists them.
-	d.tids = []int{pid}
-	for _, t := range tids {
-		if t != pid {
-			d.tids = append(d.tids, t)
-		}
-	}
-	if err := d.at("freeze"); err != nil {
-		return err
-	}
-	if d.wd != nil {
-		if err := d.wd.wait(max(d.o.Timeout, 5*time.Second)); err != nil {
-			return err
-		}
-	}
-	wasStopped := d.tr.WasGroupStopped(pid)
-	if err := d.wd.send(wdRecord{Kind: wdStopping, Mask: b2u(wasStopped)}); err != nil {
-		return err
-	}
-	if d.wasStopped, err = d.tr.StopGroup(pid, d.tids); err != nil {
-		if errors.Is(err, ptrace.ErrTimeout) {
-			return fmt.Errorf("not stopped within --timeout %v: %w", d.o.Timeout, err)
-		}
-		return err
-	}
-	d.stopped = true
-	return d.at("group-stop")
-}
-
-func b2u(b bool) uint64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// thaw ends the group stop (unless the process was stopped before the
-// dump) and detaches every seized thread; it runs on as it was.
-func (d *dumper) thaw() error {
-	var errs []error
-	// Even when StopGroup failed half-way: its SIGSTOP may have been sent.
-	if err := d.tr.ContinueGroup(d.o.Pid); err != nil {
-		errs = append(errs, err)
-	}
-	d.wd.send(wdRecord{Kind: wdContinued}) //nolint:errcheck // the watchdog would send one SIGCONT more
-	for _, tid := range d.seized {
-		if err := d.tr.Detach(tid, 0); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	shmem     []mem.TaskVMAs // every process's shared anonymous VMAs, dumped once per object
 }
 
 // threadState is what the dump keeps of one thread.
@@ -263,8 +182,13 @@ type threadState struct {
 	robustLen uint64
 }
 
-func (d *dumper) dumpTask(ctx context.Context) error {
-	pid := d.o.Pid
+// dumpProc dumps one process of the tree: a zombie by its exit status
+// alone, a live one whole.
+func (d *dumper) dumpProc(p *procDump) error {
+	if p.zombie {
+		return d.writeZombie(p)
+	}
+	pid := p.pid
 	stat, err := procfs.Stat(pid)
 	if err != nil {
 		return err
@@ -278,9 +202,9 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 		return err
 	}
 	// Registers first, untouched by anything gocr does.
-	threads := make([]*threadState, len(d.tids))
-	for i, tid := range d.tids {
-		if threads[i], err = d.readThread(tid); err != nil {
+	threads := make([]*threadState, len(p.tids))
+	for i, tid := range p.tids {
+		if threads[i], err = d.readThread(pid, tid); err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
 	}
@@ -294,11 +218,11 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 		return err
 	}
 	t0 := time.Now()
-	pw, err := d.dir.PageWriter(uint32(d.vpid))
+	pw, err := d.dir.PageWriter(uint32(d.vtid[pid]))
 	if err != nil {
 		return err
 	}
-	d.memStats, err = mem.DumpPages(pid, mmEntry.Vmas, pw)
+	ps, err := mem.DumpPages(pid, mmEntry.Vmas, pw)
 	if err != nil {
 		pw.Abort()
 		return fmt.Errorf("dump memory: %w", err)
@@ -306,12 +230,10 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 	if err := pw.Close(); err != nil {
 		return err
 	}
-	shm, err := mem.DumpShmem(pid, mmEntry.Vmas, d.dir)
-	if err != nil {
-		return fmt.Errorf("dump shared memory: %w", err)
-	}
-	d.memStats.Written += shm
-	d.memTime = time.Since(t0)
+	d.memStats.Scanned += ps.Scanned
+	d.memStats.Written += ps.Written
+	d.shmem = append(d.shmem, mem.TaskVMAs{Pid: pid, Vmas: mmEntry.Vmas})
+	d.memTime += time.Since(t0)
 	if err := d.at("memory"); err != nil {
 		return err
 	}
@@ -325,7 +247,7 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 	// call then costs only its two ptrace stops.
 	var tc *criu_core.TaskCoreEntry
 	if err := d.tr.Do(func() (err error) {
-		tc, err = d.injectDump(pid, insn, threads, mmEntry)
+		tc, err = d.injectDump(p, insn, threads, mmEntry)
 		return err
 	}); err != nil {
 		return err
@@ -372,11 +294,11 @@ func (d *dumper) dumpTask(ctx context.Context) error {
 	tc.ExitCode = ptr(uint32(0))
 	tc.Flags = ptr(uint32(stat.Flags))
 	tc.BlkSigset = ptr(threads[0].sigmask)
-	tc.SignalsS = sig.QueueEntry(mustPeek(d.tr, pid, true))
+	tc.SignalsS = sig.QueueEntry(p.sharedPending)
 	if err := d.at("files"); err != nil {
 		return err
 	}
-	if err := d.writeImages(stat, status, threads, tc, mmEntry, fdEntries, cwdID, rootID); err != nil {
+	if err := d.writeImages(p, status, threads, tc, mmEntry, fdEntries, cwdID, rootID); err != nil {
 		return err
 	}
 	return d.at("images")
@@ -387,13 +309,8 @@ func mustPersonality(pid int) uint32 {
 	return p
 }
 
-func mustPeek(tr *ptrace.Tracer, tid int, shared bool) []abi.Siginfo {
-	s, _ := tr.PeekSiginfo(tid, shared)
-	return s
-}
-
 // readThread reads a stopped thread's state through ptrace alone.
-func (d *dumper) readThread(tid int) (*threadState, error) {
+func (d *dumper) readThread(pid, tid int) (*threadState, error) {
 	t := &threadState{tid: tid}
 	var err error
 	if t.regs, err = d.tr.GetRegs(tid); err != nil {
@@ -416,7 +333,7 @@ func (d *dumper) readThread(tid int) (*threadState, error) {
 	} else if !errors.Is(err, unix.EIO) && !errors.Is(err, unix.EINVAL) {
 		return nil, err
 	}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", d.o.Pid, tid)); err == nil {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", pid, tid)); err == nil {
 		t.comm = strings.TrimSuffix(string(b), "\n")
 	}
 	var head, size uint64
@@ -470,7 +387,8 @@ func ptrValue[T any](v T, err error) (*T, error) { return &v, err }
 // injectDump reads by injected system calls what the task alone can see.
 // Each thread gets its own session; all share one scratch mapping that is
 // removed before the sessions end.
-func (d *dumper) injectDump(pid int, insn uint64, threads []*threadState, e *mm.MmEntry) (tc *criu_core.TaskCoreEntry, err error) {
+func (d *dumper) injectDump(p *procDump, insn uint64, threads []*threadState, e *mm.MmEntry) (tc *criu_core.TaskCoreEntry, err error) {
+	pid := p.pid
 	lead, err := d.tr.BeginInject(pid, insn)
 	if err != nil {
 		return nil, err
@@ -487,11 +405,11 @@ func (d *dumper) injectDump(pid int, insn uint64, threads []*threadState, e *mm.
 	if err != nil {
 		return nil, err
 	}
-	d.wd.send(wdRecord{Kind: wdScratch, Addr: t.Scratch, Size: t.Size}) //nolint:errcheck // left behind it is harmless
+	d.wd.send(wdRecord{Kind: wdScratch, Tid: int32(pid), Addr: t.Scratch, Size: t.Size}) //nolint:errcheck // left behind it is harmless
 	defer func() {
 		uerr := t.Unmap()
 		if uerr == nil {
-			d.wd.send(wdRecord{Kind: wdUnscratch}) //nolint:errcheck
+			d.wd.send(wdRecord{Kind: wdUnscratch, Tid: int32(pid)}) //nolint:errcheck
 		} else if err == nil {
 			err = uerr
 		}
@@ -530,7 +448,7 @@ func (d *dumper) injectDump(pid int, insn uint64, threads []*threadState, e *mm.
 	if err != nil {
 		return nil, fmt.Errorf("get securebits: %w", err)
 	}
-	d.secbits = uint32(secbits)
+	p.secbits = uint32(secbits)
 	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, t.Scratch); err != nil {
 		return nil, fmt.Errorf("get child subreaper: %w", err)
 	}
@@ -595,26 +513,16 @@ func readThreadInjected(t *remote.Task, th *threadState) error {
 }
 
 // writeImages writes the image files of the dumped task.
-func (d *dumper) writeImages(stat procfs.TaskStat, status procfs.TaskStatus, threads []*threadState,
+func (d *dumper) writeImages(p *procDump, status procfs.TaskStatus, threads []*threadState,
 	tc *criu_core.TaskCoreEntry, mmEntry *mm.MmEntry, fdEntries []*fdinfo.FdinfoEntry, cwdID, rootID uint32) error {
-	pid := uint32(d.vpid)
+	pid := uint32(d.vtid[p.pid])
 	ids := &criu_core.TaskKobjIdsEntry{VmId: ptr(pid), FilesId: ptr(pid), FsId: ptr(pid), SighandId: ptr(pid)}
 	setNsIDs(ids, d.nsIDs)
 	// The ids live in core too; crit's tools still read ids-PID.img.
 	if err := d.dir.WriteOne(image.Ids, image.IdsFile(pid), ids); err != nil {
 		return err
 	}
-	tree := &pstree.PstreeEntry{Pid: ptr(pid), Ppid: ptr(uint32(0)), Pgid: ptr(d.vpidOf(stat.Pgrp)), Sid: ptr(d.vpidOf(stat.Session))}
-	for _, th := range threads {
-		tree.Threads = append(tree.Threads, uint32(d.vtid[th.tid]))
-	}
-	if err := d.dir.WriteOne(image.Pstree, image.PstreeFile, tree); err != nil {
-		return err
-	}
-	if err := d.writeHostPstree(stat); err != nil {
-		return err
-	}
-	cr := creds.Dump(status, d.secbits)
+	cr := creds.Dump(status, p.secbits)
 	d.credsInside(cr)
 	for i, th := range threads {
 		fp, err := d.layout.FPRegsFromXState(th.xstate)
@@ -670,40 +578,7 @@ func (d *dumper) writeImages(stat procfs.TaskStat, status procfs.TaskStatus, thr
 	if err := w.Close(); err != nil {
 		return err
 	}
-	w, err = d.dir.Writer(image.Files, "files.img")
-	if err != nil {
-		return err
-	}
-	for _, e := range d.files.Entries {
-		if err := w.Write(e); err != nil {
-			w.Abort()
-			return err
-		}
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if len(d.files.PipeData) > 0 {
-		w, err = d.dir.Writer(image.PipesData, "pipes-data.img")
-		if err != nil {
-			return err
-		}
-		for ino, data := range d.files.PipeData {
-			if len(data) == 0 {
-				continue
-			}
-			e := &pipe_data.PipeDataEntry{PipeId: ptr(uint32(ino)), Bytes: ptr(uint32(len(data)))}
-			if err := w.WritePayload(e, strings.NewReader(string(data))); err != nil {
-				w.Abort()
-				return err
-			}
-		}
-		if err := w.Close(); err != nil {
-			return err
-		}
-	}
-	// The inventory last: a directory with one holds a finished dump.
-	return d.dir.WriteInventory(image.NewInventory(d.rootIDs(), inventory.Lsmtype_NO_LSM))
+	return nil
 }
 
 // setNsIDs records namespaces by their nsfs inode: the task's in its ids,

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 
@@ -59,6 +60,23 @@ func (d *dumper) dumpNamespaces() error {
 			return fmt.Errorf("pid %d is in a %s namespace of its own (%d): %s namespaces are not supported yet", pid, kind, theirs[kind], kind)
 		}
 	}
+	// Every process of the tree in the root's namespaces: nested ones are
+	// not restored yet.
+	for _, p := range d.procs[1:] {
+		if p.zombie {
+			continue
+		}
+		ids, err := procfs.Namespaces(p.pid)
+		if err != nil {
+			return fmt.Errorf("pid %d: %w", p.pid, err)
+		}
+		for _, kind := range slices.Sorted(maps.Keys(ids)) {
+			if ids[kind] != theirs[kind] {
+				return fmt.Errorf("pid %d is in another %s namespace (%d) than the tree's root %d (%d): nested namespaces are not supported yet",
+					p.pid, kind, ids[kind], pid, theirs[kind])
+			}
+		}
+	}
 	for _, kind := range []string{"pid", "time"} {
 		if theirs[kind+"_for_children"] != theirs[kind] {
 			return fmt.Errorf("pid %d unshared a %s namespace its children would be born in (%s_for_children %d, its own %d): not supported",
@@ -80,15 +98,22 @@ func (d *dumper) dumpNamespaces() error {
 		d.userns = e
 	}
 
+	var tids []int
+	for _, p := range d.procs {
+		if p.zombie {
+			tids = append(tids, p.pid)
+		}
+		tids = append(tids, p.tids...)
+	}
 	d.vtid = map[int]int{}
-	for _, tid := range d.tids {
+	for _, tid := range tids {
 		d.vtid[tid] = tid
 	}
 	if own["pid"] {
 		if err := ns.CheckPidNS(pid); err != nil {
 			return err
 		}
-		for _, tid := range d.tids {
+		for _, tid := range tids {
 			st, err := procfs.Status(tid)
 			if err != nil {
 				return fmt.Errorf("thread %d: %w", tid, err)
@@ -172,15 +197,29 @@ func (d *dumper) vpidOf(hostPid int) uint32 {
 
 // writeHostPstree writes gocr-pstree-host.img: the tree as gocr's pid
 // namespace sees it, in the order of pstree.img.
-func (d *dumper) writeHostPstree(stat procfs.TaskStat) error {
+func (d *dumper) writeHostPstree() error {
 	if d.vpid == d.o.Pid {
 		return nil
 	}
-	e := &pstree.PstreeEntry{Pid: ptr(uint32(d.o.Pid)), Ppid: ptr(uint32(0)), Pgid: ptr(uint32(stat.Pgrp)), Sid: ptr(uint32(stat.Session))}
-	for _, tid := range d.tids {
-		e.Threads = append(e.Threads, uint32(tid))
+	w, err := d.dir.Writer(image.Pstree, image.HostPstreeFile)
+	if err != nil {
+		return err
 	}
-	return d.dir.WriteOne(image.Pstree, image.HostPstreeFile, e)
+	for _, p := range d.procs {
+		e := &pstree.PstreeEntry{Pid: ptr(uint32(p.pid)), Ppid: ptr(uint32(p.ppid)), Pgid: ptr(uint32(p.stat.Pgrp)), Sid: ptr(uint32(p.stat.Session))}
+		tids := p.tids
+		if p.zombie {
+			tids = []int{p.pid}
+		}
+		for _, tid := range tids {
+			e.Threads = append(e.Threads, uint32(tid))
+		}
+		if err := w.Write(e); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	return w.Close()
 }
 
 // rootIDs is the inventory's root_ids: the dumper's own namespaces. The
@@ -198,7 +237,6 @@ type nsImages struct {
 	uts      *utsns.UtsnsEntry
 	ipc      *ipc_var.IpcVarEntry
 	net      []*netdev.NetDeviceEntry
-	hostPid  int         // the leader's pid outside its pid namespace; 0 if unknown
 	hostTids map[int]int // image tid → tid outside; absent if unknown
 }
 
@@ -288,21 +326,25 @@ func readNamespaces(dir *image.Dir, img *restoreImages, root, task *criu_core.Ta
 		}
 	}
 	if n.has("pid") {
-		if img.pid != 1 {
-			return nil, fmt.Errorf("%s: pid %d: the root of a tree with a pid namespace of its own must be its init, pid 1", image.PstreeFile, img.pid)
+		if root := img.procs[0]; root.pid != 1 {
+			return nil, fmt.Errorf("%s: pid %d: the root of a tree with a pid namespace of its own must be its init, pid 1", image.PstreeFile, root.pid)
 		}
 		if dir.Exists(image.HostPstreeFile) {
-			host, err := image.ReadOne[pstree.PstreeEntry](dir, image.Pstree, image.HostPstreeFile)
+			host, err := image.ReadAll[pstree.PstreeEntry](dir, image.Pstree, image.HostPstreeFile)
 			if err != nil {
 				return nil, err
 			}
-			ht := host.GetThreads()
-			if len(ht) != len(img.tree.GetThreads()) || host.GetPid() == 0 {
-				return nil, fmt.Errorf("%s: pid %d with %d threads does not match %s's %d threads", image.HostPstreeFile, host.GetPid(), len(ht), image.PstreeFile, len(img.tree.GetThreads()))
+			if len(host) != len(img.procs) {
+				return nil, fmt.Errorf("%s: %d processes, %s has %d", image.HostPstreeFile, len(host), image.PstreeFile, len(img.procs))
 			}
-			n.hostPid = int(host.GetPid())
-			for i, t := range img.tree.GetThreads() {
-				n.hostTids[int(t)] = int(ht[i])
+			for i, h := range host {
+				ht, tree := h.GetThreads(), img.procs[i].tree
+				if len(ht) != len(tree.GetThreads()) || h.GetPid() == 0 {
+					return nil, fmt.Errorf("%s: [%d]: pid %d with %d threads does not match %s's %d threads", image.HostPstreeFile, i, h.GetPid(), len(ht), image.PstreeFile, len(tree.GetThreads()))
+				}
+				for j, t := range tree.GetThreads() {
+					n.hostTids[int(t)] = int(ht[j])
+				}
 			}
 		}
 	}
@@ -313,24 +355,24 @@ func readNamespaces(dir *image.Dir, img *restoreImages, root, task *criu_core.Ta
 // state: the mount tree first (nothing is opened before it is there),
 // then host and domain name, ipc limits and network devices.
 func (r *restorer) restoreNamespaces() error {
-	n := r.img.ns
+	n, pid := r.img.ns, r.procs[0].pid
 	if id, ok := n.ids["mnt"]; ok {
-		if err := mount.RestoreNSOf(r.pid, r.dir, id, mount.RestoreOptions{NsPid: r.pid}); err != nil {
+		if err := mount.RestoreNSOf(pid, r.dir, id, mount.RestoreOptions{NsPid: pid}); err != nil {
 			return err
 		}
 	}
 	if n.uts != nil {
-		if err := ns.RestoreUTS(r.pid, n.uts); err != nil {
+		if err := ns.RestoreUTS(pid, n.uts); err != nil {
 			return fmt.Errorf("restore uts namespace %d: %w", n.ids["uts"], err)
 		}
 	}
 	if n.ipc != nil {
-		if err := ns.RestoreIPC(r.pid, n.ipc); err != nil {
+		if err := ns.RestoreIPC(pid, n.ipc); err != nil {
 			return fmt.Errorf("restore ipc namespace %d: %w", n.ids["ipc"], err)
 		}
 	}
 	if n.has("net") {
-		if err := ns.RestoreNet(r.pid, n.net); err != nil {
+		if err := ns.RestoreNet(pid, n.net); err != nil {
 			return fmt.Errorf("restore net namespace %d: %w", n.ids["net"], err)
 		}
 	}

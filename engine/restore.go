@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,12 @@ func IsStub(args []string) bool { return len(args) > 0 && args[0] == stubArg }
 // runs a single instruction of its own; one that gets this far was not
 // started by a restoring gocr.
 func RunStub(args []string) int { return 125 }
+
+// getsid is gocr's own session.
+func getsid() int {
+	sid, _ := unix.Getsid(0)
+	return sid
+}
 
 // Restored is a restored process.
 type Restored struct {
@@ -112,13 +119,8 @@ const (
 // restoreImages is everything read from the image directory, validated
 // before anything is created.
 type restoreImages struct {
-	tree     *pstree.PstreeEntry
-	pid      int                          // as the tree sees it (1 in a pid namespace of its own)
-	tids     []int                        // the leader first, as the tree sees them
-	cores    map[int]*criu_core.CoreEntry // by tid
-	mm       *mm.MmEntry
-	fs       *fs.FsEntry
-	fds      []*fdinfo.FdinfoEntry
+	procs    []*procImages // pstree order: parents before children, the root first
+	byPid    map[int]*procImages
 	files    []*fdinfo.FileEntry
 	fileByID map[uint32]*fdinfo.FileEntry
 	pipeData map[uint32][]byte
@@ -126,6 +128,22 @@ type restoreImages struct {
 	ns       *nsImages
 }
 
+// procImages are the images of one process of the tree.
+type procImages struct {
+	*restoreImages
+	tree     *pstree.PstreeEntry
+	pid      int                          // as the tree sees it (1 in a pid namespace of its own)
+	tids     []int                        // the leader first, as the tree sees them
+	cores    map[int]*criu_core.CoreEntry // by tid
+	zombie   bool                         // only tree and the leader's core are read
+	exitCode int                          // a zombie's wait status
+	mm       *mm.MmEntry
+	fs       *fs.FsEntry
+	fds      []*fdinfo.FdinfoEntry
+}
+
+// restorer restores a whole tree; each of its processes has a
+// procRestorer.
 type restorer struct {
 	ctx  context.Context
 	o    RestoreOptions
@@ -136,37 +154,50 @@ type restorer struct {
 	pass *remote.FdPasser
 	fr   *files.Restorer
 
-	pid     int         // the stub's pid in gocr's pid namespace
-	vpid    int         // its pid in its own: the image's
-	hostTid map[int]int // image tid → tid in gocr's pid namespace
-	sock    int         // the stub's end of pass, by its number in the stub
-	spawned bool
-	t       *remote.Task // the leader's session with scratch
-	threads map[int]*remote.Task
-	insn    uint64
+	procs   []*procRestorer // as img.procs
+	sock    int             // every stub's end of pass, by its number in the stubs
+	scratch uint64          // the scratch area, at the same address in every stub
+	hostTid map[int]int     // image tid → tid in gocr's pid namespace, the whole tree
+	shm     map[uint64]int  // shared anonymous memory objects: gocr's fd of each, by shmid
 
 	forkTime time.Duration
 	pagesN   uint64
 }
 
-// Restore brings back the process dumped in o.ImagesDir, with the same pid
-// and thread ids.
+// procRestorer restores one process: a stub born from its parent's stub.
+type procRestorer struct {
+	*restorer
+	img     *procImages
+	parent  *procRestorer // nil for the root
+	pid     int           // the stub's pid in gocr's pid namespace
+	vpid    int           // its pid in its own: the image's
+	spawned bool
+	t       *remote.Task // the leader's session with scratch
+	threads map[int]*remote.Task
+}
+
+// Restore brings back the process tree dumped in o.ImagesDir, with the
+// same pids and thread ids.
 //
 // The checklist: read and check every image (nothing is created before
-// they pass); start a stub — gocr re-executed, traced from birth — with
-// the exact pid, in fresh namespaces of every kind the tree had of its own
-// (pid 1 of a fresh pid namespace, with its old pid outside too; a fresh
-// user namespace gets its maps before the stub executes); rebuild their
-// state (mount tree first, then hostname, ipc limits, network devices)
-// before anything is opened; replace its address space with the image's (scratch
-// area, vdso moved into place, VMAs mapped, pages written, mm fields and
-// exe set); give it its files; set what is process-wide (signal
-// dispositions, timers, umask, limits, cwd, shared pending signals); make
-// the other threads; set what is per thread (rseq, altstack, tid address,
-// robust list, name, private pending signals, credentials last); then put
-// the image's registers, FPU state and signal mask on every thread and let
-// them go. Whatever fails, the stub is killed and reaped: a failed
-// restore leaves nothing behind.
+// they pass); start the root's stub — gocr re-executed, traced from birth
+// — with the exact pid, in fresh namespaces of every kind the tree had of
+// its own (pid 1 of a fresh pid namespace, with its old pid outside too; a
+// fresh user namespace gets its maps before the stub executes); rebuild
+// their state (mount tree first, then hostname, ipc limits, network
+// devices) before anything is opened; fork every other process's stub
+// from its parent's with its pid, sessions as they are made, then process
+// groups, then zombies die with their status (makeTree); then, process by
+// process, replace its address space with the image's (scratch area, vdso
+// moved into place, VMAs mapped, pages written, mm fields and exe set);
+// give it its files (a file shared by several processes is opened once);
+// set what is process-wide (signal dispositions, timers, umask, limits,
+// cwd, shared pending signals); make the other threads; set what is per
+// thread (rseq, altstack, tid address, robust list, name, private pending
+// signals, credentials last); then put the image's registers, FPU state
+// and signal mask on every thread and let them go, the root last.
+// Whatever fails, every stub is killed and reaped: a failed restore
+// leaves nothing behind.
 func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -183,18 +214,26 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 		return nil, err
 	}
 	defer dir.Close()
-	r := &restorer{o: o, log: o.Log, dir: dir, threads: map[int]*remote.Task{}, hostTid: map[int]int{}}
+	r := &restorer{o: o, log: o.Log, dir: dir, hostTid: map[int]int{}, shm: map[uint64]int{}}
 	if r.img, err = readRestoreImages(dir); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if err := checkPrivileges(r.img); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	r.vpid = r.img.pid
-	r.pid = r.img.pid
-	if r.img.ns.has("pid") {
-		r.pid = r.img.ns.hostPid // 0 if unknown: the kernel picks it
+	byPid := map[int]*procRestorer{}
+	for _, pi := range r.img.procs {
+		p := &procRestorer{restorer: r, img: pi, vpid: pi.pid, pid: pi.pid, threads: map[int]*remote.Task{}}
+		if r.img.ns.has("pid") {
+			p.pid = r.img.ns.hostTids[pi.pid] // 0 if unknown: the kernel picks it
+		}
+		if len(r.procs) > 0 {
+			p.parent = byPid[int(pi.tree.GetPpid())]
+		}
+		byPid[p.vpid] = p
+		r.procs = append(r.procs, p)
 	}
+	root := r.procs[0]
 	r.ctx = ctx
 	if err := r.at("read"); err != nil {
 		return nil, err
@@ -211,17 +250,16 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	if r.pass != nil {
 		r.pass.Close()
 	}
+	for _, fd := range r.shm {
+		unix.Close(fd)
+	}
 	if err != nil {
-		if r.spawned {
-			if kerr := r.tr.KillAndReap(r.pid); kerr != nil {
-				r.log.Warn("kill the half-restored stub", "pid", r.pid, "err", kerr)
-			}
-		}
+		r.killAll()
 		var te *TaskError
 		if errors.As(err, &te) {
 			return nil, err
 		}
-		return nil, &TaskError{Pid: r.pid, Op: "restore", Err: err}
+		return nil, &TaskError{Pid: root.pid, Op: "restore", Err: err}
 	}
 	elapsed := time.Since(start)
 	us := func(d time.Duration) *uint32 { return ptr(uint32(d / time.Microsecond)) }
@@ -230,13 +268,13 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	}); err != nil {
 		r.log.Warn("write stats-restore", "err", err)
 	}
-	r.log.Info("restore done", "pid", r.pid, "threads", len(r.img.tids), "pages", r.pagesN, "time", elapsed, "injected", r.tr.Injected())
-	return &Restored{Pid: r.pid}, nil
+	r.log.Info("restore done", "pid", root.pid, "processes", len(r.procs), "threads", len(r.hostTid), "pages", r.pagesN, "time", elapsed, "injected", r.tr.Injected())
+	return &Restored{Pid: root.pid}, nil
 }
 
 // readRestoreImages reads and checks every image the restore uses.
 func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
-	img := &restoreImages{cores: map[int]*criu_core.CoreEntry{}, fileByID: map[uint32]*fdinfo.FileEntry{}, pipeData: map[uint32][]byte{}}
+	img := &restoreImages{byPid: map[int]*procImages{}, fileByID: map[uint32]*fdinfo.FileEntry{}, pipeData: map[uint32][]byte{}}
 	inv, err := dir.ReadInventory()
 	if err != nil {
 		return nil, err
@@ -246,73 +284,6 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		return nil, err
 	}
 	if err := image.ValidatePstree(image.PstreeFile, tree); err != nil {
-		return nil, err
-	}
-	if len(tree) != 1 {
-		return nil, fmt.Errorf("%s: %d processes: restoring process trees is not supported yet, only one process", image.PstreeFile, len(tree))
-	}
-	img.tree = tree[0]
-	img.pid = int(img.tree.GetPid())
-	img.tids = []int{img.pid}
-	for _, t := range img.tree.GetThreads() {
-		if int(t) != img.pid {
-			img.tids = append(img.tids, int(t))
-		}
-	}
-	for _, tid := range img.tids {
-		name := image.CoreFile(uint32(tid))
-		c, err := image.ReadOne[criu_core.CoreEntry](dir, image.Core, name)
-		if err != nil {
-			return nil, err
-		}
-		if err := image.ValidateCore(name, c); err != nil {
-			return nil, err
-		}
-		tc := c.GetThreadCore()
-		if tc == nil {
-			return nil, fmt.Errorf("%s: thread_core: missing", name)
-		}
-		if m := tc.GetSeccompMode(); m != criu_core.SeccompMode_disabled {
-			return nil, fmt.Errorf("%s: thread_core.seccomp_mode: %s: seccomp is not supported yet", name, m)
-		}
-		if tid == img.pid && c.GetTc() == nil {
-			return nil, fmt.Errorf("%s: tc: missing in the leader's core", name)
-		}
-		img.cores[tid] = c
-	}
-	mmName := image.MmFile(uint32(img.pid))
-	if img.mm, err = image.ReadOne[mm.MmEntry](dir, image.Mm, mmName); err != nil {
-		return nil, err
-	}
-	if err := image.ValidateMM(mmName, img.mm); err != nil {
-		return nil, err
-	}
-	if img.fs, err = image.ReadOne[fs.FsEntry](dir, image.Fs, image.FsFile(uint32(img.pid))); err != nil {
-		return nil, err
-	}
-	taskIDs := img.cores[img.pid].GetIds()
-	if idsName := image.IdsFile(uint32(img.pid)); dir.Exists(idsName) {
-		// Read even when core has the ids: a damaged file is refused,
-		// and the two must agree.
-		ids, err := image.ReadOne[criu_core.TaskKobjIdsEntry](dir, image.Ids, idsName)
-		if err != nil {
-			return nil, err
-		}
-		if taskIDs == nil {
-			taskIDs = ids
-		} else if !proto.Equal(ids, taskIDs) {
-			return nil, fmt.Errorf("%s: does not match the ids in %s", idsName, image.CoreFile(uint32(img.pid)))
-		}
-	}
-	if img.ns, err = readNamespaces(dir, img, inv.GetRootIds(), taskIDs); err != nil {
-		return nil, err
-	}
-	filesID := uint32(img.pid)
-	if ids := img.cores[img.pid].GetIds(); ids != nil && ids.FilesId != nil {
-		filesID = ids.GetFilesId()
-	}
-	fdName := image.FdinfoFile(filesID)
-	if img.fds, err = image.ReadAll[fdinfo.FdinfoEntry](dir, image.Fdinfo, fdName); err != nil {
 		return nil, err
 	}
 	if img.files, err = image.ReadAll[fdinfo.FileEntry](dir, image.Files, image.FilesFile); err != nil {
@@ -326,42 +297,34 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 			}
 		}
 	}
-	seenFd := map[uint32]bool{}
-	for i, f := range img.fds {
-		if err := image.ValidateFd(fdName, fmt.Sprintf("[%d].fd", i), int64(f.GetFd())); err != nil {
+	for _, e := range tree {
+		p, err := readProcImages(dir, img, e)
+		if err != nil {
 			return nil, err
 		}
-		if seenFd[f.GetFd()] {
-			return nil, fmt.Errorf("%s: [%d].fd: fd %d listed twice", fdName, i, f.GetFd())
+		img.procs = append(img.procs, p)
+		img.byPid[p.pid] = p
+	}
+	root := img.procs[0]
+	if root.zombie {
+		return nil, fmt.Errorf("%s: tc.task_state: the tree's root pid %d is a zombie", image.CoreFile(uint32(root.pid)), root.pid)
+	}
+	taskIDs := root.cores[root.pid].GetIds()
+	if idsName := image.IdsFile(uint32(root.pid)); dir.Exists(idsName) {
+		// Read even when core has the ids: a damaged file is refused,
+		// and the two must agree.
+		ids, err := image.ReadOne[criu_core.TaskKobjIdsEntry](dir, image.Ids, idsName)
+		if err != nil {
+			return nil, err
 		}
-		seenFd[f.GetFd()] = true
-		if img.fileByID[f.GetId()] == nil {
-			return nil, fmt.Errorf("%s: [%d].id: fd %d names file id %d, not in %s", fdName, i, f.GetFd(), f.GetId(), image.FilesFile)
+		if taskIDs == nil {
+			taskIDs = ids
+		} else if !proto.Equal(ids, taskIDs) {
+			return nil, fmt.Errorf("%s: does not match the ids in %s", idsName, image.CoreFile(uint32(root.pid)))
 		}
 	}
-	regFile := func(field string, id uint32) error {
-		if f := img.fileByID[id]; f == nil || f.Reg == nil {
-			return fmt.Errorf("%s: %s: file id %d is not a regular file in %s", mmName, field, id, image.FilesFile)
-		}
-		return nil
-	}
-	if err := regFile("exe_file_id", img.mm.GetExeFileId()); err != nil {
+	if img.ns, err = readNamespaces(dir, img, inv.GetRootIds(), taskIDs); err != nil {
 		return nil, err
-	}
-	for i, v := range img.mm.GetVmas() {
-		if v.GetStatus()&(mem.FilePrivate|mem.FileShared) != 0 {
-			if err := regFile(fmt.Sprintf("vmas[%d].shmid", i), uint32(v.GetShmid())); err != nil {
-				return nil, err
-			}
-		}
-		if v.GetStatus()&mem.AreaRegular == 0 && v.GetStatus()&mem.AreaVsyscall == 0 {
-			return nil, fmt.Errorf("%s: vmas[%d].status: %#x: not a regular area gocr can map", mmName, i, v.GetStatus())
-		}
-	}
-	for _, id := range []uint32{img.fs.GetCwdId(), img.fs.GetRootId()} {
-		if f := img.fileByID[id]; f == nil || f.Reg == nil {
-			return nil, fmt.Errorf("%s: cwd/root file id %d is not in %s", image.FsFile(uint32(img.pid)), id, image.FilesFile)
-		}
 	}
 	if dir.Exists(image.PipesDataFile) {
 		rd, err := dir.Reader(image.PipesData, image.PipesDataFile)
@@ -384,19 +347,14 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 			return nil, err
 		}
 	}
-	pr, err := dir.PageReader(uint32(img.pid))
-	if err != nil {
-		return nil, err
-	}
-	defer pr.Close()
-	if img.pages, err = mem.CheckPages(pr, img.mm.GetVmas()); err != nil {
-		return nil, fmt.Errorf("%s: %w", image.PagemapFile(uint32(img.pid)), err)
-	}
-	// Shared memory objects: every run inside the object's mapped size.
+	// Shared memory objects: every run inside the object's mapped size,
+	// whichever processes map it.
 	shmSize := map[uint64]uint64{}
-	for _, v := range img.mm.GetVmas() {
-		if v.GetStatus()&mem.AnonShared != 0 {
-			shmSize[v.GetShmid()] = max(shmSize[v.GetShmid()], v.GetPgoff()+v.GetEnd()-v.GetStart())
+	for _, p := range img.procs {
+		for _, v := range p.mm.GetVmas() {
+			if v.GetStatus()&mem.AnonShared != 0 {
+				shmSize[v.GetShmid()] = max(shmSize[v.GetShmid()], v.GetPgoff()+v.GetEnd()-v.GetStart())
+			}
 		}
 	}
 	for id, size := range shmSize {
@@ -423,8 +381,135 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 	return img, nil
 }
 
-// restore runs the checklist on the tracer thread.
+// readProcImages reads and checks the images of the process e of the tree.
+func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (*procImages, error) {
+	p := &procImages{restoreImages: img, tree: e, pid: int(e.GetPid()), cores: map[int]*criu_core.CoreEntry{}}
+	p.tids = []int{p.pid}
+	for _, t := range e.GetThreads() {
+		if int(t) != p.pid {
+			p.tids = append(p.tids, int(t))
+		}
+	}
+	for i, tid := range p.tids {
+		name := image.CoreFile(uint32(tid))
+		c, err := image.ReadOne[criu_core.CoreEntry](dir, image.Core, name)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			if c.GetTc() == nil {
+				return nil, fmt.Errorf("%s: tc: missing in the leader's core", name)
+			}
+			switch st := c.GetTc().GetTaskState(); st {
+			case taskAlive:
+			case taskDead:
+				if len(p.tids) != 1 {
+					return nil, fmt.Errorf("%s: threads: a zombie has %d threads", image.PstreeFile, len(p.tids))
+				}
+				p.zombie, p.exitCode = true, int(c.GetTc().GetExitCode())
+				p.cores[tid] = c
+				return p, nil
+			default:
+				return nil, fmt.Errorf("%s: tc.task_state: %d: only live tasks and zombies are restored", name, st)
+			}
+		}
+		if err := image.ValidateCore(name, c); err != nil {
+			return nil, err
+		}
+		tc := c.GetThreadCore()
+		if tc == nil {
+			return nil, fmt.Errorf("%s: thread_core: missing", name)
+		}
+		if m := tc.GetSeccompMode(); m != criu_core.SeccompMode_disabled {
+			return nil, fmt.Errorf("%s: thread_core.seccomp_mode: %s: seccomp is not supported yet", name, m)
+		}
+		p.cores[tid] = c
+	}
+	var err error
+	mmName := image.MmFile(uint32(p.pid))
+	if p.mm, err = image.ReadOne[mm.MmEntry](dir, image.Mm, mmName); err != nil {
+		return nil, err
+	}
+	if err := image.ValidateMM(mmName, p.mm); err != nil {
+		return nil, err
+	}
+	if p.fs, err = image.ReadOne[fs.FsEntry](dir, image.Fs, image.FsFile(uint32(p.pid))); err != nil {
+		return nil, err
+	}
+	filesID := uint32(p.pid)
+	if ids := p.cores[p.pid].GetIds(); ids != nil && ids.FilesId != nil {
+		filesID = ids.GetFilesId()
+	}
+	fdName := image.FdinfoFile(filesID)
+	if p.fds, err = image.ReadAll[fdinfo.FdinfoEntry](dir, image.Fdinfo, fdName); err != nil {
+		return nil, err
+	}
+	seenFd := map[uint32]bool{}
+	for i, f := range p.fds {
+		if err := image.ValidateFd(fdName, fmt.Sprintf("[%d].fd", i), int64(f.GetFd())); err != nil {
+			return nil, err
+		}
+		if seenFd[f.GetFd()] {
+			return nil, fmt.Errorf("%s: [%d].fd: fd %d listed twice", fdName, i, f.GetFd())
+		}
+		seenFd[f.GetFd()] = true
+		if img.fileByID[f.GetId()] == nil {
+			return nil, fmt.Errorf("%s: [%d].id: fd %d names file id %d, not in %s", fdName, i, f.GetFd(), f.GetId(), image.FilesFile)
+		}
+	}
+	regFile := func(field string, id uint32) error {
+		if f := img.fileByID[id]; f == nil || f.Reg == nil {
+			return fmt.Errorf("%s: %s: file id %d is not a regular file in %s", mmName, field, id, image.FilesFile)
+		}
+		return nil
+	}
+	if err := regFile("exe_file_id", p.mm.GetExeFileId()); err != nil {
+		return nil, err
+	}
+	for i, v := range p.mm.GetVmas() {
+		if v.GetStatus()&(mem.FilePrivate|mem.FileShared) != 0 {
+			if err := regFile(fmt.Sprintf("vmas[%d].shmid", i), uint32(v.GetShmid())); err != nil {
+				return nil, err
+			}
+		}
+		if v.GetStatus()&mem.AreaRegular == 0 && v.GetStatus()&mem.AreaVsyscall == 0 {
+			return nil, fmt.Errorf("%s: vmas[%d].status: %#x: not a regular area gocr can map", mmName, i, v.GetStatus())
+		}
+	}
+	for _, id := range []uint32{p.fs.GetCwdId(), p.fs.GetRootId()} {
+		if f := img.fileByID[id]; f == nil || f.Reg == nil {
+			return nil, fmt.Errorf("%s: cwd/root file id %d is not in %s", image.FsFile(uint32(p.pid)), id, image.FilesFile)
+		}
+	}
+	pr, err := dir.PageReader(uint32(p.pid))
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	pages, err := mem.CheckPages(pr, p.mm.GetVmas())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", image.PagemapFile(uint32(p.pid)), err)
+	}
+	img.pages += pages
+	return p, nil
+}
+
+// restore runs the checklist on the tracer thread. Each step after the
+// tree is made runs for every process before the next step starts.
 func (r *restorer) restore(ctx context.Context) error {
+	each := func(do func(p *procRestorer) error) func() error {
+		return func() error {
+			for _, p := range r.procs {
+				if p.img.zombie {
+					continue
+				}
+				if err := do(p); err != nil {
+					return &TaskError{Pid: p.vpid, Op: "restore", Err: err}
+				}
+			}
+			return nil
+		}
+	}
 	steps := []struct {
 		name, fault string // fault: the step's name in fault.RestoreSteps, reached once it is done
 		do          func() error
@@ -432,11 +517,12 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"start the stub", "spawn", r.spawn},
 		{"restore namespaces", "namespaces", r.restoreNamespaces},
 		{"prepare the stub", "prepare", r.prepare},
-		{"restore memory", "memory", r.restoreMemory},
-		{"restore files", "files", r.restoreFiles},
-		{"restore process state", "process", r.restoreProcess},
-		{"create threads", "threads", r.createThreads},
-		{"restore thread state", "thread-state", r.restoreThreads},
+		{"make the tree", "tree", r.makeTree},
+		{"restore memory", "memory", each((*procRestorer).restoreMemory)},
+		{"restore files", "files", each((*procRestorer).restoreFiles)},
+		{"restore process state", "process", each((*procRestorer).restoreProcess)},
+		{"create threads", "threads", each((*procRestorer).createThreads)},
+		{"restore thread state", "thread-state", each((*procRestorer).restoreThreads)},
 		{"resume", "", r.finish}, // its points are inside
 	}
 	for _, s := range steps {
@@ -448,13 +534,26 @@ func (r *restorer) restore(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
-		r.log.Debug("restore step done", "step", s.name, "pid", r.pid, "took", time.Since(t0))
+		r.log.Debug("restore step done", "step", s.name, "took", time.Since(t0))
 	}
 	return nil
 }
 
-// spawn starts the stub with the image's pid, holding our end of the fd
-// passing socket.
+// killAll kills and reaps every stub made so far, children first. A
+// zombie made already goes with its parent, to a reaper.
+func (r *restorer) killAll() {
+	for _, p := range slices.Backward(r.procs) {
+		if !p.spawned || p.img.zombie {
+			continue
+		}
+		if err := r.tr.KillAndReap(p.pid); err != nil {
+			r.log.Warn("kill the half-restored stub", "pid", p.pid, "err", err)
+		}
+	}
+}
+
+// spawn starts the root's stub with the image's pid, holding our end of
+// the fd passing socket.
 func (r *restorer) spawn() error {
 	var err error
 	if r.pass, err = remote.NewFdPasser(); err != nil {
@@ -462,16 +561,17 @@ func (r *restorer) spawn() error {
 	}
 	r.sock = r.pass.RemoteFd()
 	t0 := time.Now()
+	root := r.procs[0]
 	// In a pid namespace of its own the stub is its init, with the image's
 	// pid outside too when the image has it.
-	tids := []int{r.vpid}
-	if r.img.ns.has("pid") && r.pid != 0 {
-		tids = append(tids, r.pid)
+	tids := []int{root.vpid}
+	if r.img.ns.has("pid") && root.pid != 0 {
+		tids = append(tids, root.pid)
 	}
 	err = r.pass.Inheritable(func() error {
 		spec := ptrace.StubSpec{
 			Tids: tids, Flags: ns.CloneFlags(r.img.ns.kinds()...), Path: "/proc/self/exe", Argv: []string{"gocr", stubArg},
-			Options: unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_EXITKILL,
+			Options: unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_EXITKILL,
 		}
 		if u := r.img.ns.user; u != nil {
 			// Born in a fresh user namespace: its maps are written before
@@ -481,33 +581,35 @@ func (r *restorer) spawn() error {
 			spec.Root = true
 		}
 		pid, err := r.tr.SpawnStub(spec)
-		r.pid = pid
+		root.pid = pid
 		return err
 	})
 	r.forkTime = time.Since(t0)
 	if err != nil {
 		return err
 	}
-	r.spawned = true
-	r.hostTid[r.vpid] = r.pid
+	root.spawned = true
+	r.hostTid[root.vpid] = root.pid
 	r.pass.CloseRemote() // the stub has its own copy now
-	r.fr.Root = fmt.Sprintf("/proc/%d/root", r.pid)
+	r.fr.Root = fmt.Sprintf("/proc/%d/root", root.pid)
 	return nil
 }
 
-// prepare maps the scratch area, moves injection onto its syscall
-// instruction and closes the fds the stub inherited from gocr.
+// prepare maps the scratch area in the root's stub, moves injection onto
+// its syscall instruction and closes the fds the stub inherited from
+// gocr. The stubs of the other processes are forked from it afterwards
+// and inherit all of this.
 func (r *restorer) prepare() error {
-	insn, err := ptrace.FindSyscallInsn(r.pid)
+	root := r.procs[0]
+	insn, err := ptrace.FindSyscallInsn(root.pid)
 	if err != nil {
 		return err
 	}
-	r.insn = insn
-	lead, err := r.tr.BeginInject(r.pid, insn)
+	lead, err := r.tr.BeginInject(root.pid, insn)
 	if err != nil {
 		return err
 	}
-	stubMaps, err := procfs.Maps(r.pid)
+	stubMaps, err := procfs.Maps(root.pid)
 	if err != nil {
 		return err
 	}
@@ -516,17 +618,17 @@ func (r *restorer) prepare() error {
 	if !ok {
 		return fmt.Errorf("no hole of %d bytes free in both the stub's and the image's address space", restoreScratch)
 	}
-	t, err := remote.MapScratch(lead, r.pid, addr, restoreScratch, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC)
+	t, err := remote.MapScratch(lead, root.pid, addr, restoreScratch, unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC)
 	if err != nil {
 		return err
 	}
-	r.t = t
+	root.t, r.scratch = t, addr
 	t.Size = scratchData
-	if err := ptrace.WriteMem(r.pid, addr+insnOff, []byte{0x0f, 0x05}); err != nil {
+	if err := ptrace.WriteMem(root.pid, addr+insnOff, []byte{0x0f, 0x05}); err != nil {
 		return err
 	}
 	lead.SetSyscallInsn(addr + insnOff)
-	r.threads[r.vpid] = t
+	root.threads[root.vpid] = t
 	// The stub inherited gocr's inheritable fds: keep only the socket.
 	if r.sock > 0 {
 		if _, err := t.Syscall(unix.SYS_CLOSE_RANGE, 0, uint64(r.sock-1), 0); err != nil {
@@ -539,6 +641,173 @@ func (r *restorer) prepare() error {
 	return nil
 }
 
+// makeTree forks every other process's stub from its parent's, parents
+// first, with its pid; sessions are made as the processes are (a child
+// inherits its parent's), then process groups, then zombies die with
+// their exit status.
+func (r *restorer) makeTree() error {
+	root := r.procs[0]
+	if err := root.setSession(); err != nil {
+		return &TaskError{Pid: root.vpid, Op: "restore", Err: err}
+	}
+	t0 := time.Now()
+	for _, p := range r.procs[1:] {
+		if err := p.fork(); err != nil {
+			return &TaskError{Pid: p.vpid, Op: "restore", Err: fmt.Errorf("fork from pid %d: %w", p.parent.vpid, err)}
+		}
+		if err := p.setSession(); err != nil {
+			return &TaskError{Pid: p.vpid, Op: "restore", Err: err}
+		}
+	}
+	r.forkTime += time.Since(t0)
+	// Group leaders first: a group is joined only once it exists.
+	for _, leaders := range []bool{true, false} {
+		for _, p := range r.procs {
+			if (int(p.img.tree.GetPgid()) == p.vpid) == leaders {
+				if err := p.setGroup(); err != nil {
+					return &TaskError{Pid: p.vpid, Op: "restore", Err: err}
+				}
+			}
+		}
+	}
+	for _, p := range r.procs {
+		if p.img.zombie {
+			if err := p.die(); err != nil {
+				return &TaskError{Pid: p.vpid, Op: "restore", Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// fork makes the process's stub as a child of its parent's stub, stopped
+// and with a session of its own that shares the scratch area (a copy, at
+// the same address).
+func (p *procRestorer) fork() error {
+	spec, want := p.tidSpec(p.vpid, p.parent.t.Scratch+cloneOff)
+	spec.Process = true
+	got, err := p.parent.cloneThread(spec)
+	if err != nil {
+		return err
+	}
+	p.pid, p.spawned = got, true
+	if want != 0 && got != want {
+		if spec.Before == nil {
+			return fmt.Errorf("created as %d, not %d (%s)", got, want, pidUser(want))
+		}
+		r := p.restorer
+		r.log.Info("process has another pid outside its pid namespace", "pid", p.vpid, "outside", got, "dumped", want, "holder", pidUser(want))
+	}
+	r := p.restorer
+	r.hostTid[p.vpid] = got
+	rt, err := r.tr.BeginInject(got, r.scratch+insnOff)
+	if err != nil {
+		return err
+	}
+	p.t = p.parent.t.Forked(rt, got)
+	p.threads[p.vpid] = p.t
+	return nil
+}
+
+// tidSpec says how to make the image's tid: its number in the tree's pid
+// namespace, and outside too when the tree has a pid namespace of its own
+// (want, 0 if unknown). A stub in a user namespace of its own may not
+// pick its tid in gocr's pid namespace: gocr makes it the next one there
+// instead (Before).
+func (p *procRestorer) tidSpec(tid int, scratch uint64) (spec ptrace.ThreadSpec, want int) {
+	spec = ptrace.ThreadSpec{Tids: []int{tid}, Scratch: scratch}
+	want = tid
+	if p.img.ns.has("pid") {
+		want = p.img.ns.hostTids[tid]
+		switch {
+		case want == 0:
+		case p.img.ns.user != nil:
+			spec.Before = func() error { return ns.SetLastPid(want - 1) }
+		default:
+			spec.Tids = append(spec.Tids, want)
+		}
+	}
+	return spec, want
+}
+
+// setSession makes the stub the leader of a session if the dumped process
+// was; otherwise it keeps its parent's, which must be the image's. A
+// session led by a process outside the image is kept only if gocr is in it
+// too (the root's stub inherits gocr's).
+func (p *procRestorer) setSession() error {
+	pid, sid := uint32(p.vpid), p.img.tree.GetSid()
+	switch {
+	case sid == pid:
+		if _, err := p.t.Syscall(unix.SYS_SETSID); err != nil {
+			return fmt.Errorf("setsid: %w", err)
+		}
+	case p.parent != nil && sid != p.parent.img.tree.GetSid():
+		return fmt.Errorf("session %d is not its parent's (%d), nor its own: not supported yet", sid, p.parent.img.tree.GetSid())
+	case p.parent == nil && uint32(getsid()) != sid:
+		p.log.Warn("session outside the image is not restored", "pid", pid, "sid", sid)
+	}
+	return nil
+}
+
+// setGroup puts the process in its process group: its own, or one led by
+// another process of the tree in its session.
+func (p *procRestorer) setGroup() error {
+	pid, pgid := uint32(p.vpid), p.img.tree.GetPgid()
+	switch {
+	case pgid == p.img.tree.GetSid():
+		// A session leader's group, made by setsid; its members inherit
+		// it unless they were moved.
+		if pgid != pid && p.parent != nil && p.parent.img.tree.GetPgid() != pgid {
+			return p.joinGroup(pgid)
+		}
+	case pgid == pid:
+		if _, err := p.t.Syscall(unix.SYS_SETPGID, 0, 0); err != nil {
+			return fmt.Errorf("setpgid: %w", err)
+		}
+	case p.img.byPid[int(pgid)] != nil:
+		return p.joinGroup(pgid)
+	case p.parent == nil && uint32(unix.Getpgrp()) != pgid:
+		p.log.Warn("process group outside the image is not restored", "pid", pid, "pgid", pgid)
+	case p.parent != nil:
+		return fmt.Errorf("process group %d: its leader is not in the image: not supported yet", pgid)
+	}
+	return nil
+}
+
+func (p *procRestorer) joinGroup(pgid uint32) error {
+	if _, err := p.t.Syscall(unix.SYS_SETPGID, 0, uint64(pgid)); err != nil {
+		return fmt.Errorf("setpgid %d: %w", pgid, err)
+	}
+	return nil
+}
+
+// die ends a zombie's stub the way the process ended: exit with its code,
+// or killed by its signal. gocr, its tracer, takes the exit first; the
+// parent's stub then has a zombie child with that status.
+func (p *procRestorer) die() error {
+	status := p.img.exitCode
+	if sig := status & 0x7f; sig != 0 {
+		return fmt.Errorf("zombie killed by signal %d: not supported yet", sig)
+	}
+	if comm := p.img.cores[p.vpid].GetTc().GetComm(); comm != "" {
+		addr, err := p.t.WriteString(pathOff, comm)
+		if err != nil {
+			return err
+		}
+		if _, err := p.t.Syscall(unix.SYS_PRCTL, unix.PR_SET_NAME, addr); err != nil {
+			return fmt.Errorf("set comm %q: %w", comm, err)
+		}
+	}
+	_, err := p.t.Syscall(unix.SYS_EXIT_GROUP, uint64(status>>8&0xff))
+	switch {
+	case errors.Is(err, ptrace.ErrExited):
+		return nil
+	case err == nil:
+		return fmt.Errorf("exit_group returned")
+	}
+	return fmt.Errorf("exit %d: %w", status>>8&0xff, err)
+}
+
 // busy is every range the scratch area must avoid: the stub's mappings and
 // the image's.
 func (r *restorer) busy(stubMaps []procfs.VMA) []mem.Range {
@@ -546,18 +815,20 @@ func (r *restorer) busy(stubMaps []procfs.VMA) []mem.Range {
 	for _, m := range stubMaps {
 		busy = append(busy, mem.Range{Start: m.Start, End: m.End})
 	}
-	for _, v := range r.img.mm.GetVmas() {
-		busy = append(busy, mem.Range{Start: v.GetStart(), End: v.GetEnd()})
+	for _, p := range r.img.procs {
+		for _, v := range p.mm.GetVmas() {
+			busy = append(busy, mem.Range{Start: v.GetStart(), End: v.GetEnd()})
+		}
 	}
 	return busy
 }
 
 func (r *restorer) scratchRange() mem.Range {
-	return mem.Range{Start: r.t.Scratch, End: r.t.Scratch + restoreScratch}
+	return mem.Range{Start: r.scratch, End: r.scratch + restoreScratch}
 }
 
 // restoreMemory replaces the stub's address space with the image's.
-func (r *restorer) restoreMemory() error {
+func (r *procRestorer) restoreMemory() error {
 	t, img := r.t, r.img
 	stubMaps, err := procfs.Maps(r.pid)
 	if err != nil {
@@ -661,63 +932,80 @@ func (r *restorer) restoreMemory() error {
 	return nil
 }
 
-// restoreShmem makes each shared anonymous memory object of the image:
-// mapped anonymous and shared at a free spot (so the kernel makes it the
-// same kind of shmem file as before), filled with its pages, then opened
-// by gocr through /proc/PID/map_files, passed into the stub and unmapped
-// again; each VMA of the object then maps it from that fd. It returns the
-// stub's fd of each object.
-func (r *restorer) restoreShmem(stubMaps []procfs.VMA) (map[uint64]int, error) {
+// restoreShmem gives the stub each shared anonymous memory object its
+// VMAs map, and returns the stub's fd of each. The first process that
+// needs an object makes it: mapped anonymous and shared at a free spot (so
+// the kernel makes it the same kind of shmem file as before), filled with
+// its pages, opened by gocr through /proc/PID/map_files and unmapped
+// again. gocr keeps that fd, so every process of the tree gets the same
+// object; each VMA then maps it from the fd passed in.
+func (r *procRestorer) restoreShmem(stubMaps []procfs.VMA) (map[uint64]int, error) {
 	t := r.t
 	size := map[uint64]uint64{}
+	for _, p := range r.img.procs {
+		for _, v := range p.mm.GetVmas() {
+			if v.GetStatus()&mem.AnonShared != 0 {
+				size[v.GetShmid()] = max(size[v.GetShmid()], v.GetPgoff()+v.GetEnd()-v.GetStart())
+			}
+		}
+	}
 	var ids []uint64
 	for _, v := range r.img.mm.GetVmas() {
-		if v.GetStatus()&mem.AnonShared == 0 {
-			continue
+		if v.GetStatus()&mem.AnonShared != 0 && !slices.Contains(ids, v.GetShmid()) {
+			ids = append(ids, v.GetShmid())
 		}
-		id := v.GetShmid()
-		if _, ok := size[id]; !ok {
-			ids = append(ids, id)
-		}
-		size[id] = max(size[id], v.GetPgoff()+v.GetEnd()-v.GetStart())
 	}
 	out := map[uint64]int{}
 	for _, id := range ids {
-		n := size[id]
-		busy := append(r.busy(stubMaps), r.scratchRange())
-		addr, ok := mem.FindHole(busy, n, 1<<32, 1<<47-1<<24, 1<<20)
+		fd, ok := r.shm[id]
 		if !ok {
-			return nil, fmt.Errorf("shared memory %d: no hole of %d bytes to build it in", id, n)
-		}
-		if _, err := t.Syscall(unix.SYS_MMAP, addr, n, unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_SHARED|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil {
-			return nil, fmt.Errorf("shared memory %d: map %d bytes: %w", id, n, err)
-		}
-		pages, err := mem.RestoreShmem(r.pid, r.dir, id, addr, n)
-		if err != nil {
-			return nil, err
-		}
-		r.pagesN += pages
-		fd, err := unix.Open(fmt.Sprintf("/proc/%d/map_files/%x-%x", r.pid, addr, addr+n), unix.O_RDWR|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("shared memory %d: open through map_files: %w", id, err)
+			var err error
+			if fd, err = r.makeShmem(stubMaps, id, size[id]); err != nil {
+				return nil, fmt.Errorf("shared memory %d: %w", id, err)
+			}
+			r.shm[id] = fd
 		}
 		got, err := r.pass.Send(t, r.sock, fdPassOff, []int{fd})
-		unix.Close(fd)
 		if err != nil {
 			return nil, fmt.Errorf("shared memory %d: %w", id, err)
 		}
 		out[id] = got[0]
-		if _, err := t.Syscall(unix.SYS_MUNMAP, addr, n); err != nil {
-			return nil, fmt.Errorf("shared memory %d: unmap: %w", id, err)
-		}
 	}
 	return out, nil
 }
 
+// makeShmem makes a shared anonymous memory object of n bytes in the
+// stub, fills it and returns gocr's fd of it.
+func (r *procRestorer) makeShmem(stubMaps []procfs.VMA, id, n uint64) (int, error) {
+	t := r.t
+	busy := append(r.busy(stubMaps), r.scratchRange())
+	addr, ok := mem.FindHole(busy, n, 1<<32, 1<<47-1<<24, 1<<20)
+	if !ok {
+		return -1, fmt.Errorf("no hole of %d bytes to build it in", n)
+	}
+	if _, err := t.Syscall(unix.SYS_MMAP, addr, n, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_SHARED|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uint64(0), 0); err != nil {
+		return -1, fmt.Errorf("map %d bytes: %w", n, err)
+	}
+	pages, err := mem.RestoreShmem(r.pid, r.dir, id, addr, n)
+	if err != nil {
+		return -1, err
+	}
+	r.pagesN += pages
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/map_files/%x-%x", r.pid, addr, addr+n), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open through map_files: %w", err)
+	}
+	if _, err := t.Syscall(unix.SYS_MUNMAP, addr, n); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("unmap: %w", err)
+	}
+	return fd, nil
+}
+
 // setMM sets the mm fields, the auxv and the exe in one
 // prctl(PR_SET_MM, PR_SET_MM_MAP); brk comes back with them.
-func (r *restorer) setMM(exeFd int) error {
+func (r *procRestorer) setMM(exeFd int) error {
 	t, m := r.t, r.img.mm
 	auxv := m.GetMmSavedAuxv()
 	auxvAddr, err := t.WriteU64s(auxvOff, auxv)
@@ -741,17 +1029,14 @@ func (r *restorer) setMM(exeFd int) error {
 }
 
 // restoreFiles gives the stub its fd table.
-func (r *restorer) restoreFiles() error {
+func (r *procRestorer) restoreFiles() error {
 	return r.fr.RestoreTable(r.t, r.pass, r.sock, fdPassOff, r.img.fds)
 }
 
 // restoreProcess sets what the whole process shares.
-func (r *restorer) restoreProcess() error {
+func (r *procRestorer) restoreProcess() error {
 	t, img := r.t, r.img
 	tc := img.cores[r.vpid].GetTc()
-	if err := r.restoreSession(); err != nil {
-		return err
-	}
 	if err := sig.RestoreActions(t, tc.GetSigactions()); err != nil {
 		return err
 	}
@@ -794,6 +1079,9 @@ func (r *restorer) restoreProcess() error {
 			return fmt.Errorf("set child subreaper: %w", err)
 		}
 	}
+	if err := r.takeZombieSigchld(); err != nil {
+		return err
+	}
 	if q := tc.GetSignalsS(); q != nil {
 		if err := sig.Requeue(t, r.vpid, r.vpid, q, true); err != nil {
 			return fmt.Errorf("shared pending signals: %w", err)
@@ -802,11 +1090,39 @@ func (r *restorer) restoreProcess() error {
 	return nil
 }
 
+// takeZombieSigchld takes back the SIGCHLD the restore's zombies queued
+// in their parent when they died (makeTree): the dumped parent had taken
+// it already, or has it among the pending signals of its image.
+func (r *procRestorer) takeZombieSigchld() error {
+	parent := false
+	for _, p := range r.img.procs {
+		parent = parent || p.zombie && int(p.tree.GetPpid()) == r.vpid
+	}
+	if !parent {
+		return nil
+	}
+	t := r.t
+	set := uint64(1) << (unix.SIGCHLD - 1)
+	var zero [2]uint64 // a timeout of 0: poll
+	if _, err := t.WriteU64s(0, append([]uint64{set}, zero[:]...)); err != nil {
+		return err
+	}
+	for {
+		_, err := t.Syscall(unix.SYS_RT_SIGTIMEDWAIT, t.Scratch, 0, t.Scratch+8, 8)
+		if errors.Is(err, unix.EAGAIN) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("take the zombies' SIGCHLD: %w", err)
+		}
+	}
+}
+
 // restoreItimers sets the three interval timers. setitimer adds one tick
 // to the value of a CPU-time timer (ITIMER_VIRTUAL, ITIMER_PROF) so it can
 // never fire early; the value getitimer gave at dump already had it, so
 // the tick, measured here, is taken off again lest each restore add one.
-func (r *restorer) restoreItimers(tc *criu_core.TaskCoreEntry) error {
+func (r *procRestorer) restoreItimers(tc *criu_core.TaskCoreEntry) error {
 	t, tm := r.t, tc.GetTimers()
 	if tm == nil {
 		return nil
@@ -863,33 +1179,10 @@ func (r *restorer) restoreItimers(tc *criu_core.TaskCoreEntry) error {
 	return nil
 }
 
-// restoreSession makes the stub the leader of its session and process
-// group if the dumped task was. A group or session led by a process
-// outside the image is kept only if gocr is in it too (the stub inherits
-// gocr's); it cannot be joined otherwise, and is reported.
-func (r *restorer) restoreSession() error {
-	t, tree := r.t, r.img.tree
-	pid, sid, pgid := uint32(r.vpid), tree.GetSid(), tree.GetPgid()
-	switch {
-	case sid == pid:
-		if _, err := t.Syscall(unix.SYS_SETSID); err != nil {
-			return fmt.Errorf("setsid: %w", err)
-		}
-	case pgid == pid:
-		if _, err := t.Syscall(unix.SYS_SETPGID, 0, 0); err != nil {
-			return fmt.Errorf("setpgid: %w", err)
-		}
-	}
-	if pgid != pid && (sid == pid || pgid != uint32(unix.Getpgrp())) {
-		r.log.Warn("process group outside the image is not restored", "pid", pid, "pgid", pgid, "sid", sid)
-	}
-	return nil
-}
-
 // restoreRlimits sets each limit with an injected prlimit64. A hard limit
 // above the stub's cannot be restored without CAP_SYS_RESOURCE, and is
 // refused by name rather than silently kept lower.
-func (r *restorer) restoreRlimits(tc *criu_core.TaskCoreEntry) error {
+func (r *procRestorer) restoreRlimits(tc *criu_core.TaskCoreEntry) error {
 	t := r.t
 	for res, l := range tc.GetRlimits().GetRlimits() {
 		if _, err := t.Syscall(unix.SYS_PRLIMIT64, 0, uint64(res), 0, t.Scratch); err != nil {
@@ -917,7 +1210,7 @@ func (r *restorer) restoreRlimits(tc *criu_core.TaskCoreEntry) error {
 }
 
 // createThreads makes every other thread of the image with its tid.
-func (r *restorer) createThreads() error {
+func (r *procRestorer) createThreads() error {
 	if r.img.ns.user != nil && len(r.img.tids) > 1 {
 		// Outside tids then come from ns_last_pid, and a thread gocr's own
 		// runtime starts in that window would take one: give the runtime
@@ -928,21 +1221,7 @@ func (r *restorer) createThreads() error {
 	for _, tid := range r.img.tids[1:] {
 		// In a pid namespace of its own the thread has a tid at both
 		// levels: innermost first.
-		spec := ptrace.ThreadSpec{Tids: []int{tid}, Scratch: r.t.Scratch + cloneOff}
-		want := tid
-		if r.img.ns.has("pid") {
-			want = r.img.ns.hostTids[tid]
-			switch {
-			case want == 0:
-			case r.img.ns.user != nil:
-				// The stub, root of its own user namespace only, may not
-				// pick its tid in gocr's pid namespace: gocr makes it the
-				// next one there instead.
-				spec.Before = func() error { return ns.SetLastPid(want - 1) }
-			default:
-				spec.Tids = append(spec.Tids, want)
-			}
-		}
+		spec, want := r.tidSpec(tid, r.t.Scratch+cloneOff)
 		got, err := r.cloneThread(spec)
 		// With ns_last_pid another task of the host may take the tid
 		// first: let the wrong thread exit and try again.
@@ -976,7 +1255,7 @@ func (r *restorer) createThreads() error {
 
 // dropThread makes a thread just created, still stopped before its first
 // instruction, run exit(2): only that thread ends.
-func (r *restorer) dropThread(tid int) error {
+func (r *procRestorer) dropThread(tid int) error {
 	rt, err := r.tr.BeginInject(tid, r.t.Scratch+insnOff)
 	if err != nil {
 		return fmt.Errorf("drop thread %d: %w", tid, err)
@@ -1011,7 +1290,7 @@ func pidUser(pid int) string {
 
 // restoreThreads sets the per-thread kernel state, the leader last so its
 // credentials drop after every thread was made with the stub's.
-func (r *restorer) restoreThreads() error {
+func (r *procRestorer) restoreThreads() error {
 	order := append(append([]int(nil), r.img.tids[1:]...), r.vpid)
 	stubStatus, err := procfs.Status(r.pid)
 	if err != nil {
@@ -1037,7 +1316,7 @@ func (r *restorer) restoreThreads() error {
 
 // restoreThread sets the state of thread tid (the image's tid) through its
 // session t.
-func (r *restorer) restoreThread(t *remote.Task, tid int, core *criu_core.CoreEntry, stub procfs.TaskStatus, stubSecbits uint32) error {
+func (r *procRestorer) restoreThread(t *remote.Task, tid int, core *criu_core.CoreEntry, stub procfs.TaskStatus, stubSecbits uint32) error {
 	tc := core.GetThreadCore()
 	comm := tc.GetComm()
 	if comm == "" && core.GetTc() != nil {
@@ -1098,10 +1377,49 @@ func (r *restorer) restoreThread(t *remote.Task, tid int, core *criu_core.CoreEn
 }
 
 // finish puts the image's registers, FPU state and signal mask on every
-// thread and lets them go. The leader's last injected call removes the
+// thread of every process and lets them all go, the root last.
+func (r *restorer) finish() error {
+	for _, p := range r.procs {
+		if p.img.zombie {
+			continue
+		}
+		if err := p.finish(); err != nil {
+			return &TaskError{Pid: p.vpid, Op: "restore", Err: err}
+		}
+	}
+	if err := r.at("resume"); err != nil {
+		return err
+	}
+	// Let go: the threads first, so each leader finds them running, and
+	// the children before the root. Until the root goes too, a dead gocr
+	// takes the whole tree with it (PTRACE_O_EXITKILL kills every traced
+	// process of it).
+	for _, p := range slices.Backward(r.procs) {
+		if p.img.zombie {
+			continue
+		}
+		for _, tid := range p.img.tids[1:] {
+			if err := r.tr.Detach(r.hostTid[tid], 0); err != nil {
+				return err
+			}
+		}
+		if p.parent == nil {
+			if err := r.at("detach"); err != nil {
+				return err
+			}
+		}
+		if err := r.tr.Detach(p.pid, 0); err != nil {
+			return err
+		}
+	}
+	return r.running()
+}
+
+// finish puts the image's registers, FPU state and signal mask on every
+// thread of the process. The leader's last injected call removes the
 // scratch area; since the syscall instruction lived there, the leader
 // leaves that call straight onto the image's registers (SetSaved + End).
-func (r *restorer) finish() error {
+func (r *procRestorer) finish() error {
 	layout := arch.HostLayout()
 	set := func(tid int, core *criu_core.CoreEntry) error {
 		tc := core.GetThreadCore()
@@ -1142,40 +1460,26 @@ func (r *restorer) finish() error {
 	if err := r.t.End(); err != nil {
 		return err
 	}
-	if err := set(r.pid, core); err != nil {
-		return err
-	}
-	if err := r.at("resume"); err != nil {
-		return err
-	}
-	// Let go: the threads first, so the leader finds them running. Until
-	// the leader goes too, a dead gocr takes the whole process with it
-	// (PTRACE_O_EXITKILL on the leader kills the thread group).
-	for _, tid := range r.img.tids[1:] {
-		if err := r.tr.Detach(r.hostTid[tid], 0); err != nil {
-			return err
-		}
-	}
-	if err := r.at("detach"); err != nil {
-		return err
-	}
-	if err := r.tr.Detach(r.pid, 0); err != nil {
-		return err
-	}
-	return r.running()
+	return set(r.pid, core)
 }
 
-// running checks that every thread of the restored process runs: gocr
-// reports success only for a whole tree.
+// running checks that every thread of the restored tree runs, and that
+// each zombie is one: gocr reports success only for a whole tree.
 func (r *restorer) running() error {
-	for _, tid := range r.img.tids {
-		htid := r.hostTid[tid]
-		st, err := procfs.Stat(htid)
-		if err == nil && (st.State == 'Z' || st.State == 'X') {
-			err = fmt.Errorf("state %c", st.State)
-		}
-		if err != nil {
-			return fmt.Errorf("thread %d (tid %d here) is not running after being let go: %w", tid, htid, err)
+	for _, p := range r.procs {
+		for _, tid := range p.img.tids {
+			htid := r.hostTid[tid]
+			st, err := procfs.Stat(htid)
+			switch {
+			case err != nil:
+			case p.img.zombie && st.State != 'Z':
+				err = fmt.Errorf("state %c, not a zombie", st.State)
+			case !p.img.zombie && (st.State == 'Z' || st.State == 'X'):
+				err = fmt.Errorf("state %c", st.State)
+			}
+			if err != nil {
+				return fmt.Errorf("pid %d thread %d (tid %d here) is not running after being let go: %w", p.vpid, tid, htid, err)
+			}
 		}
 	}
 	return nil
@@ -1195,13 +1499,15 @@ func checkPrivileges(img *restoreImages) error {
 	if creds.FullyPrivileged(inv) {
 		return nil
 	}
-	for _, tid := range img.tids {
-		c := img.cores[tid].GetThreadCore().GetCreds()
-		if c == nil {
-			continue
-		}
-		if err := creds.Within(c, inv); err != nil {
-			return fmt.Errorf("%s: thread_core.%w", image.CoreFile(uint32(tid)), err)
+	for _, p := range img.procs {
+		for _, tid := range p.tids {
+			c := p.cores[tid].GetThreadCore().GetCreds()
+			if c == nil {
+				continue
+			}
+			if err := creds.Within(c, inv); err != nil {
+				return fmt.Errorf("%s: thread_core.%w", image.CoreFile(uint32(tid)), err)
+			}
 		}
 	}
 	return nil
@@ -1232,7 +1538,7 @@ func warmRuntimeThreads(n int) {
 // cloneThread makes one thread, waiting a little while its tid is still
 // taken: the threads of the task killed by the dump are released by the
 // kernel only once they have all finished exiting.
-func (r *restorer) cloneThread(spec ptrace.ThreadSpec) (int, error) {
+func (r *procRestorer) cloneThread(spec ptrace.ThreadSpec) (int, error) {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		got, err := r.t.CloneThread(spec)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -186,7 +187,7 @@ func RunWatchdog(args []string) int {
 	ready.Write([]byte{1}) //nolint:errcheck // gocr times out otherwise
 	ready.Close()
 
-	st := wdState{pid: pid, open: map[int]wdRecord{}}
+	st := wdState{root: pid, procs: map[int]*wdProc{}, open: map[int]wdRecord{}, insn: map[int]uint64{}}
 	size := binary.Size(wdRecord{})
 	buf := make([]byte, size)
 	for {
@@ -199,22 +200,24 @@ func RunWatchdog(args []string) int {
 		case wdDone:
 			return 0
 		case wdStopping:
-			st.stopping, st.wasStopped = true, rec.Mask != 0
+			p := st.proc(int(rec.Tid))
+			p.stopping, p.wasStopped = true, rec.Mask != 0
 		case wdContinued:
-			st.continued = true
+			st.proc(int(rec.Tid)).continued = true
 		case wdOpen:
 			st.open[int(rec.Tid)] = rec
-			st.insn = rec.Insn
+			st.insn[int(rec.Tid)] = rec.Insn
 		case wdClosed:
 			delete(st.open, int(rec.Tid))
 		case wdScratch:
-			st.scratch, st.scratchSize = rec.Addr, rec.Size
+			p := st.proc(int(rec.Tid))
+			p.scratch, p.scratchSize = rec.Addr, rec.Size
 		case wdUnscratch:
-			st.scratch = 0
+			st.proc(int(rec.Tid)).scratch = 0
 		}
 	}
 	if err := st.repair(log); err != nil {
-		log.Error("gocr died during the dump; putting the process back failed", "pid", pid, "err", err)
+		log.Error("gocr died during the dump; putting the tree back failed", "pid", pid, "err", err)
 		return 1
 	}
 	return 0
@@ -222,31 +225,54 @@ func RunWatchdog(args []string) int {
 
 // wdState is what the watchdog knows of the dump.
 type wdState struct {
-	pid                  int
+	root  int
+	procs map[int]*wdProc  // by pid
+	open  map[int]wdRecord // open sessions, by tid
+	insn  map[int]uint64   // the syscall instruction of the last session of each tid
+}
+
+// wdProc is what the watchdog knows of one process of the tree.
+type wdProc struct {
 	stopping, wasStopped bool
 	continued            bool
-	open                 map[int]wdRecord
-	insn                 uint64
 	scratch, scratchSize uint64
 }
 
-// repair puts the process back after gocr's death.
+func (st *wdState) proc(pid int) *wdProc {
+	p := st.procs[pid]
+	if p == nil {
+		p = &wdProc{}
+		st.procs[pid] = p
+	}
+	return p
+}
+
+// repair puts the tree back after gocr's death.
 func (st *wdState) repair(log *slog.Logger) error {
-	if !st.stopping {
+	var pids []int
+	for pid, p := range st.procs {
+		if p.stopping {
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) == 0 {
 		return nil // never stopped or changed: the kernel let it run on
 	}
-	log.Warn("gocr died during the dump; putting the process back", "pid", st.pid, "open sessions", len(st.open), "scratch", st.scratch != 0)
+	slices.Sort(pids)
+	log.Warn("gocr died during the dump; putting the tree back", "pid", st.root, "processes", len(pids), "open sessions", len(st.open))
 	tids := []int{}
 	for tid := range st.open {
 		tids = append(tids, tid)
 	}
-	if st.scratch != 0 && st.open[st.pid].Kind == 0 {
-		tids = append(tids, st.pid) // the scratch is unmapped through the leader
+	for _, pid := range pids {
+		if st.procs[pid].scratch != 0 && st.open[pid].Kind == 0 {
+			tids = append(tids, pid) // the scratch is unmapped through the leader
+		}
 	}
 	// gocr's tracer thread lets go of the threads as it exits, which may
 	// come after its fds (our pipe) are closed.
 	deadline := time.Now().Add(10 * time.Second)
-	for _, tid := range append(tids, st.pid) {
+	for _, tid := range append(slices.Clone(tids), pids...) {
 		for tracerOf(tid) > 0 {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("tid %d is still traced by pid %d", tid, tracerOf(tid))
@@ -258,20 +284,23 @@ func (st *wdState) repair(log *slog.Logger) error {
 	if len(tids) > 0 {
 		errs = append(errs, st.fix(tids))
 	}
-	if !st.wasStopped && !st.continued {
-		if err := unix.Kill(st.pid, unix.SIGCONT); err != nil && err != unix.ESRCH {
-			errs = append(errs, fmt.Errorf("SIGCONT pid %d: %w", st.pid, err))
+	for _, pid := range pids {
+		p := st.procs[pid]
+		if !p.wasStopped && !p.continued {
+			if err := unix.Kill(pid, unix.SIGCONT); err != nil && err != unix.ESRCH {
+				errs = append(errs, fmt.Errorf("SIGCONT pid %d: %w", pid, err))
+			}
 		}
 	}
 	err := errors.Join(errs...)
 	if err == nil {
-		log.Warn("process put back", "pid", st.pid)
+		log.Warn("tree put back", "pid", st.root)
 	}
 	return err
 }
 
 // fix seizes tids, puts back what open sessions changed, removes the
-// scratch mapping and detaches.
+// scratch mappings and detaches.
 func (st *wdState) fix(tids []int) error {
 	tr := ptrace.NewTracer()
 	defer tr.Close()
@@ -296,11 +325,14 @@ func (st *wdState) fix(tids []int) error {
 			}
 		}
 	}
-	if st.scratch != 0 && len(errs) == 0 {
+	for pid, p := range st.procs {
+		if p.scratch == 0 || len(errs) > 0 || !slices.Contains(seized, pid) {
+			continue
+		}
 		// Left in place it would be harmless; removed it leaves no trace.
-		if r, err := tr.BeginInject(st.pid, st.insn); err == nil {
-			if _, err := r.Syscall(unix.SYS_MUNMAP, st.scratch, st.scratchSize); err != nil {
-				errs = append(errs, fmt.Errorf("unmap scratch %#x: %w", st.scratch, err))
+		if r, err := tr.BeginInject(pid, st.insn[pid]); err == nil {
+			if _, err := r.Syscall(unix.SYS_MUNMAP, p.scratch, p.scratchSize); err != nil {
+				errs = append(errs, fmt.Errorf("pid %d: unmap scratch %#x: %w", pid, p.scratch, err))
 			}
 			if err := r.End(); err != nil {
 				errs = append(errs, err)

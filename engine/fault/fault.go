@@ -69,6 +69,7 @@ var RestoreSteps = []string{
 	"spawn",        // the stub runs, with the image's pid
 	"namespaces",   // its namespaces rebuilt
 	"prepare",      // scratch area mapped in the stub
+	"tree",         // every process forked from its parent, sessions, groups and zombies made
 	"memory",       // address space replaced
 	"files",        // fd table restored
 	"process",      // process-wide state set

@@ -24,6 +24,9 @@ type Set struct {
 	// fileIDs maps the fds of the task being dumped to their file ids, so
 	// an epoll can name its targets.
 	fileIDs map[int]uint32
+	// The open file descriptions dumped so far, in every process of the
+	// tree: an fd of another process on one of them shares its entry.
+	descs, epollDescs descriptions
 }
 
 // NewSet starts an empty set.
@@ -68,7 +71,7 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 		return nil, err
 	}
 	var out []*fdinfo.FdinfoEntry
-	var files, epollFiles descriptions
+	files, epollFiles := &s.descs, &s.epollDescs
 	s.fileIDs = map[int]uint32{}
 	var epolls []Fd
 	for _, f := range fds {
@@ -91,7 +94,7 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 			if err != nil {
 				return nil, fmt.Errorf("fd %d (%s): %w", f.Fd, f.Target, err)
 			}
-			d = files.insert(i, description{f.Fd, id, typ})
+			d = files.insert(i, description{pid, f.Fd, id, typ})
 		}
 		s.fileIDs[f.Fd] = d.id
 		out = append(out, fdEntry(fd, d.id, d.typ))
@@ -106,7 +109,7 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 			if err != nil {
 				return nil, fmt.Errorf("fd %d (%s): %w", fd.Fd, fd.Target, err)
 			}
-			d = epollFiles.insert(i, description{fd.Fd, id, fdinfo.FdTypes_EVENTPOLL})
+			d = epollFiles.insert(i, description{pid, fd.Fd, id, fdinfo.FdTypes_EVENTPOLL})
 		}
 		out = append(out, fdEntry(fd, d.id, d.typ))
 	}
@@ -114,8 +117,9 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 }
 
 // description is one open file description already dumped: the first fd
-// seen on it, and its file entry.
+// seen on it (of process pid), and its file entry.
 type description struct {
+	pid int
 	fd  int
 	id  uint32
 	typ fdinfo.FdTypes
@@ -130,7 +134,7 @@ type descriptions []description
 func (ds descriptions) find(pid, fd int) (*description, int, error) {
 	var ferr error
 	i := sort.Search(len(ds), func(i int) bool {
-		c, err := kcmpFiles(pid, ds[i].fd, fd)
+		c, err := kcmpFiles(ds[i].pid, ds[i].fd, pid, fd)
 		if err != nil && ferr == nil {
 			ferr = err
 		}
@@ -140,7 +144,7 @@ func (ds descriptions) find(pid, fd int) (*description, int, error) {
 		return nil, 0, ferr
 	}
 	if i < len(ds) {
-		if c, err := kcmpFiles(pid, ds[i].fd, fd); err != nil {
+		if c, err := kcmpFiles(ds[i].pid, ds[i].fd, pid, fd); err != nil {
 			return nil, 0, err
 		} else if c == 0 {
 			return &ds[i], i, nil
@@ -181,12 +185,14 @@ func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	return 0, 0, fmt.Errorf("this kind of file is not supported yet")
 }
 
-// kcmpFiles orders the open file descriptions behind two fds of pid:
-// -1, 0 or 1 as fd1's is below, the same as or above fd2's.
-func kcmpFiles(pid, fd1, fd2 int) (int, error) {
-	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpFile, uintptr(fd1), uintptr(fd2), 0)
+// kcmpFiles orders the open file descriptions behind fd1 of pid1 and fd2
+// of pid2: -1, 0 or 1 as fd1's is below, the same as or above fd2's. The
+// order is the kernel's for the whole system, so descriptions of several
+// processes sort together.
+func kcmpFiles(pid1, fd1, pid2, fd2 int) (int, error) {
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid1), uintptr(pid2), kcmpFile, uintptr(fd1), uintptr(fd2), 0)
 	if errno != 0 {
-		return 0, fmt.Errorf("kcmp fds %d and %d: %w", fd1, fd2, errno)
+		return 0, fmt.Errorf("kcmp pid %d fd %d and pid %d fd %d: %w", pid1, fd1, pid2, fd2, errno)
 	}
 	switch r {
 	case 0:

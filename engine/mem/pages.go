@@ -174,34 +174,54 @@ func RestorePages(pid int, pr *image.PageReader) (uint64, error) {
 	return pages, pr.Err()
 }
 
+// TaskVMAs are the VMAs of one process of a tree.
+type TaskVMAs struct {
+	Pid  int
+	Vmas []*vma.VmaEntry
+}
+
 // DumpShmem saves the pages of shared anonymous memory: one
 // pagemap-shmem-<shmid>.img per shmem object, its runs addressed by
-// offset in the object (as CRIU does), from the pages this task has
-// mapped. It returns the pages written.
-func DumpShmem(pid int, vmas []*vma.VmaEntry, dir *image.Dir) (uint64, error) {
-	type run struct{ off, addr, end uint64 }
+// offset in the object (as CRIU does), from the pages any process of the
+// tree has mapped — a page one process touched is absent from another's
+// page tables. It returns the pages written.
+func DumpShmem(tasks []TaskVMAs, dir *image.Dir) (uint64, error) {
+	type run struct {
+		pid            int
+		off, addr, end uint64
+	}
 	byID := map[uint64][]run{}
 	var ids []uint64
-	pm, err := procfs.OpenPagemap(pid)
-	if err != nil {
-		return 0, err
-	}
-	defer pm.Close()
-	for _, v := range vmas {
-		if v.GetStatus()&AnonShared == 0 {
-			continue
-		}
-		id := v.GetShmid()
-		if _, ok := byID[id]; !ok {
-			ids = append(ids, id)
-			byID[id] = nil
-		}
-		runs, err := pm.Runs(v.GetStart(), v.GetEnd(), func(e procfs.PagemapEntry) bool { return e.Present() || e.Swapped() })
-		if err != nil {
-			return 0, fmt.Errorf("pagemap of VMA %#x-%#x: %w", v.GetStart(), v.GetEnd(), err)
-		}
-		for _, r := range runs {
-			byID[id] = append(byID[id], run{off: v.GetPgoff() + r.Start - v.GetStart(), addr: r.Start, end: r.End})
+	for _, task := range tasks {
+		if err := func() error {
+			var pm *procfs.Pagemap
+			for _, v := range task.Vmas {
+				if v.GetStatus()&AnonShared == 0 {
+					continue
+				}
+				if pm == nil {
+					var err error
+					if pm, err = procfs.OpenPagemap(task.Pid); err != nil {
+						return err
+					}
+					defer pm.Close()
+				}
+				id := v.GetShmid()
+				if _, ok := byID[id]; !ok {
+					ids = append(ids, id)
+					byID[id] = nil
+				}
+				runs, err := pm.Runs(v.GetStart(), v.GetEnd(), func(e procfs.PagemapEntry) bool { return e.Present() || e.Swapped() })
+				if err != nil {
+					return fmt.Errorf("pid %d: pagemap of VMA %#x-%#x: %w", task.Pid, v.GetStart(), v.GetEnd(), err)
+				}
+				for _, r := range runs {
+					byID[id] = append(byID[id], run{pid: task.Pid, off: v.GetPgoff() + r.Start - v.GetStart(), addr: r.Start, end: r.End})
+				}
+			}
+			return nil
+		}(); err != nil {
+			return 0, err
 		}
 	}
 	var written uint64
@@ -222,7 +242,7 @@ func DumpShmem(pid int, vmas []*vma.VmaEntry, dir *image.Dir) (uint64, error) {
 				continue
 			}
 			n := (r.end - r.addr) / image.PageSize
-			if err := pw.Add(r.off, n, &remoteReader{pid: pid, addr: r.addr, end: r.end}); err != nil {
+			if err := pw.Add(r.off, n, &remoteReader{pid: r.pid, addr: r.addr, end: r.end}); err != nil {
 				pw.Abort()
 				return written, fmt.Errorf("shared memory %d pages at %#x: %w", id, r.off, err)
 			}

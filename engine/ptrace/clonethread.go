@@ -26,6 +26,11 @@ type ThreadSpec struct {
 	// pointer, which is harmless too: the thread stops before its first
 	// instruction and a restore sets its registers before it runs.
 	Stack, StackSize uint64
+	// Process makes a child process instead of a thread, as fork(2) does
+	// (its own address space, files, fs and handlers, all copies; exit
+	// signal SIGCHLD). The task must then be traced with
+	// PTRACE_O_TRACEFORK, which attaches the child the same way.
+	Process bool
 	// Before, if set, runs on the tracer thread right before the clone3 is
 	// injected: the place to set ns_last_pid when an outer tid cannot be
 	// given in Tids (a task in a user namespace of its own has no
@@ -55,9 +60,6 @@ func (r *Remote) CloneThread(s ThreadSpec) (int, error) {
 		}
 		return nil
 	})
-	if opts&unix.PTRACE_O_TRACECLONE == 0 {
-		return 0, fmt.Errorf("clone thread %v in tid %d: task not traced with PTRACE_O_TRACECLONE", s.Tids, r.tid)
-	}
 	setTid := s.Scratch + abi.CloneArgsSize
 	args := abi.CloneArgs{
 		Flags:      threadFlags,
@@ -65,6 +67,14 @@ func (r *Remote) CloneThread(s ThreadSpec) (int, error) {
 		StackSize:  s.StackSize,
 		SetTid:     setTid,
 		SetTidSize: uint64(len(s.Tids)),
+	}
+	switch {
+	case s.Process && opts&unix.PTRACE_O_TRACEFORK == 0:
+		return 0, fmt.Errorf("fork %v in tid %d: task not traced with PTRACE_O_TRACEFORK", s.Tids, r.tid)
+	case s.Process:
+		args.Flags, args.ExitSignal = 0, uint64(unix.SIGCHLD)
+	case opts&unix.PTRACE_O_TRACECLONE == 0:
+		return 0, fmt.Errorf("clone thread %v in tid %d: task not traced with PTRACE_O_TRACECLONE", s.Tids, r.tid)
 	}
 	buf := make([]byte, abi.CloneArgsSize+4*len(s.Tids))
 	copy(buf, (*[abi.CloneArgsSize]byte)(unsafe.Pointer(&args))[:])

@@ -44,6 +44,13 @@ func (t *Task) On(r *ptrace.Remote) *Task {
 	return &Task{Remote: r, Pid: t.Pid, Scratch: t.Scratch, Size: t.Size}
 }
 
+// Forked returns a session on pid, a child forked from this task while
+// the scratch area was mapped: the child has its own copy of it, at the
+// same address.
+func (t *Task) Forked(r *ptrace.Remote, pid int) *Task {
+	return &Task{Remote: r, Pid: pid, Scratch: t.Scratch, Size: t.Size}
+}
+
 // Unmap removes the scratch area.
 func (t *Task) Unmap() error {
 	if _, err := t.Syscall(unix.SYS_MUNMAP, t.Scratch, t.Size); err != nil {

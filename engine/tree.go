@@ -1,0 +1,298 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/engine/abi"
+	"github.com/gocr/gocr/engine/image"
+	"github.com/gocr/gocr/engine/mem"
+	"github.com/gocr/gocr/engine/procfs"
+	"github.com/gocr/gocr/engine/ptrace"
+)
+
+// The dump side of a process tree: every descendant of the pid given, found
+// through /proc/PID/task/TID/children while its parent is already frozen,
+// so the tree cannot change under the dump.
+
+// Task states of TaskCoreEntry.task_state, as CRIU numbers them.
+const (
+	taskAlive = 1
+	taskDead  = 2 // a zombie: only its exit status is left
+)
+
+// procDump is one process of the tree being dumped.
+type procDump struct {
+	pid, ppid int   // as gocr sees them
+	tids      []int // every thread, the leader first; none for a zombie
+	seized    []int
+	zombie    bool
+	exitCode  int // a zombie's wait status
+	stat      procfs.TaskStat
+	// sharedPending is read right after the seize, before any process of
+	// the tree is put in group stop: a child's stop queues a SIGCHLD in
+	// its parent that is the dump's, not the task's.
+	sharedPending []abi.Siginfo
+	// stopped: the process is in the group stop freeze began;
+	// wasStopped: it was stopped (state T) before the dump.
+	stopped, wasStopped bool
+	secbits             uint32
+}
+
+// freeze seizes every thread of every process of the tree, parents before
+// their children, then puts each live process in group stop (see
+// ptrace.StopGroup and watchdog.go), all within o.Timeout.
+func (d *dumper) freeze() error {
+	st, err := procfs.Stat(d.o.Pid)
+	if err != nil {
+		return err
+	}
+	if st.State == 'Z' {
+		return fmt.Errorf("process is a zombie")
+	}
+	deadline := time.Now().Add(d.o.Timeout)
+	if dl, ok := d.ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	d.tr.SetDeadline(deadline)
+	defer d.tr.SetDeadline(time.Time{})
+	queue := []int{d.o.Pid}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		p, err := d.seizeProc(pid)
+		if p != nil {
+			d.procs = append(d.procs, p)
+		}
+		if err != nil {
+			return fmt.Errorf("pid %d: %w", pid, err)
+		}
+		if p.zombie {
+			continue // a zombie has no children: they went to a reaper
+		}
+		// The whole process is stopped: its list of children is final.
+		kids, err := procfs.Children(pid)
+		if err != nil {
+			return fmt.Errorf("pid %d: %w", pid, err)
+		}
+		queue = append(queue, kids...)
+	}
+	if err := d.at("freeze"); err != nil {
+		return err
+	}
+	if d.wd != nil {
+		if err := d.wd.wait(max(d.o.Timeout, 5*time.Second)); err != nil {
+			return err
+		}
+	}
+	for _, p := range d.procs {
+		if p.zombie {
+			continue
+		}
+		wasStopped := d.tr.WasGroupStopped(p.pid)
+		if err := d.wd.send(wdRecord{Kind: wdStopping, Tid: int32(p.pid), Mask: b2u(wasStopped)}); err != nil {
+			return err
+		}
+		if p.wasStopped, err = d.tr.StopGroup(p.pid, p.tids); err != nil {
+			if errors.Is(err, ptrace.ErrTimeout) {
+				return fmt.Errorf("pid %d: not stopped within --timeout %v: %w", p.pid, d.o.Timeout, err)
+			}
+			return fmt.Errorf("pid %d: %w", p.pid, err)
+		}
+		p.stopped = true
+	}
+	return d.at("group-stop")
+}
+
+// seizeProc seizes every thread of pid, or records it as a zombie.
+func (d *dumper) seizeProc(pid int) (*procDump, error) {
+	st, err := procfs.Stat(pid)
+	if err != nil {
+		return nil, err
+	}
+	p := &procDump{pid: pid, ppid: st.PPid, stat: st}
+	if st.State == 'Z' {
+		p.zombie, p.exitCode = true, st.ExitCode
+		return p, nil
+	}
+	tids, err := d.tr.SeizeThreads(pid, unix.PTRACE_O_TRACESYSGOOD)
+	p.seized = tids
+	if err != nil {
+		if errors.Is(err, ptrace.ErrTimeout) {
+			return p, fmt.Errorf("not every thread stopped within --timeout %v: %w", d.o.Timeout, err)
+		}
+		return p, err
+	}
+	// The leader first, then the others in tid order as /proc lists them.
+	p.tids = []int{pid}
+	for _, t := range tids {
+		if t != pid {
+			p.tids = append(p.tids, t)
+		}
+	}
+	if p.sharedPending, err = d.tr.PeekSiginfo(pid, true); err != nil {
+		return p, err
+	}
+	// Stat again now that nothing runs: the first read may predate a
+	// setsid or setpgid.
+	if p.stat, err = procfs.Stat(pid); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// thaw ends the group stop of every process (unless it was stopped before
+// the dump) and detaches every seized thread; the tree runs on as it was.
+func (d *dumper) thaw() error {
+	var errs []error
+	for _, p := range d.procs {
+		if p.zombie {
+			continue
+		}
+		// Even when StopGroup failed half-way: its SIGSTOP may have been
+		// sent.
+		if err := d.tr.ContinueGroup(p.pid); err != nil {
+			errs = append(errs, err)
+		}
+		d.wd.send(wdRecord{Kind: wdContinued, Tid: int32(p.pid)}) //nolint:errcheck // the watchdog would send one SIGCONT more
+		for _, tid := range p.seized {
+			if err := d.tr.Detach(tid, 0); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// kill ends the dumped tree, children first. The tracer takes the exit of
+// every thread, so each parent (or reaper) can then reap the process: a
+// traced task's exit goes to its tracer first.
+func (d *dumper) kill() {
+	for _, p := range slices.Backward(d.procs) {
+		if p.zombie {
+			continue
+		}
+		if err := d.tr.KillAndReap(p.pid); err != nil {
+			d.log.Warn("kill the dumped process", "pid", p.pid, "err", err)
+		}
+	}
+}
+
+// writeZombie writes what is left of a zombie: its core with the exit
+// status, as CRIU does.
+func (d *dumper) writeZombie(p *procDump) error {
+	vpid := uint32(d.vtid[p.pid])
+	mtype := criu_core.CoreEntry_X86_64
+	core := &criu_core.CoreEntry{
+		Mtype: &mtype,
+		Tc: &criu_core.TaskCoreEntry{
+			TaskState: ptr(uint32(taskDead)), ExitCode: ptr(uint32(p.exitCode)),
+			Comm: ptr(p.stat.Comm), Flags: ptr(uint32(p.stat.Flags)),
+			Personality: ptr(uint32(0)), BlkSigset: ptr(uint64(0)),
+		},
+	}
+	return d.dir.WriteOne(image.Core, image.CoreFile(vpid), core)
+}
+
+// dumpShmem saves each shared anonymous memory object once, whichever
+// processes map it.
+func (d *dumper) dumpShmem() error {
+	t0 := time.Now()
+	n, err := mem.DumpShmem(d.shmem, d.dir)
+	if err != nil {
+		return fmt.Errorf("dump shared memory: %w", err)
+	}
+	d.memStats.Written += n
+	d.memTime += time.Since(t0)
+	return nil
+}
+
+// pstreeEntry is the process as pstree.img has it: pids as the tree sees
+// them.
+func (d *dumper) pstreeEntry(p *procDump) *pstree.PstreeEntry {
+	ppid := uint32(0)
+	if p.pid != d.o.Pid {
+		ppid = uint32(d.vtid[p.ppid])
+	}
+	e := &pstree.PstreeEntry{Pid: ptr(uint32(d.vtid[p.pid])), Ppid: &ppid,
+		Pgid: ptr(d.vpidOf(p.stat.Pgrp)), Sid: ptr(d.vpidOf(p.stat.Session))}
+	tids := p.tids
+	if p.zombie {
+		tids = []int{p.pid}
+	}
+	for _, tid := range tids {
+		e.Threads = append(e.Threads, uint32(d.vtid[tid]))
+	}
+	return e
+}
+
+// writeTreeImages writes what the whole tree shares: pstree, the files
+// and pipe contents, and the inventory last — a directory with one holds
+// a finished dump.
+func (d *dumper) writeTreeImages() error {
+	w, err := d.dir.Writer(image.Pstree, image.PstreeFile)
+	if err != nil {
+		return err
+	}
+	for _, p := range d.procs {
+		if err := w.Write(d.pstreeEntry(p)); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if err := d.writeHostPstree(); err != nil {
+		return err
+	}
+	w, err = d.dir.Writer(image.Files, image.FilesFile)
+	if err != nil {
+		return err
+	}
+	for _, e := range d.files.Entries {
+		if err := w.Write(e); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if len(d.files.PipeData) > 0 {
+		w, err = d.dir.Writer(image.PipesData, image.PipesDataFile)
+		if err != nil {
+			return err
+		}
+		for ino, data := range d.files.PipeData {
+			if len(data) == 0 {
+				continue
+			}
+			e := &pipe_data.PipeDataEntry{PipeId: ptr(uint32(ino)), Bytes: ptr(uint32(len(data)))}
+			if err := w.WritePayload(e, strings.NewReader(string(data))); err != nil {
+				w.Abort()
+				return err
+			}
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+	}
+	return d.dir.WriteInventory(image.NewInventory(d.rootIDs(), inventory.Lsmtype_NO_LSM))
+}
