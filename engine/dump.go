@@ -518,6 +518,7 @@ func (d *dumper) writeImages(p *procDump, status procfs.TaskStatus, threads []*t
 	pid := uint32(d.vtid[p.pid])
 	ids := &criu_core.TaskKobjIdsEntry{VmId: ptr(pid), FilesId: ptr(pid), FsId: ptr(pid), SighandId: ptr(pid)}
 	setNsIDs(ids, d.nsIDs)
+	ids.MntNsId = ptr(uint32(p.mntNS))
 	// The ids live in core too; crit's tools still read ids-PID.img.
 	if err := d.dir.WriteOne(image.Ids, image.IdsFile(pid), ids); err != nil {
 		return err

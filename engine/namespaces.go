@@ -14,6 +14,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/utsns"
+	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mount"
@@ -60,18 +61,21 @@ func (d *dumper) dumpNamespaces() error {
 			return fmt.Errorf("pid %d is in a %s namespace of its own (%d): %s namespaces are not supported yet", pid, kind, theirs[kind], kind)
 		}
 	}
-	// Every process of the tree in the root's namespaces: nested ones are
-	// not restored yet.
+	// Every process of the tree in the root's namespaces, but for mount
+	// namespaces, which may nest (see dumpMountNamespaces).
+	d.procs[0].mntNS = theirs["mnt"]
 	for _, p := range d.procs[1:] {
 		if p.zombie {
+			p.mntNS = theirs["mnt"] // a zombie has no namespaces left
 			continue
 		}
 		ids, err := procfs.Namespaces(p.pid)
 		if err != nil {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
+		p.mntNS = ids["mnt"]
 		for _, kind := range slices.Sorted(maps.Keys(ids)) {
-			if ids[kind] != theirs[kind] {
+			if kind != "mnt" && ids[kind] != theirs[kind] {
 				return fmt.Errorf("pid %d is in another %s namespace (%d) than the tree's root %d (%d): nested namespaces are not supported yet",
 					p.pid, kind, ids[kind], pid, theirs[kind])
 			}
@@ -129,10 +133,8 @@ func (d *dumper) dumpNamespaces() error {
 	}
 	d.vpid = d.vtid[pid]
 
-	if own["mnt"] {
-		if err := mount.DumpNS(pid, d.dir, nsID(theirs, "mnt"), mount.DumpOptions{}); err != nil {
-			return err
-		}
+	if err := d.dumpMountNamespaces(); err != nil {
+		return err
 	}
 	if own["uts"] {
 		e, err := ns.DumpUTS(pid)
@@ -173,6 +175,28 @@ func (d *dumper) dumpNamespaces() error {
 		}
 		// No sysctls are saved yet: an empty entry says so.
 		if err := d.dir.WriteOne(image.Netns, image.NetnsFile(id), &netdev.NetnsEntry{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dumpMountNamespaces saves the mount tree of every mount namespace of the
+// tree but gocr's own (in the h flavor the root stays in the host's, and
+// only namespaces its descendants made are the tree's), each read through
+// the first process found in it.
+func (d *dumper) dumpMountNamespaces() error {
+	ext, err := parseExternalMounts(d.o.External)
+	if err != nil {
+		return err
+	}
+	done := map[uint64]bool{d.rootNsIDs["mnt"]: true}
+	for _, p := range d.procs {
+		if p.zombie || done[p.mntNS] {
+			continue
+		}
+		done[p.mntNS] = true
+		if err := mount.DumpNS(p.pid, d.dir, uint32(p.mntNS), mount.DumpOptions{External: ext}); err != nil {
 			return err
 		}
 	}
@@ -351,13 +375,68 @@ func readNamespaces(dir *image.Dir, img *restoreImages, root, task *criu_core.Ta
 	return n, nil
 }
 
+// checkMountNamespaces gives every process its mount namespace (a zombie
+// its parent's) and checks the image of every namespace the restore
+// makes: each but gocr's own (the h flavor's root stays in it).
+func checkMountNamespaces(dir *image.Dir, img *restoreImages, gocrNS uint32) error {
+	for _, p := range img.procs {
+		if p.zombie || p.mntNS == 0 {
+			if parent := img.byPid[int(p.tree.GetPpid())]; parent != nil {
+				p.mntNS = parent.mntNS
+			}
+			continue
+		}
+		if p.mntNS == gocrNS {
+			continue
+		}
+		if _, err := mount.ReadNS(dir, p.mntNS); err != nil {
+			return fmt.Errorf("pid %d: %w", p.pid, err)
+		}
+	}
+	return nil
+}
+
+// enterMountNS puts a stub just forked into its mount namespace: the one
+// its namespace's first process made (setns), or a new one it makes and
+// gocr fills (unshare, then mount.RestoreNS: the namespace's tree replaces
+// the copy of its parent's, whose filesystems it shares).
+func (p *procRestorer) enterMountNS() error {
+	r, id := p.restorer, p.img.mntNS
+	if first := r.mntNS[id]; first != nil {
+		nsPath := fmt.Sprintf("/proc/%d/ns/mnt", first.pid)
+		fd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("mount namespace %d: %w", id, err)
+		}
+		got, err := r.pass.Send(p.t, r.sock, fdPassOff, []int{fd})
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("mount namespace %d: %w", id, err)
+		}
+		_, err = p.t.Syscall(unix.SYS_SETNS, uint64(got[0]), unix.CLONE_NEWNS)
+		if _, cerr := p.t.Syscall(unix.SYS_CLOSE, uint64(got[0])); cerr != nil && err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("join mount namespace %d of pid %d: %w", id, first.vpid, err)
+		}
+		return nil
+	}
+	if _, err := p.t.Syscall(unix.SYS_UNSHARE, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare a mount namespace: %w", err)
+	}
+	r.mntNS[id] = p
+	return mount.RestoreNSOf(p.pid, r.dir, id, mount.RestoreOptions{NsPid: r.procs[0].pid, Set: r.mounts, External: r.external})
+}
+
 // restoreNamespaces brings the stub's fresh namespaces to the image's
 // state: the mount tree first (nothing is opened before it is there),
 // then host and domain name, ipc limits and network devices.
 func (r *restorer) restoreNamespaces() error {
 	n, pid := r.img.ns, r.procs[0].pid
+	r.mntNS[r.procs[0].img.mntNS] = r.procs[0]
 	if id, ok := n.ids["mnt"]; ok {
-		if err := mount.RestoreNSOf(pid, r.dir, id, mount.RestoreOptions{NsPid: pid}); err != nil {
+		if err := mount.RestoreNSOf(pid, r.dir, id, mount.RestoreOptions{NsPid: pid, Set: r.mounts, External: r.external}); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/gocr/gocr/engine/fault"
@@ -16,7 +18,12 @@ type DumpOptions struct {
 	Timeout      time.Duration
 	GhostLimit   int64  // largest deleted-but-open file whose contents are saved
 	Root         string // root directory of the tree ("" or "/")
-	Log          *slog.Logger
+	// External names resources outside the tree, as criu's --external
+	// does: "mnt[PATH]:KEY" makes the mount at PATH (inside the tree's
+	// mount namespaces) external, saved by KEY alone, for restore to bind
+	// whatever host path is given for KEY.
+	External []string
+	Log      *slog.Logger
 	// Fault injects a failure, a stop or a SIGKILL of gocr itself at a
 	// named step (tests; the gocr command reads GOCR_FAULT).
 	Fault fault.Spec
@@ -34,6 +41,25 @@ type RestoreOptions struct {
 	Detached  bool // return once the tree runs; the caller does not wait
 	ShellJob  bool
 	Root      string
-	Log       *slog.Logger
-	Fault     fault.Spec // see DumpOptions.Fault
+	// External gives the host side of external resources, as criu's
+	// --external does: "mnt[KEY]:HOSTPATH" binds HOSTPATH where the dump
+	// recorded the external mount KEY.
+	External []string
+	Log      *slog.Logger
+	Fault    fault.Spec // see DumpOptions.Fault
+}
+
+// parseExternalMounts reads the mnt[A]:B items of --external into a map
+// A → B; other kinds of external resources are refused by name.
+func parseExternalMounts(items []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, it := range items {
+		rest, ok := strings.CutPrefix(it, "mnt[")
+		a, b, ok2 := strings.Cut(rest, "]:")
+		if !ok || !ok2 || a == "" || b == "" {
+			return nil, fmt.Errorf("--external %q: want mnt[A]:B (other external resources are not supported yet)", it)
+		}
+		out[a] = b
+	}
+	return out, nil
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mem"
+	"github.com/gocr/gocr/engine/mount"
 	"github.com/gocr/gocr/engine/ns"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
@@ -137,6 +138,7 @@ type procImages struct {
 	cores    map[int]*criu_core.CoreEntry // by tid
 	zombie   bool                         // only tree and the leader's core are read
 	exitCode int                          // a zombie's wait status
+	mntNS    uint32                       // the id of its mount namespace
 	mm       *mm.MmEntry
 	fs       *fs.FsEntry
 	fds      []*fdinfo.FdinfoEntry
@@ -154,11 +156,16 @@ type restorer struct {
 	pass *remote.FdPasser
 	fr   *files.Restorer
 
-	procs   []*procRestorer // as img.procs
-	sock    int             // every stub's end of pass, by its number in the stubs
-	scratch uint64          // the scratch area, at the same address in every stub
-	hostTid map[int]int     // image tid → tid in gocr's pid namespace, the whole tree
-	shm     map[uint64]int  // shared anonymous memory objects: gocr's fd of each, by shmid
+	procs    []*procRestorer   // as img.procs
+	sock     int               // every stub's end of pass, by its number in the stubs
+	scratch  uint64            // the scratch area, at the same address in every stub
+	hostTid  map[int]int       // image tid → tid in gocr's pid namespace, the whole tree
+	shm      map[uint64]int    // shared anonymous memory objects: gocr's fd of each, by shmid
+	mounts   *mount.Set        // every mount namespace's filesystems and mounts
+	external map[string]string // --external mnt[KEY]:HOSTPATH
+	// mntNS is the first process of each mount namespace: the one that
+	// made it, whose /proc/PID/ns/mnt the others join.
+	mntNS map[uint32]*procRestorer
 
 	forkTime time.Duration
 	pagesN   uint64
@@ -209,12 +216,18 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 		return nil, fmt.Errorf("restore: --root %s: only / is supported yet", o.Root)
 	}
 	start := time.Now()
+	external, err := parseExternalMounts(o.External)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
 	dir, err := image.Open(o.ImagesDir)
 	if err != nil {
 		return nil, err
 	}
 	defer dir.Close()
-	r := &restorer{o: o, log: o.Log, dir: dir, hostTid: map[int]int{}, shm: map[uint64]int{}}
+	r := &restorer{external: external, o: o, log: o.Log, dir: dir, hostTid: map[int]int{}, shm: map[uint64]int{},
+		mounts: mount.NewSet(), mntNS: map[uint32]*procRestorer{}}
+	defer r.mounts.Close()
 	if r.img, err = readRestoreImages(dir); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
@@ -243,6 +256,12 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	defer r.tr.Close()
 	r.fr = files.NewRestorer(r.img.files, "")
 	r.fr.PipeData = r.img.pipeData
+	r.fr.Mounts = r.mounts
+	for _, f := range r.img.files {
+		if reg := f.GetReg(); reg != nil && reg.GetMntId() >= 0 {
+			r.mounts.Want(uint32(reg.GetMntId()), reg.GetName())
+		}
+	}
 	defer r.fr.Close()
 	// Everything from here runs on the tracer thread: one hand-off, not one
 	// per injected call.
@@ -324,6 +343,9 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		}
 	}
 	if img.ns, err = readNamespaces(dir, img, inv.GetRootIds(), taskIDs); err != nil {
+		return nil, err
+	}
+	if err := checkMountNamespaces(dir, img, inv.GetRootIds().GetMntNsId()); err != nil {
 		return nil, err
 	}
 	if dir.Exists(image.PipesDataFile) {
@@ -440,6 +462,7 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 	if ids := p.cores[p.pid].GetIds(); ids != nil && ids.FilesId != nil {
 		filesID = ids.GetFilesId()
 	}
+	p.mntNS = p.cores[p.pid].GetIds().GetMntNsId()
 	fdName := image.FdinfoFile(filesID)
 	if p.fds, err = image.ReadAll[fdinfo.FdinfoEntry](dir, image.Fdinfo, fdName); err != nil {
 		return nil, err
@@ -706,6 +729,9 @@ func (p *procRestorer) fork() error {
 	}
 	p.t = p.parent.t.Forked(rt, got)
 	p.threads[p.vpid] = p.t
+	if p.img.mntNS != p.parent.img.mntNS {
+		return p.enterMountNS()
+	}
 	return nil
 }
 

@@ -46,6 +46,7 @@ type procDump struct {
 	// wasStopped: it was stopped (state T) before the dump.
 	stopped, wasStopped bool
 	secbits             uint32
+	mntNS               uint64 // the mount namespace's nsfs inode
 }
 
 // freeze seizes every thread of every process of the tree, parents before

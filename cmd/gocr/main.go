@@ -44,6 +44,7 @@ var commonOpts = []option{
 	{"W", "work-dir", true, "directory for logs (default: the images directory)"},
 	{"", "shell-job", false, "the tree was started from a shell: keep its controlling terminal"},
 	{"", "root", true, "root of the tree (accepted; only / is supported yet)"},
+	{"", "external", true, "external resource: dump mnt[PATH]:KEY, restore mnt[KEY]:HOSTPATH (repeatable)"},
 }
 
 var dumpOpts = append([]option{
@@ -154,7 +155,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = engine.Dump(ctx, engine.DumpOptions{
 			Pid: pid, ImagesDir: p.get("images-dir"), LeaveRunning: p.has("leave-running"),
 			ShellJob: p.has("shell-job"), Timeout: timeout, GhostLimit: ghost, Root: p.get("root"), Log: log,
-			Fault: faults,
+			Fault: faults, External: p.vals["external"],
 		})
 		if err != nil {
 			return fail(err)
@@ -172,6 +173,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		res, err := engine.Restore(ctx, engine.RestoreOptions{
 			ImagesDir: p.get("images-dir"), Detached: p.has("restore-detached"),
 			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log, Fault: faults,
+			External: p.vals["external"],
 		})
 		if err != nil {
 			return fail(err)

@@ -23,18 +23,25 @@ func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, error) {
 }
 
 // PathFile records a file the task uses by path but not through an fd:
-// its cwd, root, exe and mapped files. One entry per path is enough. The
-// path is the task's; it is looked up through /proc/PID/root.
+// its cwd, root, exe and mapped files. One entry per path and mount is
+// enough (the same path is another file in another mount namespace). The
+// path is the task's; it is looked up through /proc/PID/root, in the
+// task's own mount namespace.
 func (s *Set) PathFile(pid int, path string, flags uint32) (uint32, error) {
-	key := fmt.Sprintf("%o:%s", flags, path)
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, fmt.Sprintf("/proc/%d/root%s", pid, path), 0, unix.STATX_BASIC_STATS|unix.STATX_MNT_ID, &stx); err != nil {
+		return 0, fmt.Errorf("stat %s: %w", path, err)
+	}
+	mntID := -1
+	if stx.Mask&unix.STATX_MNT_ID != 0 {
+		mntID = int(stx.Mnt_id)
+	}
+	key := fmt.Sprintf("%o:%d:%s", flags, mntID, path)
 	if id, ok := s.byKey[key]; ok {
 		return id, nil
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/root%s", pid, path), &st); err != nil {
-		return 0, fmt.Errorf("stat %s: %w", path, err)
-	}
-	id := s.add(regEntry(path, flags, 0, -1, &st))
+	st := unix.Stat_t{Mode: uint32(stx.Mode), Size: int64(stx.Size)}
+	id := s.add(regEntry(path, flags, 0, mntID, &st))
 	s.byKey[key] = id
 	return id, nil
 }
@@ -56,13 +63,20 @@ func isDeleted(target string) bool {
 	return len(target) > len(suffix) && target[len(target)-len(suffix):] == suffix
 }
 
-// openReg reopens a file by path, looked up under the task's root, with the
-// flags it had (minus those that would create or truncate it) and at its
-// offset.
+// openReg reopens a file by path — on its mount when the restore made
+// that mount, under the root task's root otherwise (a mount of gocr's own
+// namespace) — with the flags it had (minus those that would create or
+// truncate it) and at its offset.
 func (r *Restorer) openReg(e *regfile.RegFileEntry) (int, error) {
 	flags := int(e.GetFlags()) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY)
-	path := r.Root + e.GetName()
-	fd, err := unix.Open(path, flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	var fd int
+	var err error
+	if id := uint32(e.GetMntId()); e.GetMntId() >= 0 && r.Mounts.Has(id) {
+		// On the mount it was opened on, in whichever namespace.
+		fd, err = r.Mounts.Open(id, e.GetName(), flags|unix.O_NOCTTY, 0)
+	} else {
+		fd, err = unix.Open(r.Root+e.GetName(), flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	}
 	if err != nil {
 		return -1, fmt.Errorf("open %s (flags %#o): %w", e.GetName(), flags, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/engine/mount"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/remote"
 )
@@ -226,6 +227,9 @@ type Restorer struct {
 	Root string
 	// PipeData is the bytes in flight of each pipe, by pipe id.
 	PipeData map[uint32][]byte
+	// Mounts are the mounts the restore made, by image mount id: a file
+	// on one of them is opened there.
+	Mounts *mount.Set
 
 	open  map[uint32]int       // file id → gocr's fd
 	pipes map[uint32]*pipeEnds // pipe id → the pipe gocr made

@@ -28,6 +28,10 @@ type RestoreOptions struct {
 	// Features, when set, gates the kernel features used (open-tree,
 	// move-mount-set-group) with clear errors; nil tries them directly.
 	Features *kernel.Features
+	// Set, when set, is shared by every namespace of one restore: their
+	// common filesystems are made once, and their mounts are kept there
+	// for reopening files (see Set).
+	Set *Set
 }
 
 // rmount is one mount being restored.
@@ -387,11 +391,39 @@ func (b *builder) build(mntNsFd int) error {
 	// Propagation last: pivot_root refuses a shared new root, and with
 	// the old root gone no umount can propagate into the new tree. The
 	// helpers are detached mounts; they go when their fds are closed.
-	return b.propagate()
+	if err := b.propagate(); err != nil {
+		return err
+	}
+	for _, m := range b.mounts {
+		if err := b.opts.Set.keepMount(m.e.GetMntId(), m.e.GetMountpoint(), m.fd); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // makeSuperblock creates a fresh filesystem, detached, and fills a tmpfs.
 func (b *builder) makeSuperblock(sb *superblock) error {
+	m := sb.creator
+	if fd, err := b.opts.Set.superblock(sb.dev); err != nil || fd >= 0 {
+		if err != nil {
+			return m.err("share "+sb.fstype, err)
+		}
+		sb.fd = fd // made for another namespace, contents and all
+		return nil
+	}
+	if err := b.newSuperblock(sb); err != nil {
+		return err
+	}
+	if err := b.opts.Set.keepSuperblock(sb.dev, sb.fd); err != nil {
+		return m.err("share "+sb.fstype, err)
+	}
+	return nil
+}
+
+// newSuperblock creates the filesystem sb with the options of its
+// creator mount, filled from its image if it is a tmpfs.
+func (b *builder) newSuperblock(sb *superblock) error {
 	m := sb.creator
 	opts := map[string]string{}
 	var order []string
@@ -556,6 +588,8 @@ func (b *builder) attachAll() error {
 		if err := b.attach(m); err != nil {
 			return err
 		}
+		// Parents first: nothing is mounted on m yet.
+		b.opts.Set.lookUpWanted(m.e.GetMntId(), m.e.GetMountpoint(), m.fd)
 	}
 	return nil
 }
