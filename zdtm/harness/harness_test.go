@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,13 @@ func TestMisbehavingWorkloadsFail(t *testing.T) {
 					t.Fatalf("workload %d outlived its failed spec", pid)
 				}
 			}
+			// Without a pidfile: any process started for this spec.
+			if left := processesMentioning(s.Dir); len(left) > 0 {
+				for _, p := range left {
+					unix.Kill(p, unix.SIGKILL)
+				}
+				t.Fatalf("processes %v started for the spec outlived it", left)
+			}
 		})
 	}
 }
@@ -150,4 +158,21 @@ func TestCrfailDumpThatSucceedsFails(t *testing.T) {
 	if _, err := Run(context.Background(), s); err == nil || !strings.Contains(err.Error(), "crfail") {
 		t.Fatalf("want a crfail failure, got %v", err)
 	}
+}
+
+// processesMentioning lists the running processes whose command line holds
+// s, zombies excepted.
+func processesMentioning(s string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !alive(pid) {
+			continue
+		}
+		if cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(cmd), s) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

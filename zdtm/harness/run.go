@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -58,9 +57,10 @@ type Result struct {
 }
 
 // Run runs a spec to its end and returns an error describing the first
-// thing that went wrong. The workload and everything it started are gone
-// when Run returns.
-func Run(ctx context.Context, s Spec) (*Result, error) {
+// thing that went wrong. The workload and every process of its tree that
+// the harness saw are gone when Run returns: a process left running after
+// the root gave its verdict fails the spec.
+func Run(ctx context.Context, s Spec) (res *Result, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.Workload.Desc.Timeout)
 	defer cancel()
 	if err := prepareDir(s); err != nil {
@@ -68,10 +68,24 @@ func Run(ctx context.Context, s Spec) (*Result, error) {
 	}
 	pid, err := start(ctx, s)
 	if err != nil {
+		// A launcher that failed or timed out may leave its daemon behind.
+		strays := newProcSet()
+		for _, p := range straysOf(s) {
+			strays.add(p)
+		}
+		if cerr := strays.cleanup(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
 		return nil, err
 	}
 	// From here on the tree must not outlive the spec, whatever happens.
-	defer func() { killTree(pid) }()
+	procs := newProcSet()
+	procs.add(pid)
+	defer func() {
+		if cerr := procs.cleanup(); cerr != nil && err == nil {
+			res, err = nil, cerr
+		}
+	}()
 
 	crfail := s.Workload.Desc.HasFlag("crfail")
 	iterations := 1
@@ -79,6 +93,7 @@ func Run(ctx context.Context, s Spec) (*Result, error) {
 		iterations = 3
 	}
 	for i := 1; i <= iterations && s.Engine.Checkpoints(); i++ {
+		procs.add(pid)
 		before, err := TakeSnapshot(pid)
 		if err != nil {
 			return nil, fmt.Errorf("iteration %d: snapshot before dump: %w", i, err)
@@ -108,8 +123,8 @@ func Run(ctx context.Context, s Spec) (*Result, error) {
 			if err != nil {
 				return nil, fmt.Errorf("iteration %d: restore: %w", i, err)
 			}
+			procs.add(rpid)
 			if rpid != pid {
-				killTree(rpid)
 				return nil, fmt.Errorf("iteration %d: restored root has pid %d, want %d", i, rpid, pid)
 			}
 		}
@@ -122,8 +137,13 @@ func Run(ctx context.Context, s Spec) (*Result, error) {
 				map[bool]string{true: "dump --leave-running", false: "restore"}[leave], d)
 		}
 	}
+	procs.add(pid)
 	verdict, err := stop(ctx, s, pid)
 	if err != nil {
+		return nil, err
+	}
+	// The root is gone: the rest of its tree must end with it.
+	if err := procs.settle(ctx, 2*time.Second); err != nil {
 		return nil, err
 	}
 	return &Result{Verdict: verdict, Pid: pid}, nil
@@ -227,27 +247,4 @@ func waitGone(ctx context.Context, pid int) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-}
-
-// killTree SIGKILLs a workload tree that the harness started and reaps what
-// it can. It kills by pid only, never by name.
-func killTree(root int) {
-	if !alive(root) {
-		reap(root)
-		return
-	}
-	pids, _ := TreePids(root)
-	for i := len(pids) - 1; i >= 0; i-- {
-		unix.Kill(pids[i], syscall.SIGKILL)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, p := range pids {
-		waitGone(ctx, p)
-	}
-}
-
-func reap(pid int) {
-	var ws unix.WaitStatus
-	unix.Wait4(pid, &ws, unix.WNOHANG|unix.WALL, nil)
 }

@@ -17,18 +17,23 @@ import (
 // hands out afresh (mount ids, pipe and socket inodes, peer group numbers)
 // are left out.
 type Snapshot struct {
-	Procs map[int]*ProcState // by pid
+	// Procs holds the processes by their pid in the root's pid namespace:
+	// the pids a restore keeps. For a tree in a pid namespace of its own
+	// the host's pids of its processes may change.
+	Procs map[int]*ProcState
 	// Mounts holds the mount table of every mount namespace of the tree,
 	// under the same label as ProcState.Namespaces["mnt"].
 	Mounts map[string][]string
 }
 
-// ProcState is one process of the tree.
+// ProcState is one process of the tree. A zombie has its tree links, state
+// and status, and no fds, maps or namespaces but its pid and user ones.
 type ProcState struct {
-	Pid        int
-	Tree       string            // "ppid P pgid G sid S" with ids outside the tree as "out"
+	Pid        int               // in the root's pid namespace
+	HostPid    int               // as the harness sees it
+	Tree       string            // "state S ppid P pgid G sid S", ids as Pid, those of no process of the tree as "out"
 	Status     []string          // essentials of /proc/PID/status
-	Fds        []string          // "fd N: target flags F"
+	Fds        []string          // "fd N: target flags F", pipes and sockets as "pipe#k", numbered over the tree
 	Maps       []string          // merged "start-end perms path"
 	Tids       []int             // threads
 	Namespaces map[string]string // kind → "host" or "ns#k", numbered by first use in the tree
@@ -41,7 +46,8 @@ var statusKeys = []string{"Name", "Umask", "Uid", "Gid", "Groups", "SigBlk", "Si
 
 var nsKinds = []string{"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"}
 
-// TreePids lists root and every descendant, parents before children.
+// TreePids lists root and every descendant, parents before children: the
+// children of each thread, zombies and orphans the root adopted among them.
 func TreePids(root int) ([]int, error) {
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", root)); err != nil {
 		return nil, fmt.Errorf("process %d: %w", root, err)
@@ -66,26 +72,42 @@ func TreePids(root int) ([]int, error) {
 
 // TakeSnapshot reads the state of the tree rooted at root.
 func TakeSnapshot(root int) (*Snapshot, error) {
-	pids, err := TreePids(root)
+	hostPids, err := TreePids(root)
 	if err != nil {
 		return nil, err
 	}
+	inner, err := treePids(hostPids)
+	if err != nil {
+		return nil, err
+	}
+	// Number namespaces, pipes and sockets in the order of the tree's own
+	// pids, which a restore keeps, not in the host's.
+	slices.SortFunc(hostPids, func(a, b int) int { return inner[a] - inner[b] })
 	s := &Snapshot{Procs: map[int]*ProcState{}, Mounts: map[string][]string{}}
 	own := namespaces(os.Getpid())
 	labels := map[string]map[string]string{} // kind → inode → label
-	inTree := map[string]bool{}
-	for _, p := range pids {
-		inTree[strconv.Itoa(p)] = true
+	label := func(kind, ino string) string {
+		if labels[kind] == nil {
+			labels[kind] = map[string]string{}
+		}
+		if labels[kind][ino] == "" {
+			prefix := "ns" // namespaces are labelled ns#k whatever their kind
+			if kind == "pipe" || kind == "socket" {
+				prefix = kind
+			}
+			labels[kind][ino] = fmt.Sprintf("%s#%d", prefix, len(labels[kind])+1)
+		}
+		return labels[kind][ino]
 	}
-	for _, pid := range pids {
-		ps := &ProcState{Pid: pid, Namespaces: map[string]string{}}
-		if ps.Tree, err = treeLinks(pid, inTree); err != nil {
+	for _, pid := range hostPids {
+		ps := &ProcState{Pid: inner[pid], HostPid: pid, Namespaces: map[string]string{}}
+		if ps.Tree, err = treeLinks(pid, inner); err != nil {
 			return nil, err
 		}
 		if ps.Status, err = statusEssentials(pid); err != nil {
 			return nil, err
 		}
-		if ps.Fds, err = fdTable(pid); err != nil {
+		if ps.Fds, err = fdTable(pid, label); err != nil {
 			return nil, err
 		}
 		if ps.Maps, err = mergedMaps(pid); err != nil {
@@ -101,30 +123,74 @@ func TakeSnapshot(root int) (*Snapshot, error) {
 			}
 		}
 		for kind, ino := range namespaces(pid) {
-			switch {
-			case ino == own[kind]:
+			if ino == own[kind] {
 				ps.Namespaces[kind] = "host"
-			default:
-				if labels[kind] == nil {
-					labels[kind] = map[string]string{}
-				}
-				if labels[kind][ino] == "" {
-					labels[kind][ino] = fmt.Sprintf("ns#%d", len(labels[kind])+1)
-				}
-				ps.Namespaces[kind] = labels[kind][ino]
+			} else {
+				ps.Namespaces[kind] = label(kind, ino)
 			}
 		}
-		if l := ps.Namespaces["mnt"]; s.Mounts[l] == nil {
+		// A zombie has no mount namespace left to read.
+		if l, ok := ps.Namespaces["mnt"]; ok && s.Mounts[l] == nil {
 			if s.Mounts[l], err = mountTable(pid); err != nil {
 				return nil, err
 			}
 		}
-		s.Procs[pid] = ps
+		s.Procs[ps.Pid] = ps
 	}
 	return s, nil
 }
 
-func treeLinks(pid int, inTree map[string]bool) (string, error) {
+// treePids maps the host's pids of a tree, root first, to their pids in the
+// root's pid namespace (the NSpid of that level; descendants in nested pid
+// namespaces have one there too).
+func treePids(hostPids []int) (map[int]int, error) {
+	out := map[int]int{}
+	level := -1
+	for _, pid := range hostPids {
+		ids, err := nsPids(pid)
+		if err != nil {
+			return nil, err
+		}
+		if level < 0 {
+			level = len(ids) - 1
+		}
+		if len(ids) <= level {
+			return nil, fmt.Errorf("process %d of the tree is outside the pid namespace of its root (NSpid %v)", pid, ids)
+		}
+		out[pid] = ids[level]
+	}
+	return out, nil
+}
+
+// nsPids reads NSpid of /proc/PID/status: the pid in each pid namespace
+// from the harness's down to the process's own.
+func nsPids(pid int) ([]int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "NSpid:"); ok {
+			var ids []int
+			for _, f := range strings.Fields(v) {
+				n, err := strconv.Atoi(f)
+				if err != nil {
+					return nil, fmt.Errorf("/proc/%d/status: NSpid %q", pid, v)
+				}
+				ids = append(ids, n)
+			}
+			if len(ids) > 0 {
+				return ids, nil
+			}
+		}
+	}
+	return []int{pid}, nil // a kernel without NSpid has no nested pid namespaces to tell apart
+}
+
+// treeLinks reads the state, ppid, pgid and sid of pid, with the ids of
+// processes of the tree as their pids in the root's pid namespace (inner)
+// and any other as "out".
+func treeLinks(pid int, inner map[int]int) (string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return "", err
@@ -139,8 +205,9 @@ func treeLinks(pid int, inTree map[string]bool) (string, error) {
 		return "", fmt.Errorf("/proc/%d/stat: short", pid)
 	}
 	id := func(s string) string {
-		if inTree[s] {
-			return s
+		n, err := strconv.Atoi(s)
+		if p, ok := inner[n]; ok && err == nil {
+			return strconv.Itoa(p)
 		}
 		return "out"
 	}
@@ -208,12 +275,15 @@ func readStatus(pid int) ([]string, error) {
 	return out, sc.Err()
 }
 
-func fdTable(pid int) ([]string, error) {
+// fdTable reads the fds of pid; label names a pipe or socket by its kind
+// and inode, the same name for the same inode anywhere in the tree.
+func fdTable(pid int, label func(kind, ino string) string) ([]string, error) {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
+	slices.SortFunc(ents, func(a, b os.DirEntry) int { return atoi(a.Name()) - atoi(b.Name()) })
 	var out []string
 	for _, e := range ents {
 		target, err := os.Readlink(filepath.Join(dir, e.Name()))
@@ -228,23 +298,23 @@ func fdTable(pid int) ([]string, error) {
 				}
 			}
 		}
-		out = append(out, fmt.Sprintf("fd %s: %s flags %s", e.Name(), normalizeFdTarget(target), flags))
+		out = append(out, fmt.Sprintf("fd %s: %s flags %s", e.Name(), normalizeFdTarget(target, label), flags))
 	}
-	sort.Slice(out, func(i, j int) bool { return fdNum(out[i]) < fdNum(out[j]) })
 	return out, nil
 }
 
-func fdNum(line string) int {
-	n, _ := strconv.Atoi(strings.TrimSuffix(strings.Fields(line)[1], ":"))
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
 	return n
 }
 
-// normalizeFdTarget drops inode numbers a restore cannot keep: a new pipe or
-// socket is the same pipe or socket as far as the process can tell.
-func normalizeFdTarget(t string) string {
-	for _, p := range []string{"pipe:[", "socket:["} {
-		if strings.HasPrefix(t, p) {
-			return strings.TrimSuffix(p, ":[")
+// normalizeFdTarget replaces the inode numbers of pipes and sockets, which
+// a restore cannot keep, by labels: a new pipe is the same pipe as far as
+// the processes can tell, as long as the same ones share it.
+func normalizeFdTarget(t string, label func(kind, ino string) string) string {
+	for _, kind := range []string{"pipe", "socket"} {
+		if ino, ok := strings.CutPrefix(t, kind+":["); ok {
+			return label(kind, strings.TrimSuffix(ino, "]"))
 		}
 	}
 	return t

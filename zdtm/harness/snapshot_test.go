@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,49 @@ func TestDiffThreadsAndMaps(t *testing.T) {
 	diffMaps(&b, 1, maps, []string{"1000-2000 rw-p ", "3000-8000 ---p ", "8000-9000 r-xp /bin/x"})
 	if !strings.Contains(b.String(), "- 1000-3000 rw-p") {
 		t.Fatalf("lost memory not reported:\n%s", b.String())
+	}
+}
+
+// Processes that share a pipe show the same label for it, and the label
+// does not depend on the pipe's inode.
+func TestSnapshotLabelsSharedPipes(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 | sleep 30; true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var s *Snapshot
+	for i := 0; ; i++ {
+		var err error
+		if s, err = TakeSnapshot(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Procs) == 3 && strings.Contains(strings.Join(s.Procs[cmd.Process.Pid].Status, " "), "Name: sh") {
+			break
+		}
+		if i > 500 {
+			t.Fatalf("sh never started its two sleeps: %d processes", len(s.Procs))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var holders []int
+	for pid, p := range s.Procs {
+		if pid == cmd.Process.Pid {
+			continue
+		}
+		for _, fd := range p.Fds {
+			if strings.Contains(fd, "pipe:") {
+				t.Errorf("pid %d: pipe inode not replaced: %s", pid, fd)
+			}
+			if strings.Contains(fd, " pipe#1 ") {
+				holders = append(holders, pid)
+			}
+		}
+		if !strings.HasSuffix(p.Tree, "ppid "+strconv.Itoa(cmd.Process.Pid)+" pgid out sid out") {
+			t.Errorf("pid %d: tree links %q, want its parent in the tree and its group and session out", pid, p.Tree)
+		}
+	}
+	if len(holders) != 2 {
+		t.Errorf("pipe#1 held by %v, want both sleeps:\n%v", holders, s.Procs)
 	}
 }

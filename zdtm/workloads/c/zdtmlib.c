@@ -6,22 +6,28 @@
 #include <grp.h>
 #include <limits.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_OPTS 32
 #define NS_HOSTNAME "zdtm-ns"
+/* How long the root waits for the words of its tree. */
+#define TREE_TIMEOUT_MS 30000
 
 static struct { const char *name, *value; } opts[MAX_OPTS];
 static int nopts;
@@ -69,10 +75,101 @@ void test_msg(const char *fmt, ...)
 	fflush(stdout);
 }
 
+/*
+ * The tree's state (see zdtmlib.h). go: the root keeps the only write end
+ * and closes it to wake the tree, which reads EOF. report: every process
+ * writes records of REPORT_SIZE bytes (at most PIPE_BUF, so each arrives
+ * whole), the root alone reads them.
+ */
+#define REPORT_SIZE 256
+struct report {
+	int32_t pid;
+	char kind; /* 'R' ready, 'P' pass, 'F' fail */
+	char msg[REPORT_SIZE - sizeof(int32_t) - 1];
+};
+_Static_assert(sizeof(struct report) == REPORT_SIZE, "a report is one atomic pipe write");
+
+static bool tree_child; /* made by test_fork: pass and fail report to the root */
+static int go[2] = {-1, -1}, report[2] = {-1, -1};
+
+static void send_report(char kind, const char *msg)
+{
+	struct report r = {.pid = getpid(), .kind = kind};
+	snprintf(r.msg, sizeof(r.msg), "%s", msg);
+	if (write(report[1], &r, sizeof(r)) != sizeof(r))
+		_exit(3);
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* reap_children waits for every child of this process, until the deadline
+ * (in now_ms's clock) when it is not 0. It returns the first child that did
+ * not exit 0 and its status, or -1 if some child was still running at the
+ * deadline, or 0. */
+static pid_t reap_children(int *bad, long deadline)
+{
+	pid_t first = 0, pid;
+	int st;
+	for (;;) {
+		pid = waitpid(-1, &st, deadline ? WNOHANG : 0);
+		if (pid < 0 && errno == EINTR)
+			continue;
+		if (pid < 0)
+			return first; /* ECHILD: all reaped */
+		if (pid > 0) {
+			if (!first && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+				first = pid, *bad = st;
+			continue;
+		}
+		if (now_ms() > deadline)
+			return -1;
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	}
+}
+
+static void describe_status(char *buf, size_t size, int st)
+{
+	if (WIFEXITED(st))
+		snprintf(buf, size, "exited %d", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(buf, size, "was killed by signal %d", WTERMSIG(st));
+	else
+		snprintf(buf, size, "status %#x", st);
+}
+
+/* child_finish is pass and fail in a process made by test_fork. */
+static void child_finish(const char *msg) __attribute__((noreturn));
+static void child_finish(const char *msg)
+{
+	if (msg) {
+		test_msg("pid %d: FAIL: %s\n", getpid(), msg);
+		send_report('F', msg);
+		_exit(1); /* its children die with it */
+	}
+	/* Its children are checking their own state: wait for them. */
+	int st = 0;
+	pid_t bad = reap_children(&st, 0);
+	if (bad) {
+		char buf[REPORT_SIZE], how[64];
+		describe_status(how, sizeof(how), st);
+		snprintf(buf, sizeof(buf), "child %d %s", bad, how);
+		child_finish(buf);
+	}
+	send_report('P', "");
+	_exit(0);
+}
+
 static void finish(const char *verdict, int code) __attribute__((noreturn));
 static void finish(const char *verdict, int code)
 {
 	char tmp[PATH_MAX];
+	if (tree_child)
+		child_finish(code ? verdict + strlen("FAIL: ") : NULL);
 	printf("%s\n", verdict);
 	fflush(stdout);
 	fsync(1);
@@ -398,6 +495,10 @@ void test_init(int argc, char **argv, bool suid)
 			waitpid(child, NULL, 0);
 			die("launch: the daemon was not started (see %s)", out);
 		}
+		/* The middle process exits once it has said the daemon's pid:
+		 * reap it rather than leave a zombie to whoever adopts it. */
+		if (ns)
+			waitpid(child, NULL, 0);
 		/* 'R' and then EOF: the pidfile must not appear while the daemon
 		 * still holds its end of the pipe (the harness looks at its fds). */
 		if (read(ready[0], &c, 1) != 1 || c != 'R' || read(ready[0], &c, 1) != 0) {
@@ -456,4 +557,122 @@ void test_init(int argc, char **argv, bool suid)
 		die("sigaction SIGTERM: %m");
 	if (!suid)
 		switch_ids();
+}
+
+pid_t test_fork(void)
+{
+	if (!tree_child && go[1] < 0 && (pipe2(go, O_CLOEXEC) || pipe2(report, O_CLOEXEC)))
+		fail("pipe for the tree: %m");
+	pid_t parent = getpid();
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		fail("fork: %m");
+	if (pid > 0)
+		return pid;
+	tree_child = true;
+	/* The launcher waits for EOF on the ready pipe, the tree for EOF on
+	 * go, and only the root reads reports. */
+	if (ready_fd >= 0)
+		close(ready_fd), ready_fd = -1;
+	if (go[1] >= 0)
+		close(go[1]), go[1] = -1;
+	if (report[0] >= 0)
+		close(report[0]), report[0] = -1;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL))
+		fail("PR_SET_PDEATHSIG: %m");
+	if (getppid() != parent)
+		_exit(1); /* the parent died before the line above */
+	return 0;
+}
+
+void test_child_ready(void)
+{
+	char c;
+	ssize_t n;
+	if (!tree_child)
+		fail("test_child_ready in the root");
+	send_report('R', "");
+	while ((n = read(go[0], &c, 1)) < 0 && errno == EINTR)
+		;
+	if (n != 0)
+		fail("waiting for the root's word: read returned %zd (%m), want EOF", n);
+}
+
+/* read_report reads the next record or fails the root after the deadline. */
+static void read_report(struct report *r, long deadline, const char *waiting)
+{
+	size_t got = 0;
+	while (got < sizeof(*r)) {
+		struct pollfd p = {.fd = report[0], .events = POLLIN};
+		long left = deadline - now_ms();
+		int n = left > 0 ? poll(&p, 1, left) : 0;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			fail("poll the tree's reports: %m");
+		if (n == 0)
+			fail("%s: none came within %d s", waiting, TREE_TIMEOUT_MS / 1000);
+		ssize_t k = read(report[0], (char *)r + got, sizeof(*r) - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			fail("read the tree's reports: %zd (%m)", k);
+		got += k;
+	}
+	r->msg[sizeof(r->msg) - 1] = 0;
+}
+
+void test_tree_ready(int n)
+{
+	long deadline = now_ms() + TREE_TIMEOUT_MS;
+	for (int i = 0; i < n; i++) {
+		char waiting[64];
+		struct report r;
+		snprintf(waiting, sizeof(waiting), "waiting for %d more processes of the tree to be ready", n - i);
+		read_report(&r, deadline, waiting);
+		if (r.kind == 'F')
+			fail("process %d of the tree, before ready: %s", r.pid, r.msg);
+		if (r.kind != 'R')
+			fail("process %d of the tree gave its verdict before ready", r.pid);
+	}
+}
+
+void test_tree_wake(void)
+{
+	if (go[1] < 0)
+		fail("test_tree_wake: no tree, or woken already");
+	close(go[1]);
+	go[1] = -1;
+}
+
+void test_tree_collect(int n)
+{
+	long deadline = now_ms() + TREE_TIMEOUT_MS;
+	for (int i = 0; i < n; i++) {
+		char waiting[64];
+		struct report r;
+		snprintf(waiting, sizeof(waiting), "waiting for %d more verdicts of the tree", n - i);
+		read_report(&r, deadline, waiting);
+		if (r.kind == 'F')
+			fail("process %d of the tree: %s", r.pid, r.msg);
+		if (r.kind != 'P')
+			fail("process %d of the tree said '%c' when a verdict was due", r.pid, r.kind);
+	}
+	/* Every process gave its verdict and is exiting: reap the children. */
+	int st = 0;
+	pid_t bad = reap_children(&st, now_ms() + TREE_TIMEOUT_MS);
+	if (bad < 0)
+		fail("children still running %d s after every verdict came", TREE_TIMEOUT_MS / 1000);
+	if (bad) {
+		char how[64];
+		describe_status(how, sizeof(how), st);
+		fail("child %d %s after its verdict", bad, how);
+	}
+}
+
+void test_tree_check(int n)
+{
+	test_tree_wake();
+	test_tree_collect(n);
 }

@@ -16,6 +16,7 @@
 #define ZDTMLIB_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* test_init parses the options and starts the daemon: it returns only in
  * the daemon. suid workloads keep root; others switch to ZDTM_UID etc. */
@@ -28,7 +29,40 @@ void test_daemon(void);
 void test_waitsig(void);
 bool test_stopped(void);
 void test_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* pass and fail give the verdict in the root; in a process made by
+ * test_fork they report to the root instead (see below) and exit. */
 void pass(void) __attribute__((noreturn));
 void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/*
+ * Process trees. The root (the daemon) makes the other processes of its
+ * tree with test_fork. Each of them builds its state, says so with
+ * test_child_ready, which then blocks until the root's word; the root waits
+ * for those words with test_tree_ready before its own test_daemon. After
+ * SIGTERM the root wakes them all with test_tree_wake; each checks its state
+ * and ends with pass or fail, which send its verdict to the root (through a
+ * pipe the whole tree shares) and exit: pass after reaping the process's
+ * own children, fail at once. test_tree_collect gathers the verdicts and
+ * reaps the root's children.
+ *
+ * A process made by test_fork dies with its parent (PR_SET_PDEATHSIG), so
+ * a root that fails takes its tree along; one that must outlive its parent
+ * clears that itself.
+ */
+/* test_fork is fork(2) for a process of the tree; it fails the test on error. */
+pid_t test_fork(void);
+/* test_child_ready reports the state built and waits for test_tree_wake. */
+void test_child_ready(void);
+/* test_tree_ready waits until n processes of the tree are ready; a verdict
+ * of fail from any of them fails the root. */
+void test_tree_ready(int n);
+/* test_tree_wake lets every process of the tree check its state. */
+void test_tree_wake(void);
+/* test_tree_collect waits for n verdicts, failing on the first fail or when
+ * some never come, then reaps the root's children, failing on a child that
+ * did not exit 0. */
+void test_tree_collect(int n);
+/* test_tree_check is test_tree_wake and test_tree_collect. */
+void test_tree_check(int n);
 
 #endif

@@ -4,8 +4,10 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -39,6 +41,21 @@ func main() {
 		}},
 		// never-ready never says it is ready: no pidfile appears.
 		lib.Workload{Name: "never-ready", Run: func(t *lib.T) {
+			t.WaitSignal()
+			t.Pass()
+		}},
+		// leftover starts a child that outlives its verdict (and writes
+		// the child's pid to leftover.pid beside the outfile).
+		lib.Workload{Name: "leftover", Run: func(t *lib.T) {
+			cmd := exec.Command("/bin/sleep", "1000")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pidFile := filepath.Join(filepath.Dir(t.Opt("outfile", "")), "leftover.pid")
+			if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Ready()
 			t.WaitSignal()
 			t.Pass()
 		}},
