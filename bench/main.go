@@ -2,7 +2,7 @@
 // measured in the same run: `make bench`. It prints figures; it never fails
 // on timing.
 //
-//	bench -gocr bin/gocr -workload bin/zdtm-workload [-size 1G] [-vmas 10000 -fds 1000]
+//	bench -gocr bin/gocr -workload bin/zdtm-workload [-size 1G] [-vmas 10000 -fds 1000] [-procs 100 -pipes 10]
 package main
 
 import (
@@ -26,6 +26,8 @@ func main() {
 	size := flag.String("size", "1G", "memory of the big-memory case")
 	vmas := flag.Int("vmas", 10000, "VMAs of the many-objects case")
 	fds := flag.Int("fds", 1000, "fds of the many-objects case")
+	procs := flag.Int("procs", 100, "processes of the tree case")
+	pipes := flag.Int("pipes", 10, "pipes shared by the tree case")
 	touch := flag.Int64("touch", 0, "internal: measure the touch limit for this many bytes and print MB/s")
 	flag.Parse()
 	if *touch > 0 {
@@ -40,6 +42,7 @@ func main() {
 	b := &bench{gocr: *gocr, workload: *workload}
 	ok := b.bigMem(*size)
 	ok = b.manyObjects(*vmas, *fds) && ok
+	ok = b.tree(*procs, *pipes) && ok
 	if !ok {
 		os.Exit(1)
 	}

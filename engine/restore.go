@@ -125,6 +125,7 @@ type restoreImages struct {
 	files    []*fdinfo.FileEntry
 	fileByID map[uint32]*fdinfo.FileEntry
 	pipeData map[uint32][]byte
+	fifoData map[uint32][]byte
 	pages    uint64
 	ns       *nsImages
 }
@@ -256,6 +257,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	defer r.tr.Close()
 	r.fr = files.NewRestorer(r.img.files, "")
 	r.fr.PipeData = r.img.pipeData
+	r.fr.FifoData = r.img.fifoData
 	r.fr.Mounts = r.mounts
 	for _, f := range r.img.files {
 		if reg := f.GetReg(); reg != nil && reg.GetMntId() >= 0 {
@@ -278,7 +280,11 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 		if errors.As(err, &te) {
 			return nil, err
 		}
-		return nil, &TaskError{Pid: root.pid, Op: "restore", Err: err}
+		pid := root.pid
+		if pid == 0 {
+			pid = root.vpid // never started
+		}
+		return nil, &TaskError{Pid: pid, Op: "restore", Err: err}
 	}
 	elapsed := time.Since(start)
 	us := func(d time.Duration) *uint32 { return ptr(uint32(d / time.Microsecond)) }
@@ -348,26 +354,11 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 	if err := checkMountNamespaces(dir, img, inv.GetRootIds().GetMntNsId()); err != nil {
 		return nil, err
 	}
-	if dir.Exists(image.PipesDataFile) {
-		rd, err := dir.Reader(image.PipesData, image.PipesDataFile)
-		if err != nil {
-			return nil, err
-		}
-		defer rd.Close()
-		for {
-			var e pipe_data.PipeDataEntry
-			if !rd.Next(&e) {
-				break
-			}
-			b, err := io.ReadAll(rd.Payload())
-			if err != nil {
-				return nil, fmt.Errorf("%s: entry %d: %w", image.PipesDataFile, rd.Index(), err)
-			}
-			img.pipeData[e.GetPipeId()] = b
-		}
-		if err := rd.Err(); err != nil {
-			return nil, err
-		}
+	if img.pipeData, err = readPipeData(dir, image.PipesData, image.PipesDataFile); err != nil {
+		return nil, err
+	}
+	if img.fifoData, err = readPipeData(dir, image.FifoData, image.FifoDataFile); err != nil {
+		return nil, err
 	}
 	// Shared memory objects: every run inside the object's mapped size,
 	// whichever processes map it.
@@ -401,6 +392,31 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		}
 	}
 	return img, nil
+}
+
+// readPipeData reads the bytes in flight of pipes or FIFOs, by pipe id.
+func readPipeData(dir *image.Dir, kind image.Kind, name string) (map[uint32][]byte, error) {
+	out := map[uint32][]byte{}
+	if !dir.Exists(name) {
+		return out, nil
+	}
+	rd, err := dir.Reader(kind, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	for {
+		var e pipe_data.PipeDataEntry
+		if !rd.Next(&e) {
+			break
+		}
+		b, err := io.ReadAll(rd.Payload())
+		if err != nil {
+			return nil, fmt.Errorf("%s: entry %d: %w", name, rd.Index(), err)
+		}
+		out[e.GetPipeId()] = b
+	}
+	return out, rd.Err()
 }
 
 // readProcImages reads and checks the images of the process e of the tree.

@@ -1,10 +1,10 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
@@ -276,24 +276,39 @@ func (d *dumper) writeTreeImages() error {
 	if err := w.Close(); err != nil {
 		return err
 	}
-	if len(d.files.PipeData) > 0 {
-		w, err = d.dir.Writer(image.PipesData, image.PipesDataFile)
-		if err != nil {
-			return err
+	if err := writePipeData(d.dir, image.PipesData, image.PipesDataFile, d.files.PipeData); err != nil {
+		return err
+	}
+	if err := writePipeData(d.dir, image.FifoData, image.FifoDataFile, d.files.FifoData); err != nil {
+		return err
+	}
+	return d.dir.WriteInventory(image.NewInventory(d.rootIDs(), inventory.Lsmtype_NO_LSM))
+}
+
+// writePipeData writes the bytes in flight of pipes or FIFOs, by inode;
+// none, no file.
+func writePipeData(dir *image.Dir, kind image.Kind, name string, data map[uint64][]byte) error {
+	var inos []uint64
+	for ino, b := range data {
+		if len(b) > 0 {
+			inos = append(inos, ino)
 		}
-		for ino, data := range d.files.PipeData {
-			if len(data) == 0 {
-				continue
-			}
-			e := &pipe_data.PipeDataEntry{PipeId: ptr(uint32(ino)), Bytes: ptr(uint32(len(data)))}
-			if err := w.WritePayload(e, strings.NewReader(string(data))); err != nil {
-				w.Abort()
-				return err
-			}
-		}
-		if err := w.Close(); err != nil {
+	}
+	if len(inos) == 0 {
+		return nil
+	}
+	slices.Sort(inos)
+	w, err := dir.Writer(kind, name)
+	if err != nil {
+		return err
+	}
+	for _, ino := range inos {
+		b := data[ino]
+		e := &pipe_data.PipeDataEntry{PipeId: ptr(uint32(ino)), Bytes: ptr(uint32(len(b)))}
+		if err := w.WritePayload(e, bytes.NewReader(b)); err != nil {
+			w.Abort()
 			return err
 		}
 	}
-	return d.dir.WriteInventory(image.NewInventory(d.rootIDs(), inventory.Lsmtype_NO_LSM))
+	return w.Close()
 }

@@ -10,16 +10,20 @@ import (
 
 // dumpRegFd records a file opened by path: a regular file, a directory or a
 // device node, with its flags, offset and mount.
-func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, error) {
+func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd.Fd), &st); err != nil {
-		return 0, fmt.Errorf("stat: %w", err)
+		return 0, 0, fmt.Errorf("stat: %w", err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFIFO {
+		id, err := s.dumpFifo(pid, fd, &st)
+		return id, fdinfo.FdTypes_FIFO, err
 	}
 	if st.Nlink == 0 || isDeleted(fd.Target) {
-		return 0, fmt.Errorf("file was deleted while open (ghost files are not supported yet)")
+		return 0, 0, fmt.Errorf("file was deleted while open (ghost files are not supported yet)")
 	}
 	flags := fd.Info.Flags &^ unix.O_CLOEXEC
-	return s.add(regEntry(fd.Target, flags, uint64(fd.Info.Pos), fd.Info.MntID, &st)), nil
+	return s.add(regEntry(fd.Target, flags, uint64(fd.Info.Pos), fd.Info.MntID, &st)), fdinfo.FdTypes_REG, nil
 }
 
 // PathFile records a file the task uses by path but not through an fd:
@@ -68,7 +72,23 @@ func isDeleted(target string) bool {
 // namespace) — with the flags it had (minus those that would create or
 // truncate it) and at its offset.
 func (r *Restorer) openReg(e *regfile.RegFileEntry) (int, error) {
-	flags := int(e.GetFlags()) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY)
+	fd, err := r.openRegFlags(e, int(e.GetFlags()))
+	if err != nil {
+		return -1, err
+	}
+	if pos := e.GetPos(); pos != 0 {
+		if _, err := unix.Seek(fd, int64(pos), unix.SEEK_SET); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("seek %s to %d: %w", e.GetName(), pos, err)
+		}
+	}
+	return fd, nil
+}
+
+// openRegFlags opens the file of e with flags (minus those that would
+// create or truncate it).
+func (r *Restorer) openRegFlags(e *regfile.RegFileEntry, flags int) (int, error) {
+	flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY
 	var fd int
 	var err error
 	if id := uint32(e.GetMntId()); e.GetMntId() >= 0 && r.Mounts.Has(id) {
@@ -79,12 +99,6 @@ func (r *Restorer) openReg(e *regfile.RegFileEntry) (int, error) {
 	}
 	if err != nil {
 		return -1, fmt.Errorf("open %s (flags %#o): %w", e.GetName(), flags, err)
-	}
-	if pos := e.GetPos(); pos != 0 {
-		if _, err := unix.Seek(fd, int64(pos), unix.SEEK_SET); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("seek %s to %d: %w", e.GetName(), pos, err)
-		}
 	}
 	return fd, nil
 }

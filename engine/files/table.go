@@ -20,8 +20,9 @@ type Set struct {
 	Entries []*fdinfo.FileEntry
 	nextID  uint32
 	byKey   map[string]uint32 // files reopened by path, shared by key
-	// PipeData holds the bytes in flight of each dumped pipe, by inode.
-	PipeData map[uint64][]byte
+	// PipeData holds the bytes in flight of each dumped pipe, by inode;
+	// FifoData those of each FIFO.
+	PipeData, FifoData map[uint64][]byte
 	// fileIDs maps the fds of the task being dumped to their file ids, so
 	// an epoll can name its targets.
 	fileIDs map[int]uint32
@@ -32,7 +33,7 @@ type Set struct {
 
 // NewSet starts an empty set.
 func NewSet() *Set {
-	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}}
+	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}, FifoData: map[uint64][]byte{}}
 }
 
 // add gives e the next id, also in its kind-specific message, and keeps it.
@@ -49,6 +50,8 @@ func (s *Set) add(e *fdinfo.FileEntry) uint32 {
 		e.Efd.Id = ptr(id)
 	case e.Epfd != nil:
 		e.Epfd.Id = ptr(id)
+	case e.Fifo != nil:
+		e.Fifo.Id = ptr(id)
 	}
 	s.Entries = append(s.Entries, e)
 	return id
@@ -172,8 +175,7 @@ func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	t := fd.Target
 	switch {
 	case strings.HasPrefix(t, "/"):
-		id, err := s.dumpRegFd(pid, fd)
-		return id, fdinfo.FdTypes_REG, err
+		return s.dumpRegFd(pid, fd)
 	case strings.HasPrefix(t, "pipe:["):
 		id, err := s.dumpPipe(pid, fd)
 		return id, fdinfo.FdTypes_PIPE, err
@@ -225,20 +227,22 @@ type Restorer struct {
 	// Root is where the task's paths are looked up: "/proc/PID/root" of
 	// the task being restored.
 	Root string
-	// PipeData is the bytes in flight of each pipe, by pipe id.
-	PipeData map[uint32][]byte
+	// PipeData is the bytes in flight of each pipe, by pipe id; FifoData
+	// of each FIFO.
+	PipeData, FifoData map[uint32][]byte
 	// Mounts are the mounts the restore made, by image mount id: a file
 	// on one of them is opened there.
 	Mounts *mount.Set
 
 	open  map[uint32]int       // file id → gocr's fd
 	pipes map[uint32]*pipeEnds // pipe id → the pipe gocr made
+	fifos map[uint32]int       // FIFO pipe id → gocr's read-write fd of it
 }
 
 // NewRestorer indexes the file entries of files.img.
 func NewRestorer(entries []*fdinfo.FileEntry, root string) *Restorer {
 	r := &Restorer{entries: map[uint32]*fdinfo.FileEntry{}, Root: root, PipeData: map[uint32][]byte{},
-		open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}}
+		open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}, fifos: map[uint32]int{}, FifoData: map[uint32][]byte{}}
 	for _, e := range entries {
 		r.entries[e.GetId()] = e
 	}
@@ -268,6 +272,8 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = r.openReg(e.Reg)
 	case e.Pipe != nil:
 		fd, err = r.openPipe(e.Pipe)
+	case e.Fifo != nil:
+		fd, err = r.openFifo(e.Fifo)
 	case e.Efd != nil:
 		fd, err = openEventfd(e.Efd)
 	case e.Epfd != nil:
@@ -291,6 +297,10 @@ func (r *Restorer) Close() {
 	for id, p := range r.pipes {
 		p.close()
 		delete(r.pipes, id)
+	}
+	for id, fd := range r.fifos {
+		unix.Close(fd)
+		delete(r.fifos, id)
 	}
 }
 

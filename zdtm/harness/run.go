@@ -118,6 +118,14 @@ func Run(ctx context.Context, s Spec) (res *Result, err error) {
 			if err := waitGone(ctx, pid); err != nil {
 				return nil, fmt.Errorf("iteration %d: after dump: %w", i, err)
 			}
+			// The rest of the tree went with the root: its zombies come to
+			// the harness, and would hold their pids against the restore.
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			left := procs.wait(wctx)
+			cancel()
+			if len(left) > 0 {
+				return nil, fmt.Errorf("iteration %d: after dump: processes of the tree still there: %v", i, left)
+			}
 			rpid, err := s.Engine.Restore(ctx, RestoreSpec{ImagesDir: img, LogFile: filepath.Join(s.Dir, fmt.Sprintf("restore-%d.log", i)),
 				PidFile: filepath.Join(s.Dir, fmt.Sprintf("restore-%d.pid", i)), Opts: s.Workload.Desc.Opts})
 			if err != nil {
