@@ -68,8 +68,9 @@ func isDeleted(target string) bool {
 }
 
 // openReg reopens a file by path — on its mount when the restore made
-// that mount, under the root task's root otherwise (a mount of gocr's own
-// namespace) — with the flags it had (minus those that would create or
+// that mount, in gocr's own namespace when the mount is of none of the
+// tree's, under the root task's root when the image has no mount id — with
+// the flags it had (minus those that would create or
 // truncate it) and at its offset.
 func (r *Restorer) openReg(e *regfile.RegFileEntry) (int, error) {
 	fd, err := r.openRegFlags(e, int(e.GetFlags()))
@@ -91,10 +92,16 @@ func (r *Restorer) openRegFlags(e *regfile.RegFileEntry, flags int) (int, error)
 	flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY
 	var fd int
 	var err error
-	if id := uint32(e.GetMntId()); e.GetMntId() >= 0 && r.Mounts.Has(id) {
+	switch id := uint32(e.GetMntId()); {
+	case e.GetMntId() >= 0 && r.Mounts.Has(id):
 		// On the mount it was opened on, in whichever namespace.
 		fd, err = r.Mounts.Open(id, e.GetName(), flags|unix.O_NOCTTY, 0)
-	} else {
+	case e.GetMntId() >= 0 && r.Mounts != nil:
+		// A mount of none of the tree's namespaces: gocr's own, the one
+		// the tree was started from (an fd inherited from before the
+		// tree made its namespaces).
+		fd, err = unix.Open(e.GetName(), flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	default:
 		fd, err = unix.Open(r.Root+e.GetName(), flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	}
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"os"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"golang.org/x/sys/unix"
@@ -182,78 +182,85 @@ type TaskVMAs struct {
 
 // DumpShmem saves the pages of shared anonymous memory: one
 // pagemap-shmem-<shmid>.img per shmem object, its runs addressed by
-// offset in the object (as CRIU does), from the pages any process of the
-// tree has mapped — a page one process touched is absent from another's
-// page tables. It returns the pages written.
+// offset in the object (as CRIU does). The object is read itself, through
+// /proc/PID/map_files of any VMA that maps it, with SEEK_DATA/SEEK_HOLE
+// finding its pages: page tables would miss a page no process of the
+// tree has touched since it was written (as after a restore, which fills
+// the object through a mapping it then removes). It returns the pages
+// written.
 func DumpShmem(tasks []TaskVMAs, dir *image.Dir) (uint64, error) {
-	type run struct {
-		pid            int
-		off, addr, end uint64
+	type object struct {
+		size       uint64
+		pid        int // a process that maps it, at [start, end)
+		start, end uint64
 	}
-	byID := map[uint64][]run{}
+	objs := map[uint64]*object{}
 	var ids []uint64
 	for _, task := range tasks {
-		if err := func() error {
-			var pm *procfs.Pagemap
-			for _, v := range task.Vmas {
-				if v.GetStatus()&AnonShared == 0 {
-					continue
-				}
-				if pm == nil {
-					var err error
-					if pm, err = procfs.OpenPagemap(task.Pid); err != nil {
-						return err
-					}
-					defer pm.Close()
-				}
-				id := v.GetShmid()
-				if _, ok := byID[id]; !ok {
-					ids = append(ids, id)
-					byID[id] = nil
-				}
-				runs, err := pm.Runs(v.GetStart(), v.GetEnd(), func(e procfs.PagemapEntry) bool { return e.Present() || e.Swapped() })
-				if err != nil {
-					return fmt.Errorf("pid %d: pagemap of VMA %#x-%#x: %w", task.Pid, v.GetStart(), v.GetEnd(), err)
-				}
-				for _, r := range runs {
-					byID[id] = append(byID[id], run{pid: task.Pid, off: v.GetPgoff() + r.Start - v.GetStart(), addr: r.Start, end: r.End})
-				}
+		for _, v := range task.Vmas {
+			if v.GetStatus()&AnonShared == 0 {
+				continue
 			}
-			return nil
-		}(); err != nil {
-			return 0, err
+			id := v.GetShmid()
+			o := objs[id]
+			if o == nil {
+				o = &object{pid: task.Pid, start: v.GetStart(), end: v.GetEnd()}
+				objs[id] = o
+				ids = append(ids, id)
+			}
+			o.size = max(o.size, v.GetPgoff()+v.GetEnd()-v.GetStart())
 		}
 	}
 	var written uint64
 	for _, id := range ids {
-		runs := byID[id]
-		sort.Slice(runs, func(i, j int) bool { return runs[i].off < runs[j].off })
-		pw, err := dir.ShmemPageWriter(id)
+		n, err := dumpShmemObject(dir, id, objs[id].size, fmt.Sprintf("/proc/%d/map_files/%x-%x", objs[id].pid, objs[id].start, objs[id].end))
+		written += n
 		if err != nil {
-			return written, err
-		}
-		var next uint64 // runs of two VMAs of one object may overlap
-		for _, r := range runs {
-			if r.off < next {
-				skip := min(next-r.off, r.end-r.addr)
-				r.off, r.addr = r.off+skip, r.addr+skip
-			}
-			if r.addr >= r.end {
-				continue
-			}
-			n := (r.end - r.addr) / image.PageSize
-			if err := pw.Add(r.off, n, &remoteReader{pid: r.pid, addr: r.addr, end: r.end}); err != nil {
-				pw.Abort()
-				return written, fmt.Errorf("shared memory %d pages at %#x: %w", id, r.off, err)
-			}
-			written += n
-			next = r.off + n*image.PageSize
-		}
-		if err := pw.Close(); err != nil {
-			return written, err
+			return written, fmt.Errorf("shared memory %d (mapped by pid %d at %#x): %w", id, objs[id].pid, objs[id].start, err)
 		}
 	}
 	return written, nil
+}
+
+// dumpShmemObject writes the data runs of the first size bytes of the
+// shmem object behind path.
+func dumpShmemObject(dir *image.Dir, id, size uint64, path string) (uint64, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	pw, err := dir.ShmemPageWriter(id)
+	if err != nil {
+		return 0, err
+	}
+	var written uint64
+	for off := int64(0); off < int64(size); {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) || (err == nil && data >= int64(size)) {
+			break // nothing more below size
+		}
+		if err != nil {
+			pw.Abort()
+			return written, fmt.Errorf("seek data from %#x: %w", off, err)
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			pw.Abort()
+			return written, fmt.Errorf("seek hole from %#x: %w", data, err)
+		}
+		start := data &^ (image.PageSize - 1)
+		end := min((hole+image.PageSize-1)&^(image.PageSize-1), int64(size))
+		pages := uint64(end-start) / image.PageSize
+		if err := pw.Add(uint64(start), pages, io.NewSectionReader(f, start, end-start)); err != nil {
+			pw.Abort()
+			return written, err
+		}
+		written += pages
+		off = end
+	}
+	return written, pw.Close()
 }
 
 // RestoreShmem fills a shmem object, mapped in the task at addr, from its

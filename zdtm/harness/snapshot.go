@@ -107,6 +107,12 @@ func TakeSnapshot(root int) (*Snapshot, error) {
 		if ps.Status, err = statusEssentials(pid); err != nil {
 			return nil, err
 		}
+		if strings.HasPrefix(ps.Tree, "state Z ") {
+			// A zombie's masks, handlers and credentials are what it had
+			// when it died, which nothing can observe or use any more:
+			// only its name is compared, with its state and exit.
+			ps.Status = ps.Status[:1]
+		}
 		if ps.Fds, err = fdTable(pid, label); err != nil {
 			return nil, err
 		}

@@ -13,10 +13,10 @@
 #include "mntlib.h"
 #include "zdtmlib.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -24,22 +24,23 @@
 #include <unistd.h>
 
 static char dir[PATH_MAX / 2];
-static char path[PATH_MAX];
-
+/* at gives dir/rel, in one of a few buffers: two at once can be
+ * arguments of one call. */
 static const char *at(const char *rel)
 {
-	snprintf(path, sizeof path, "%s/%s", dir, rel);
-	return path;
+	static char path[4][PATH_MAX];
+	static int next;
+	char *p = path[next++ % 4];
+	snprintf(p, PATH_MAX, "%s/%s", dir, rel);
+	return p;
 }
 
 static int outer_fd; /* opened by the root before the fork */
 
-static const char *body_a(void *arg, int gofd)
+static void run_a(void)
 {
-	(void)arg;
-	static char before[SNAP_MAX], mounts[SNAP_MAX], now[SNAP_MAX], msg[3 * SNAP_MAX];
-	if (unshare(CLONE_NEWNS) < 0)
-		return "unshare";
+	static char before[SNAP_MAX], mounts[SNAP_MAX], now[SNAP_MAX];
+	must(unshare(CLONE_NEWNS), "unshare");
 	must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make / private");
 	must(mount("zdtm-files-a", dir, "tmpfs", 0, "size=4m,mode=0755"), "mount tmpfs");
 	mkfile(at("same.txt"), "child's same.txt");
@@ -58,38 +59,32 @@ static const char *body_a(void *arg, int gofd)
 	must(ftruncate(mfd, 8192), "ftruncate map.bin");
 	char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
 	if (m == MAP_FAILED)
-		return "mmap map.bin";
+		fail("mmap map.bin: %m");
 	close(mfd);
 	strcpy(m, "mapped in A");
 	fd_snapshot(before, sizeof before);
 	mnt_snapshot(mounts, sizeof mounts, dir);
-	peer_ready();
-	peer_wait(gofd);
+	test_child_ready();
 
 	if (!fd_is(same, "child's same.txt"))
-		return "same.txt of A changed";
+		fail("same.txt of A changed");
 	if (!fd_is(hidden, "under the overmount"))
-		return "the overmounted file changed";
+		fail("the overmounted file changed");
 	if (!fd_is(over, "on the overmount") || !file_is(at("hidden/f"), "on the overmount"))
-		return "the overmount's file changed";
+		fail("the overmount's file changed");
 	if (!fd_is(outer_fd, "root's outer.txt"))
-		return "outer.txt (opened before unshare) changed";
+		fail("outer.txt (opened before unshare) changed");
 	if (strcmp(m, "mapped in A"))
-		return "the mapping of map.bin changed";
-	strcpy(m + 4096, "written after restore");
+		fail("the mapping of map.bin changed");
 	if (!file_is(at("map.bin"), "mapped in A"))
-		return "map.bin does not show the mapping";
+		fail("map.bin does not show the mapping");
 	fd_snapshot(now, sizeof now);
-	if (strcmp(now, before)) {
-		snprintf(msg, sizeof msg, "fds changed:\n%s---- was\n%s", now, before);
-		return msg;
-	}
+	if (strcmp(now, before))
+		fail("fds changed:\n%s---- was\n%s", now, before);
 	mnt_snapshot(now, sizeof now, dir);
-	if (strcmp(now, mounts)) {
-		snprintf(msg, sizeof msg, "mounts changed:\n%s---- was\n%s", now, mounts);
-		return msg;
-	}
-	return NULL;
+	if (strcmp(now, mounts))
+		fail("mounts changed:\n%s---- was\n%s", now, mounts);
+	pass();
 }
 
 int main(int argc, char **argv)
@@ -100,30 +95,22 @@ int main(int argc, char **argv)
 		fail("no --dirname");
 	snprintf(dir, sizeof dir, "%s", d);
 	if (mkdir(dir, 0755) < 0)
-		fail("mkdir %s", dir);
+		fail("mkdir %s: %m", dir);
 	mkfile(at("same.txt"), "root's same.txt");
 	mkfile(at("outer.txt"), "root's outer.txt");
 	int same = open(at("same.txt"), O_RDONLY);
 	outer_fd = open(at("outer.txt"), O_RDONLY);
 	if (same < 0 || outer_fd < 0)
-		fail("open");
-	int ready[2], go[2];
-	must(pipe(ready), "pipe");
-	must(pipe(go), "pipe");
-	peer_readyfd = ready[1];
-	struct peer a = peer_fork("A", go[0], body_a, NULL);
-	close(go[0]);
-	close(ready[1]); /* a peer that dies before it is ready ends the wait */
-	peer_await(ready[0], 1);
-	char before[SNAP_MAX], after[SNAP_MAX];
+		fail("open: %m");
+	if (test_fork() == 0)
+		run_a();
+	test_tree_ready(1);
+	static char before[SNAP_MAX], after[SNAP_MAX];
 	fd_snapshot(before, sizeof before);
 	test_daemon();
 	test_waitsig();
 	fd_snapshot(after, sizeof after);
-	close(go[1]);
-	const char *m = peer_collect(&a);
-	if (m)
-		fail("%s", m);
+	test_tree_check(1);
 	if (!fd_is(same, "root's same.txt"))
 		fail("the root's same.txt changed");
 	if (strcmp(before, after))

@@ -1,34 +1,38 @@
 /*
  * mnt_nested: a tree whose processes live in three mount namespaces — the
- * root's, a child namespace A made by one child, and a grandchild
- * namespace C made inside A — each with its own tmpfs and bind mounts,
- * and two processes (A and B) sharing namespace A. Every process checks
- * after restore that it sees the same mounts and files as before, and the
- * root that nothing mounted in the nested namespaces shows in its own.
+ * root's, a child namespace made by process A, and a grandchild namespace
+ * made by C inside A's — each with its own tmpfs and bind mounts, and two
+ * processes (A and B) sharing A's namespace. Every process checks after
+ * restore that it sees the same mounts and files as before, and the root
+ * that nothing mounted in the nested namespaces shows in its own.
  */
 #define _GNU_SOURCE
 #include "mntlib.h"
 #include "zdtmlib.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[PATH_MAX / 2];
-static char path[PATH_MAX];
-
+/* at gives dir/rel, in one of a few buffers: two at once can be
+ * arguments of one call. */
 static const char *at(const char *rel)
 {
-	snprintf(path, sizeof path, "%s/%s", dir, rel);
-	return path;
+	static char path[4][PATH_MAX];
+	static int next;
+	char *p = path[next++ % 4];
+	snprintf(p, PATH_MAX, "%s/%s", dir, rel);
+	return p;
 }
 
-/* checker compares what the process sees after restore with before. */
+/* seen is what a process sees of the test directory's mounts and of its
+ * own fds. */
 struct seen {
 	char mounts[SNAP_MAX], fds[SNAP_MAX];
 };
@@ -39,61 +43,55 @@ static void record(struct seen *s)
 	fd_snapshot(s->fds, sizeof s->fds);
 }
 
-static const char *compare(const struct seen *before)
+static void compare(const char *who, const struct seen *before)
 {
-	static char msg[2 * SNAP_MAX + 64];
-	struct seen now;
+	static struct seen now;
 	record(&now);
-	if (strcmp(now.mounts, before->mounts)) {
-		snprintf(msg, sizeof msg, "mounts changed:\n%s---- was\n%s", now.mounts, before->mounts);
-		return msg;
-	}
-	if (strcmp(now.fds, before->fds)) {
-		snprintf(msg, sizeof msg, "fds changed:\n%s---- was\n%s", now.fds, before->fds);
-		return msg;
-	}
-	return NULL;
+	if (strcmp(now.mounts, before->mounts))
+		fail("%s: mounts changed:\n%s---- was\n%s", who, now.mounts, before->mounts);
+	if (strcmp(now.fds, before->fds))
+		fail("%s: fds changed:\n%s---- was\n%s", who, now.fds, before->fds);
 }
 
-static const char *body_b(void *arg, int gofd)
+/* B shares A's namespace. */
+static void run_b(void)
 {
-	(void)arg;
 	static struct seen s;
 	int fd = open(at("a.txt"), O_RDWR);
 	must(fd, "open a.txt in B");
 	record(&s);
-	peer_ready();
-	peer_wait(gofd);
-	if (!fd_is(fd, "in A") || !file_is(at("bind/x"), "x in A"))
-		return "B: files of namespace A changed";
-	return compare(&s);
+	test_child_ready();
+	if (!fd_is(fd, "in A"))
+		fail("B: a.txt of namespace A changed");
+	if (!file_is(at("bind/x"), "x in A"))
+		fail("B: bind/x of namespace A changed");
+	compare("B", &s);
+	pass();
 }
 
-static const char *body_c(void *arg, int gofd)
+/* C makes a namespace inside A's, with a tmpfs of its own. */
+static void run_c(void)
 {
-	(void)arg;
 	static struct seen s;
-	if (unshare(CLONE_NEWNS) < 0)
-		return "C: unshare";
+	must(unshare(CLONE_NEWNS), "unshare in C");
 	must(mount("zdtm-c", at("sub"), "tmpfs", MS_NOSUID, "size=1m,mode=0755"), "mount tmpfs in C");
 	mkfile(at("sub/c.txt"), "in C");
 	int fd = open(at("sub/c.txt"), O_RDONLY);
 	must(fd, "open c.txt");
 	record(&s);
-	peer_ready();
-	peer_wait(gofd);
-	if (!fd_is(fd, "in C") || !file_is(at("a.txt"), "in A"))
-		return "C: files changed";
-	return compare(&s);
+	test_child_ready();
+	if (!fd_is(fd, "in C"))
+		fail("C: sub/c.txt changed");
+	if (!file_is(at("a.txt"), "in A"))
+		fail("C: a.txt of namespace A changed");
+	compare("C", &s);
+	pass();
 }
 
-static const char *body_a(void *arg, int gofd)
+static void run_a(void)
 {
-	(void)arg;
 	static struct seen s;
-	static char msg[4 * SNAP_MAX];
-	if (unshare(CLONE_NEWNS) < 0)
-		return "A: unshare";
+	must(unshare(CLONE_NEWNS), "unshare in A");
 	/* As systemd does for a service: nothing goes back to the parent. */
 	must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make / private in A");
 	must(mount("zdtm-a", dir, "tmpfs", 0, "size=1m,mode=0755"), "mount tmpfs in A");
@@ -105,30 +103,16 @@ static const char *body_a(void *arg, int gofd)
 	must(mount(at("dir"), at("bind"), NULL, MS_BIND, NULL), "bind dir in A");
 	int fd = open(at("dir/x"), O_RDONLY);
 	must(fd, "open x");
-	/* B shares this namespace; C makes its own inside it. */
-	int go[2];
-	must(pipe(go), "pipe");
-	struct peer kids[2] = {
-		peer_fork("B", go[0], body_b, NULL),
-		peer_fork("C", go[0], body_c, NULL),
-	};
-	close(go[0]);
+	if (test_fork() == 0)
+		run_b();
+	if (test_fork() == 0)
+		run_c();
 	record(&s);
-	peer_ready();
-	peer_wait(gofd);
-	close(go[1]);
-	const char *bad = compare(&s);
-	if (!bad && !fd_is(fd, "x in A"))
-		bad = "A: x changed";
-	msg[0] = 0;
-	for (int i = 0; i < 2; i++) {
-		const char *m = peer_collect(&kids[i]);
-		if (m && !msg[0])
-			snprintf(msg, sizeof msg, "%s", m);
-	}
-	if (bad)
-		return bad;
-	return msg[0] ? msg : NULL;
+	test_child_ready();
+	if (!fd_is(fd, "x in A"))
+		fail("A: x changed");
+	compare("A", &s);
+	pass();
 }
 
 int main(int argc, char **argv)
@@ -139,25 +123,16 @@ int main(int argc, char **argv)
 		fail("no --dirname");
 	snprintf(dir, sizeof dir, "%s", d);
 	if (mkdir(dir, 0755) < 0)
-		fail("mkdir %s", dir);
-	int ready[2], go[2];
-	must(pipe(ready), "pipe");
-	must(pipe(go), "pipe");
-	peer_readyfd = ready[1];
-	struct peer a = peer_fork("A", go[0], body_a, NULL);
-	close(go[0]);
-	close(ready[1]); /* a peer that dies before it is ready ends the wait */
-	peer_await(ready[0], 3); /* A, B and C */
-	char before[SNAP_MAX];
+		fail("mkdir %s: %m", dir);
+	if (test_fork() == 0)
+		run_a();
+	test_tree_ready(3); /* A, B and C */
+	char before[SNAP_MAX], after[SNAP_MAX];
 	mnt_snapshot(before, sizeof before, dir);
 	test_daemon();
 	test_waitsig();
-	char after[SNAP_MAX];
 	mnt_snapshot(after, sizeof after, dir);
-	close(go[1]);
-	const char *m = peer_collect(&a);
-	if (m)
-		fail("%s", m);
+	test_tree_check(3);
 	if (before[0] || after[0])
 		fail("mounts of the nested namespaces show in the root's:\n%s", after);
 	pass();

@@ -5,12 +5,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 void must(int ret, const char *what)
@@ -185,71 +182,4 @@ bool file_is(const char *path, const char *contents)
 	bool ok = fd_is(fd, contents);
 	close(fd);
 	return ok;
-}
-
-struct peer peer_fork(const char *name, int gofd, const char *(*body)(void *arg, int gofd), void *arg)
-{
-	int p[2];
-	must(pipe(p), "pipe");
-	pid_t pid = fork();
-	must(pid, "fork");
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		close(p[0]);
-		const char *msg = body(arg, gofd);
-		char line[2048];
-		snprintf(line, sizeof line, "%s", msg ? msg : "ok");
-		if (write(p[1], line, strlen(line)) < 0)
-			_exit(2);
-		_exit(msg ? 1 : 0);
-	}
-	close(p[1]);
-	return (struct peer){.pid = pid, .report = p[0], .name = name};
-}
-
-int peer_readyfd = -1;
-
-void peer_ready(void)
-{
-	must(write(peer_readyfd, "r", 1), "say ready");
-}
-
-void peer_await(int readfd, int n)
-{
-	char c;
-	for (int i = 0; i < n; i++) {
-		ssize_t r = read(readfd, &c, 1);
-		if (r < 0 && errno == EINTR) {
-			i--;
-			continue;
-		}
-		if (r != 1) {
-			fprintf(stderr, "a peer died before it was ready\n");
-			exit(1);
-		}
-	}
-}
-
-void peer_wait(int gofd)
-{
-	char c;
-	while (read(gofd, &c, 1) < 0 && errno == EINTR)
-		;
-}
-
-const char *peer_collect(struct peer *p)
-{
-	static char msg[2200];
-	char b[2048];
-	ssize_t n, got = 0;
-	while ((n = read(p->report, b + got, sizeof b - 1 - got)) > 0)
-		got += n;
-	b[got > 0 ? got : 0] = 0;
-	close(p->report);
-	int st;
-	waitpid(p->pid, &st, 0);
-	if (got > 0 && !strcmp(b, "ok"))
-		return NULL;
-	snprintf(msg, sizeof msg, "%s (pid %d): %s", p->name, p->pid, got > 0 ? b : "no report");
-	return msg;
 }
