@@ -2,7 +2,7 @@
 // measured in the same run: `make bench`. It prints figures; it never fails
 // on timing.
 //
-//	bench -gocr bin/gocr -workload bin/zdtm-workload [-size 1G] [-vmas 10000 -fds 1000] [-procs 100 -pipes 10]
+//	bench -gocr bin/gocr -workload bin/zdtm-workload [-size 1G] [-vmas 10000 -fds 1000] [-procs 100 -pipes 10] [-mounts 1000]
 package main
 
 import (
@@ -28,6 +28,7 @@ func main() {
 	fds := flag.Int("fds", 1000, "fds of the many-objects case")
 	procs := flag.Int("procs", 100, "processes of the tree case")
 	pipes := flag.Int("pipes", 10, "pipes shared by the tree case")
+	mounts := flag.Int("mounts", 1000, "mounts of the mount namespace case")
 	touch := flag.Int64("touch", 0, "internal: measure the touch limit for this many bytes and print MB/s")
 	flag.Parse()
 	if *touch > 0 {
@@ -43,6 +44,7 @@ func main() {
 	ok := b.bigMem(*size)
 	ok = b.manyObjects(*vmas, *fds) && ok
 	ok = b.tree(*procs, *pipes) && ok
+	ok = b.mounts(*mounts) && ok
 	if !ok {
 		os.Exit(1)
 	}

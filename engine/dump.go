@@ -269,11 +269,11 @@ func (d *dumper) dumpProc(p *procDump) error {
 	if err != nil {
 		return err
 	}
-	cwdID, err := d.files.PathFile(pid, cwd, unix.O_RDONLY|unix.O_DIRECTORY)
+	cwdID, err := d.files.PathFile(cwd, fmt.Sprintf("/proc/%d/cwd", pid), unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("cwd: %w", err)
 	}
-	rootID, err := d.files.PathFile(pid, root, unix.O_RDONLY|unix.O_DIRECTORY)
+	rootID, err := d.files.PathFile(root, fmt.Sprintf("/proc/%d/root", pid), unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("root: %w", err)
 	}
@@ -357,7 +357,7 @@ func (d *dumper) dumpMM(pid int, stat procfs.TaskStat, vmas []procfs.VMA) (*mm.M
 		if v.Perms&procfs.PermShared != 0 && v.Perms&procfs.PermWrite != 0 {
 			flags = unix.O_RDWR
 		}
-		return d.files.PathFile(pid, v.Path, flags)
+		return d.files.PathFile(v.Path, fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, v.Start, v.End), flags)
 	}
 	for _, v := range vmas {
 		ve, err := mem.DumpVMA(v, fileID)
@@ -373,7 +373,7 @@ func (d *dumper) dumpMM(pid int, stat procfs.TaskStat, vmas []procfs.VMA) (*mm.M
 	if err != nil {
 		return nil, err
 	}
-	if e.ExeFileId, err = ptrValue(d.files.PathFile(pid, exe, unix.O_RDONLY)); err != nil {
+	if e.ExeFileId, err = ptrValue(d.files.PathFile(exe, fmt.Sprintf("/proc/%d/exe", pid), unix.O_RDONLY)); err != nil {
 		return nil, fmt.Errorf("exe %s: %w", exe, err)
 	}
 	if e.MmSavedAuxv, err = procfs.Auxv(pid); err != nil {

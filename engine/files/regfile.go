@@ -29,12 +29,13 @@ func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 // PathFile records a file the task uses by path but not through an fd:
 // its cwd, root, exe and mapped files. One entry per path and mount is
 // enough (the same path is another file in another mount namespace). The
-// path is the task's; it is looked up through /proc/PID/root, in the
-// task's own mount namespace.
-func (s *Set) PathFile(pid int, path string, flags uint32) (uint32, error) {
+// path is the task's; the file is found through link, a magic link of
+// /proc/PID (cwd, exe, map_files/...), which reaches it also when the
+// path does not from the task's root (after a pivot_root, say).
+func (s *Set) PathFile(path, link string, flags uint32) (uint32, error) {
 	var stx unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, fmt.Sprintf("/proc/%d/root%s", pid, path), 0, unix.STATX_BASIC_STATS|unix.STATX_MNT_ID, &stx); err != nil {
-		return 0, fmt.Errorf("stat %s: %w", path, err)
+	if err := unix.Statx(unix.AT_FDCWD, link, 0, unix.STATX_BASIC_STATS|unix.STATX_MNT_ID, &stx); err != nil {
+		return 0, fmt.Errorf("stat %s (%s): %w", path, link, err)
 	}
 	mntID := -1
 	if stx.Mask&unix.STATX_MNT_ID != 0 {

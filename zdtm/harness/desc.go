@@ -14,12 +14,16 @@ import (
 //
 //	{'flavor': 'h ns', 'flags': 'suid excl', 'feature': 'pagemap-scan', 'timeout': '60'}
 type Desc struct {
-	Flavors  []string      // flavors the workload can run in; all when empty
-	Flags    []string      // suid, excl, crfail, noauto, ...
-	Features []string      // kernel features it needs (names of `gocr check`)
-	Opts     []string      // extra engine options for dump and restore
-	Timeout  time.Duration // the whole spec; DefaultTimeout when not given
-	Arch     string        // only run on this architecture when set
+	Flavors  []string // flavors the workload can run in; all when empty
+	Flags    []string // suid, excl, crfail, noauto, ...
+	Features []string // kernel features it needs (names of `gocr check`)
+	Opts     []string // extra engine options for dump and restore
+	// DumpOpts and RestoreOpts are options of one of the two only
+	// (gocr's keys 'dopts' and 'ropts'); "{dirname}" in them is the
+	// workload's --dirname, e.g. for --external mnt[{dirname}/m]:KEY.
+	DumpOpts, RestoreOpts []string
+	Timeout               time.Duration // the whole spec; DefaultTimeout when not given
+	Arch                  string        // only run on this architecture when set
 }
 
 // DefaultTimeout bounds a spec whose descriptor gives no timeout.
@@ -58,6 +62,10 @@ func ParseDesc(name, text string) (Desc, error) {
 			d.Features = strings.Fields(v)
 		case "opts":
 			d.Opts = strings.Fields(v)
+		case "dopts":
+			d.DumpOpts = strings.Fields(v)
+		case "ropts":
+			d.RestoreOpts = strings.Fields(v)
 		case "timeout":
 			n, err := strconv.Atoi(strings.TrimSpace(v))
 			if err != nil || n <= 0 {

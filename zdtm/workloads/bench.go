@@ -14,7 +14,7 @@ import (
 // Bench lists the workloads `make bench` measures. They are not part of the
 // suite: they check little and exist to be big.
 func Bench() []lib.Workload {
-	return []lib.Workload{BigMem, ManyVMAs, BenchTree}
+	return []lib.Workload{BigMem, ManyVMAs, BenchTree, BenchMounts}
 }
 
 // BigMem touches --size bytes (default 1G) of anonymous memory with a

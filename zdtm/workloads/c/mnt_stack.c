@@ -1,0 +1,83 @@
+/*
+ * mnt_stack: a tmpfs mounted over another tmpfs, in a mount namespace a
+ * child makes, with a file open in each: the lower one is hidden, and its
+ * contents must still be saved and its file reopened on it.
+ *
+ * Not in the uns flavor: to read a hidden tmpfs the dump detaches what
+ * covers it in a private copy of the namespace, and a copy made by gocr
+ * (in the initial user namespace) of a namespace owned by another user
+ * namespace has every mount locked, so nothing can be detached there.
+ */
+#define _GNU_SOURCE
+#include "mntlib.h"
+#include "zdtmlib.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[PATH_MAX / 2];
+
+static const char *at(const char *rel)
+{
+	static char path[4][PATH_MAX];
+	static int next;
+	char *p = path[next++ % 4];
+	snprintf(p, PATH_MAX, "%s/%s", dir, rel);
+	return p;
+}
+
+static void run_a(void)
+{
+	static char mounts[SNAP_MAX], fds[SNAP_MAX], now[SNAP_MAX];
+	must(unshare(CLONE_NEWNS), "unshare");
+	must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make / private");
+	must(mount("zdtm-lower", dir, "tmpfs", 0, "size=1m,mode=0755"), "mount the lower tmpfs");
+	mkfile(at("f"), "lower");
+	mkfile(at("only-below"), "hidden");
+	int lower = open(at("f"), O_RDONLY);
+	must(lower, "open the lower f");
+	must(mount("zdtm-upper", dir, "tmpfs", 0, "size=1m,mode=0755"), "mount the upper tmpfs");
+	mkfile(at("f"), "upper");
+	int upper = open(at("f"), O_RDONLY);
+	must(upper, "open the upper f");
+	mnt_snapshot(mounts, sizeof mounts, dir);
+	fd_snapshot(fds, sizeof fds);
+	test_child_ready();
+	if (!fd_is(lower, "lower") || !fd_is(upper, "upper") || !file_is(at("f"), "upper"))
+		fail("the stacked tmpfs files changed");
+	mnt_snapshot(now, sizeof now, dir);
+	if (strcmp(now, mounts))
+		fail("mounts changed:\n%s---- was\n%s", now, mounts);
+	fd_snapshot(now, sizeof now);
+	if (strcmp(now, fds))
+		fail("fds changed:\n%s---- was\n%s", now, fds);
+	/* The lower tmpfs kept what only it has. */
+	must(umount2(dir, MNT_DETACH), "detach the upper tmpfs");
+	if (!file_is(at("only-below"), "hidden"))
+		fail("the lower tmpfs lost its hidden file");
+	pass();
+}
+
+int main(int argc, char **argv)
+{
+	test_init(argc, argv, true);
+	const char *d = test_opt("dirname");
+	if (!d)
+		fail("no --dirname");
+	snprintf(dir, sizeof dir, "%s", d);
+	if (mkdir(dir, 0755) < 0)
+		fail("mkdir %s: %m", dir);
+	if (test_fork() == 0)
+		run_a();
+	test_tree_ready(1);
+	test_daemon();
+	test_waitsig();
+	test_tree_check(1);
+	pass();
+}
