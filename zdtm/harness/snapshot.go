@@ -290,23 +290,56 @@ func fdTable(pid int, label func(kind, ino string) string) ([]string, error) {
 		return nil, err
 	}
 	slices.SortFunc(ents, func(a, b os.DirEntry) int { return atoi(a.Name()) - atoi(b.Name()) })
+	mounts := mountsByID(pid)
 	var out []string
 	for _, e := range ents {
 		target, err := os.Readlink(filepath.Join(dir, e.Name()))
 		if err != nil {
 			continue // closed meanwhile
 		}
-		flags := "?"
+		flags, mnt := "?", ""
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name())); err == nil {
 			for _, l := range strings.Split(string(b), "\n") {
 				if v, ok := strings.CutPrefix(l, "flags:"); ok {
 					flags = strings.TrimSpace(v)
 				}
+				if v, ok := strings.CutPrefix(l, "mnt_id:"); ok {
+					mnt = strings.TrimSpace(v)
+				}
 			}
 		}
-		out = append(out, fmt.Sprintf("fd %s: %s flags %s", e.Name(), normalizeFdTarget(target, label), flags))
+		line := fmt.Sprintf("fd %s: %s flags %s", e.Name(), normalizeFdTarget(target, label), flags)
+		if strings.HasPrefix(target, "/") && mnt != "" {
+			// The mount a file was opened on is part of the file: the same
+			// mount point, root and filesystem after restore.
+			on, ok := mounts[mnt]
+			if !ok {
+				on = "a mount of another namespace"
+			}
+			line += " on " + on
+		}
+		out = append(out, line)
 	}
 	return out, nil
+}
+
+// mountsByID describes each mount of pid's namespace by its mount point,
+// root and filesystem type, by mount id.
+func mountsByID(pid int) map[string]string {
+	out := map[string]string{}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		return out
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		fl := strings.Fields(l)
+		sep := slices.Index(fl, "-")
+		if sep < 6 || len(fl) < sep+2 {
+			continue
+		}
+		out[fl[0]] = fmt.Sprintf("%s root=%s %s", fl[4], fl[3], fl[sep+1])
+	}
+	return out
 }
 
 func atoi(s string) int {
