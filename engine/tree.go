@@ -87,6 +87,9 @@ func (d *dumper) freeze() error {
 		}
 		queue = append(queue, kids...)
 	}
+	if err := d.checkShared(); err != nil {
+		return err
+	}
 	if err := d.at("freeze"); err != nil {
 		return err
 	}
@@ -149,6 +152,45 @@ func (d *dumper) seizeProc(pid int) (*procDump, error) {
 		return p, err
 	}
 	return p, nil
+}
+
+// Kinds of kcmp(2) comparisons of what processes can share.
+const (
+	kcmpVM      = 1
+	kcmpFiles   = 2
+	kcmpFS      = 3
+	kcmpSighand = 4
+)
+
+// checkShared refuses a tree in which two processes share what only
+// threads share in gocr's images so far (clone without CLONE_THREAD but
+// with CLONE_VM, CLONE_FILES, CLONE_FS or CLONE_SIGHAND): each process is
+// restored with its own.
+func (d *dumper) checkShared() error {
+	kinds := []struct {
+		kcmp int
+		what string
+	}{{kcmpVM, "address space (CLONE_VM)"}, {kcmpFiles, "fd table (CLONE_FILES)"}, {kcmpFS, "fs info (CLONE_FS)"}, {kcmpSighand, "signal handlers (CLONE_SIGHAND)"}}
+	var live []*procDump
+	for _, p := range d.procs {
+		if !p.zombie {
+			live = append(live, p)
+		}
+	}
+	for _, k := range kinds {
+		for i, a := range live {
+			for _, b := range live[i+1:] {
+				r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a.pid), uintptr(b.pid), uintptr(k.kcmp), 0, 0, 0)
+				if errno != 0 {
+					return fmt.Errorf("kcmp pids %d and %d: %w", a.pid, b.pid, errno)
+				}
+				if r == 0 {
+					return fmt.Errorf("pids %d and %d share one %s: not supported yet", a.pid, b.pid, k.what)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func b2u(b bool) uint64 {
