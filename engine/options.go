@@ -14,9 +14,13 @@ type DumpOptions struct {
 	LeaveRunning bool   // resume the tree after the dump instead of killing it
 	ShellJob     bool   // the tree may keep a controlling terminal of ours
 	Timeout      time.Duration
-	GhostLimit   int64  // largest deleted-but-open file whose contents are saved
-	Root         string // root directory of the tree ("" or "/")
-	Log          *slog.Logger
+	// GhostLimit is the most data (holes not counted) a file deleted while
+	// in use may hold for its contents to be saved; above it the dump is
+	// refused. 0 means files.DefaultGhostLimit (1 MiB, as criu's);
+	// below 0, only empty ones are saved.
+	GhostLimit int64
+	Root       string // root directory of the tree ("" or "/")
+	Log        *slog.Logger
 	// Fault injects a failure, a stop or a SIGKILL of gocr itself at a
 	// named step (tests; the gocr command reads GOCR_FAULT).
 	Fault fault.Spec

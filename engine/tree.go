@@ -242,8 +242,9 @@ func (d *dumper) pstreeEntry(p *procDump) *pstree.PstreeEntry {
 	return e
 }
 
-// writeTreeImages writes what the whole tree shares: pstree, the files
-// and pipe contents, and the inventory last — a directory with one holds
+// writeTreeImages writes what the whole tree shares: pstree, the files,
+// what stands in for deleted ones (their ghosts are written as found),
+// pipe contents, and the inventory last — a directory with one holds
 // a finished dump.
 func (d *dumper) writeTreeImages() error {
 	w, err := d.dir.Writer(image.Pstree, image.PstreeFile)
@@ -274,6 +275,21 @@ func (d *dumper) writeTreeImages() error {
 	}
 	if err := w.Close(); err != nil {
 		return err
+	}
+	if len(d.files.Remaps) > 0 {
+		w, err = d.dir.Writer(image.RemapFpath, image.RemapFpathFile)
+		if err != nil {
+			return err
+		}
+		for _, e := range d.files.Remaps {
+			if err := w.Write(e); err != nil {
+				w.Abort()
+				return err
+			}
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
 	}
 	if len(d.files.PipeData) > 0 {
 		w, err = d.dir.Writer(image.PipesData, image.PipesDataFile)

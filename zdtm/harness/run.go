@@ -100,8 +100,13 @@ func Run(ctx context.Context, s Spec) (*Result, error) {
 			return nil, fmt.Errorf("iteration %d: dump: %w", i, err)
 		}
 		if !leave {
-			if err := waitGone(ctx, pid); err != nil {
-				return nil, fmt.Errorf("iteration %d: after dump: %w", i, err)
+			// Every process of the tree, reaped: a zombie child left to
+			// the harness (its subreaper) would hold its pid and its
+			// session and group ids, which the restore needs.
+			for p := range before.Procs {
+				if err := waitGone(ctx, p); err != nil {
+					return nil, fmt.Errorf("iteration %d: after dump: %w", i, err)
+				}
 			}
 			rpid, err := s.Engine.Restore(ctx, RestoreSpec{ImagesDir: img, LogFile: filepath.Join(s.Dir, fmt.Sprintf("restore-%d.log", i)),
 				PidFile: filepath.Join(s.Dir, fmt.Sprintf("restore-%d.pid", i)), Opts: s.Workload.Desc.Opts})
