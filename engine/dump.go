@@ -29,6 +29,7 @@ import (
 	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mem"
+	"github.com/gocr/gocr/engine/mount"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
 	"github.com/gocr/gocr/engine/remote"
@@ -76,7 +77,10 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		return err
 	}
 	defer dir.Close()
-	d := &dumper{ctx: ctx, o: o, log: o.Log, dir: dir, tr: ptrace.NewTracer(), files: files.NewSet(), layout: arch.HostLayout()}
+	d := &dumper{ctx: ctx, o: o, log: o.Log, dir: dir, tr: ptrace.NewTracer(), files: files.NewSet(dir), layout: arch.HostLayout()}
+	d.files.GhostLimit = o.GhostLimit
+	d.files.ContentsSaved = func(dev uint64) bool { return dir.Exists(mount.TmpfsFile(unix.Major(dev)<<20 | unix.Minor(dev))) }
+	defer d.files.Close()
 	// The watchdog stands down last, after the tracer is closed: the
 	// kernel has let go of every thread by then.
 	defer func() {
@@ -101,6 +105,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	// the images speak of.
 	err = d.dumpNamespaces()
 	if err == nil {
+		d.files.UserMaps = d.userns
 		err = d.at("namespaces")
 	}
 	for _, p := range d.procs {
@@ -122,6 +127,13 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		err = d.at("resume")
 	}
 	if err != nil || o.LeaveRunning {
+		// The links made for deleted files go before the tree runs
+		// again: it must find its filesystem as it left it.
+		if lerr := d.files.DropLinkRemaps(); lerr != nil && err != nil {
+			err = errors.Join(err, lerr)
+		} else if lerr != nil {
+			d.log.Warn("dumped, but a link made for a deleted file is left", "err", lerr)
+		}
 		if terr := d.thaw(); terr != nil && err == nil {
 			err = terr
 		}
@@ -269,11 +281,14 @@ func (d *dumper) dumpProc(p *procDump) error {
 	if err != nil {
 		return err
 	}
-	cwdID, err := d.files.PathFile(cwd, fmt.Sprintf("/proc/%d/cwd", pid), unix.O_RDONLY|unix.O_DIRECTORY)
+	cwdID, err := d.files.PathFile(pid, procPath(pid, cwd, "cwd"), unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("cwd: %w", err)
 	}
-	rootID, err := d.files.PathFile(root, fmt.Sprintf("/proc/%d/root", pid), unix.O_RDONLY|unix.O_DIRECTORY)
+	if _, deleted := files.SplitDeleted(root); deleted {
+		return fmt.Errorf("root: directory %s was deleted: not supported", root)
+	}
+	rootID, err := d.files.PathFile(pid, procPath(pid, root, "root"), unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("root: %w", err)
 	}
@@ -357,7 +372,9 @@ func (d *dumper) dumpMM(pid int, stat procfs.TaskStat, vmas []procfs.VMA) (*mm.M
 		if v.Perms&procfs.PermShared != 0 && v.Perms&procfs.PermWrite != 0 {
 			flags = unix.O_RDWR
 		}
-		return d.files.PathFile(v.Path, fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, v.Start, v.End), flags)
+		what := fmt.Sprintf("VMA %#x-%#x", v.Start, v.End)
+		return d.files.PathFile(pid, files.Path{Name: v.Path, Deleted: v.Deleted, What: what, MntID: -1,
+			Proc: fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, v.Start, v.End)}, flags)
 	}
 	for _, v := range vmas {
 		ve, err := mem.DumpVMA(v, fileID)
@@ -373,7 +390,7 @@ func (d *dumper) dumpMM(pid int, stat procfs.TaskStat, vmas []procfs.VMA) (*mm.M
 	if err != nil {
 		return nil, err
 	}
-	if e.ExeFileId, err = ptrValue(d.files.PathFile(exe, fmt.Sprintf("/proc/%d/exe", pid), unix.O_RDONLY)); err != nil {
+	if e.ExeFileId, err = ptrValue(d.files.PathFile(pid, procPath(pid, exe, "exe"), unix.O_RDONLY)); err != nil {
 		return nil, fmt.Errorf("exe %s: %w", exe, err)
 	}
 	if e.MmSavedAuxv, err = procfs.Auxv(pid); err != nil {
@@ -383,6 +400,13 @@ func (d *dumper) dumpMM(pid int, stat procfs.TaskStat, vmas []procfs.VMA) (*mm.M
 }
 
 func ptrValue[T any](v T, err error) (*T, error) { return &v, err }
+
+// procPath describes the file behind /proc/PID/<link> (cwd, root, exe),
+// whose target is what that link shows.
+func procPath(pid int, target, link string) files.Path {
+	name, deleted := files.SplitDeleted(target)
+	return files.Path{Name: name, Deleted: deleted, Proc: fmt.Sprintf("/proc/%d/%s", pid, link), What: link, MntID: -1}
+}
 
 // injectDump reads by injected system calls what the task alone can see.
 // Each thread gets its own session; all share one scratch mapping that is

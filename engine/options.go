@@ -16,8 +16,12 @@ type DumpOptions struct {
 	LeaveRunning bool   // resume the tree after the dump instead of killing it
 	ShellJob     bool   // the tree may keep a controlling terminal of ours
 	Timeout      time.Duration
-	GhostLimit   int64  // largest deleted-but-open file whose contents are saved
-	Root         string // root directory of the tree ("" or "/")
+	// GhostLimit is the most data (holes not counted) a file deleted while
+	// in use may hold for its contents to be saved; above it the dump is
+	// refused. 0 means files.DefaultGhostLimit (1 MiB, as criu's);
+	// below 0, only empty ones are saved.
+	GhostLimit int64
+	Root       string // root directory of the tree ("" or "/")
 	// External names resources outside the tree, as criu's --external
 	// does: "mnt[PATH]:KEY" makes the mount at PATH (inside the tree's
 	// mount namespaces) external, saved by KEY alone, for restore to bind

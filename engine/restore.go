@@ -21,6 +21,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
 	"golang.org/x/sys/unix"
@@ -124,6 +125,7 @@ type restoreImages struct {
 	byPid    map[int]*procImages
 	files    []*fdinfo.FileEntry
 	fileByID map[uint32]*fdinfo.FileEntry
+	remaps   map[uint32]*remap.RemapFilePathEntry // by orig_id: what stands in for deleted files
 	pipeData map[uint32][]byte
 	fifoData map[uint32][]byte
 	pages    uint64
@@ -264,6 +266,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 			r.mounts.Want(uint32(reg.GetMntId()), reg.GetName())
 		}
 	}
+	r.fr.Remaps, r.fr.Dir, r.fr.UserMaps = r.img.remaps, dir, r.img.ns.user
 	defer r.fr.Close()
 	// Everything from here runs on the tracer thread: one hand-off, not one
 	// per injected call.
@@ -285,6 +288,9 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 			pid = root.vpid // never started
 		}
 		return nil, &TaskError{Pid: pid, Op: "restore", Err: err}
+	}
+	if err := r.fr.RemoveLinkRemaps(); err != nil {
+		r.log.Warn("restored, but a link the dump made for a deleted file is left", "err", err)
 	}
 	elapsed := time.Since(start)
 	us := func(d time.Duration) *uint32 { return ptr(uint32(d / time.Microsecond)) }
@@ -321,6 +327,9 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 				return nil, err
 			}
 		}
+	}
+	if img.remaps, err = readRemaps(dir, img); err != nil {
+		return nil, err
 	}
 	for _, e := range tree {
 		p, err := readProcImages(dir, img, e)
@@ -417,6 +426,19 @@ func readPipeData(dir *image.Dir, kind image.Kind, name string) (map[uint32][]by
 		out[e.GetPipeId()] = b
 	}
 	return out, rd.Err()
+}
+
+// readRemaps reads remap-fpath.img, if the dump wrote one, and checks it
+// and the ghost files it names (see files.CheckRemaps).
+func readRemaps(dir *image.Dir, img *restoreImages) (map[uint32]*remap.RemapFilePathEntry, error) {
+	if !dir.Exists(image.RemapFpathFile) {
+		return nil, nil
+	}
+	rms, err := image.ReadAll[remap.RemapFilePathEntry](dir, image.RemapFpath, image.RemapFpathFile)
+	if err != nil {
+		return nil, err
+	}
+	return files.CheckRemaps(dir, img.fileByID, rms)
 }
 
 // readProcImages reads and checks the images of the process e of the tree.
@@ -560,6 +582,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"restore memory", "memory", each((*procRestorer).restoreMemory)},
 		{"restore files", "files", each((*procRestorer).restoreFiles)},
 		{"restore process state", "process", each((*procRestorer).restoreProcess)},
+		{"remove ghost files", "", r.fr.RemoveGhosts}, // every process has what it needs of them
 		{"create threads", "threads", each((*procRestorer).createThreads)},
 		{"restore thread state", "thread-state", each((*procRestorer).restoreThreads)},
 		{"resume", "", r.finish}, // its points are inside
@@ -1108,7 +1131,10 @@ func (r *procRestorer) restoreProcess() error {
 			return fmt.Errorf("chroot %s: %w", root, err)
 		}
 	}
-	cwd := img.fileByID[img.fs.GetCwdId()].GetReg().GetName()
+	cwd, err := r.fr.DirName(img.fs.GetCwdId())
+	if err != nil {
+		return fmt.Errorf("cwd: %w", err)
+	}
 	addr, err := t.WriteString(pathOff, cwd)
 	if err != nil {
 		return err

@@ -285,8 +285,9 @@ func (d *dumper) pstreeEntry(p *procDump) *pstree.PstreeEntry {
 	return e
 }
 
-// writeTreeImages writes what the whole tree shares: pstree, the files
-// and pipe contents, and the inventory last — a directory with one holds
+// writeTreeImages writes what the whole tree shares: pstree, the files,
+// what stands in for deleted ones (their ghosts are written as found),
+// pipe contents, and the inventory last — a directory with one holds
 // a finished dump.
 func (d *dumper) writeTreeImages() error {
 	w, err := d.dir.Writer(image.Pstree, image.PstreeFile)
@@ -323,6 +324,21 @@ func (d *dumper) writeTreeImages() error {
 	}
 	if err := writePipeData(d.dir, image.FifoData, image.FifoDataFile, d.files.FifoData); err != nil {
 		return err
+	}
+	if len(d.files.Remaps) > 0 {
+		w, err = d.dir.Writer(image.RemapFpath, image.RemapFpathFile)
+		if err != nil {
+			return err
+		}
+		for _, e := range d.files.Remaps {
+			if err := w.Write(e); err != nil {
+				w.Abort()
+				return err
+			}
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
 	}
 	return d.dir.WriteInventory(image.NewInventory(d.rootIDs(), inventory.Lsmtype_NO_LSM))
 }

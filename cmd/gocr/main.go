@@ -52,7 +52,7 @@ var dumpOpts = append([]option{
 	{"R", "leave-running", false, "let the tree run on after the dump"},
 	{"", "timeout", true, "seconds to wait for the tree to stop (default 10)"},
 	{"", "track-mem", false, "accepted for criu compatibility"},
-	{"", "ghost-limit", true, "largest deleted file to save (bytes; K/M/G suffix)"},
+	{"", "ghost-limit", true, "most data a deleted file in use may hold to be saved (bytes; K/M/G suffix; default 1M)"},
 }, commonOpts...)
 
 var restoreOpts = append([]option{
@@ -151,6 +151,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ghost, err := parseSize(p.get("ghost-limit"), 1<<20)
 		if err != nil {
 			return fail(fmt.Errorf("--ghost-limit: %w", err))
+		}
+		if ghost == 0 {
+			ghost = -1 // the engine's 0 is its default; an explicit 0 saves empty files only
 		}
 		err = engine.Dump(ctx, engine.DumpOptions{
 			Pid: pid, ImagesDir: p.get("images-dir"), LeaveRunning: p.has("leave-running"),

@@ -8,8 +8,11 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
+	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mount"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/remote"
@@ -29,11 +32,31 @@ type Set struct {
 	// The open file descriptions dumped so far, in every process of the
 	// tree: an fd of another process on one of them shares its entry.
 	descs, epollDescs descriptions
+
+	// Remaps say what stands in for each deleted file: a ghost or a link
+	// remap (remap-fpath.img).
+	Remaps []*remap.RemapFilePathEntry
+	// GhostLimit is the most data a ghost file may hold; 0 means
+	// DefaultGhostLimit, below 0 only empty ones are saved.
+	GhostLimit int64
+	// UserMaps are the id maps of the tree's own user namespace, if it
+	// has one: ghost owners are saved as the tree sees them.
+	UserMaps *userns.UsernsEntry
+	// ContentsSaved says whether the dump saves the contents of the
+	// filesystem with that device number itself (a tmpfs of the tree's
+	// own): a link remap made there now would not be among them.
+	ContentsSaved func(dev uint64) bool
+	dir           *image.Dir         // ghost file contents are written here as found
+	ghosts        map[fileKey]uint32 // ghost id of each deleted inode saved
+	nextGhost     uint32             // the id the next ghost gets
+	linked        map[fileKey]uint32 // file id of the link remap of each inode
+	linkRemaps    []linkRemap        // links the dump made, removed if it fails
 }
 
-// NewSet starts an empty set.
-func NewSet() *Set {
-	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}, FifoData: map[uint64][]byte{}}
+// NewSet starts an empty set whose ghost files go to dir.
+func NewSet(dir *image.Dir) *Set {
+	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}, FifoData: map[uint64][]byte{}, dir: dir,
+		ghosts: map[fileKey]uint32{}, nextGhost: 1, linked: map[fileKey]uint32{}}
 }
 
 // add gives e the next id, also in its kind-specific message, and keeps it.
@@ -233,16 +256,27 @@ type Restorer struct {
 	// Mounts are the mounts the restore made, by image mount id: a file
 	// on one of them is opened there.
 	Mounts *mount.Set
+	// Remaps are remap-fpath.img by orig_id: what stands in for each file
+	// deleted at dump time.
+	Remaps map[uint32]*remap.RemapFilePathEntry
+	// Dir is the image directory, where ghost contents are read from.
+	Dir *image.Dir
+	// UserMaps are the id maps of the tree's own user namespace, if it
+	// has one: ghost owners are in the image as the tree saw them.
+	UserMaps *userns.UsernsEntry
 
-	open  map[uint32]int       // file id → gocr's fd
-	pipes map[uint32]*pipeEnds // pipe id → the pipe gocr made
-	fifos map[uint32]int       // FIFO pipe id → gocr's read-write fd of it
+	open   map[uint32]int       // file id → gocr's fd
+	pipes  map[uint32]*pipeEnds // pipe id → the pipe gocr made
+	fifos  map[uint32]int       // FIFO pipe id → gocr's read-write fd of it
+	ghosts map[uint32]*ghost    // ghost id → the ghost made, ready
+	dirs   map[string]int       // "mount id:dir" → gocr's O_PATH fd of it (pathOf)
+	made   []*ghost             // every ghost made, to remove
 }
 
 // NewRestorer indexes the file entries of files.img.
 func NewRestorer(entries []*fdinfo.FileEntry, root string) *Restorer {
 	r := &Restorer{entries: map[uint32]*fdinfo.FileEntry{}, Root: root, PipeData: map[uint32][]byte{},
-		open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}, fifos: map[uint32]int{}, FifoData: map[uint32][]byte{}}
+		open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}, fifos: map[uint32]int{}, FifoData: map[uint32][]byte{}, ghosts: map[uint32]*ghost{}, dirs: map[string]int{}}
 	for _, e := range entries {
 		r.entries[e.GetId()] = e
 	}
@@ -288,8 +322,10 @@ func (r *Restorer) Open(id uint32) (int, error) {
 	return fd, nil
 }
 
-// Close closes every fd gocr opened.
+// Close closes every fd gocr opened and removes the ghosts still there
+// (a restore that failed must leave none behind).
 func (r *Restorer) Close() {
+	r.RemoveGhosts() //nolint:errcheck // best effort: nothing left to report to
 	for id, fd := range r.open {
 		unix.Close(fd)
 		delete(r.open, id)
@@ -301,6 +337,10 @@ func (r *Restorer) Close() {
 	for id, fd := range r.fifos {
 		unix.Close(fd)
 		delete(r.fifos, id)
+	}
+	for k, fd := range r.dirs {
+		unix.Close(fd)
+		delete(r.dirs, k)
 	}
 }
 

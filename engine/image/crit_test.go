@@ -11,7 +11,9 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/crit"
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
+	ghost_file "github.com/checkpoint-restore/go-criu/v7/crit/images/ghost-file"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -105,6 +107,15 @@ func TestCritDecode(t *testing.T) {
 		}},
 		{PipesDataFile, "PIPES_DATA", func(i critImage) bool { return b64(get(i.Entries, 0, "extra")) == pipeText }},
 		{GhostFileName(1), "GHOST_FILE", func(i critImage) bool { return b64(get(i.Entries, 0, "extra")) == ghostText }},
+		{GhostFileName(2), "GHOST_FILE", func(i critImage) bool {
+			return get(i.Entries, 0, "chunks") == true && num(get(i.Entries, 0, "size")) == ghostSparseSize &&
+				num(get(i.Entries, 2, "off")) == ghostChunk2At && b64(get(i.Entries, 1, "extra")) == ghostChunk1 &&
+				b64(get(i.Entries, 2, "extra")) == ghostChunk2 && len(i.Entries) == 3
+		}},
+		{RemapFpathFile, "REMAP_FPATH", func(i critImage) bool {
+			return num(get(i.Entries, 0, "orig_id")) == idGhost && get(i.Entries, 0, "remap_type") == "GHOST" &&
+				num(get(i.Entries, 1, "remap_id")) == idLinkRemap && get(i.Entries, 1, "remap_type") == "LINKED"
+		}},
 	}
 	for _, c := range checks {
 		img := decode(c.file)
@@ -180,6 +191,15 @@ func TestGoCritDecode(t *testing.T) {
 	img = decode(CoreFile(samplePid), &criu_core.CoreEntry{})
 	if !proto.Equal(img.Entries[0].Message, sampleCore(samplePid, true)) {
 		t.Error("core differs after go-criu decode")
+	}
+	img = decode(GhostFileName(2), &ghost_file.GhostFileEntry{})
+	if len(img.Entries) != 3 || img.Entries[2].Message.(*ghost_file.GhostChunkEntry).GetOff() != ghostChunk2At ||
+		b64(img.Entries[2].Extra) != ghostChunk2 {
+		t.Errorf("sparse ghost file: %+v", img.Entries)
+	}
+	img = decode(RemapFpathFile, &remap.RemapFilePathEntry{})
+	if len(img.Entries) != 2 || img.Entries[1].Message.(*remap.RemapFilePathEntry).GetRemapType() != remap.RemapType_LINKED {
+		t.Errorf("remap-fpath: %+v", img.Entries)
 	}
 	if s, err := crit.GetDumpStats(dir); err != nil || s.GetPagesWritten() != 12 {
 		t.Errorf("go-criu dump stats: %v, %v", s, err)

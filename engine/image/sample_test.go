@@ -19,6 +19,7 @@ import (
 	pipe_data "github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/regfile"
+	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"google.golang.org/protobuf/proto"
@@ -33,6 +34,10 @@ const (
 	sampleHeap   = 0x5555_5560_0000
 	pipeText     = "hello through a pipe"
 	ghostText    = "contents of a deleted file"
+	// A sparse ghost: two runs of data in a file of ghostSparseSize.
+	ghostChunk1, ghostChunk2 = "first run of data", "second run, past a hole"
+	ghostChunk2At            = 1 << 20
+	ghostSparseSize          = 3 << 20
 )
 
 // File ids in files.img.
@@ -42,6 +47,9 @@ const (
 	idNull
 	idPipeR
 	idPipeW
+	idGhost     // deleted with no name left: ghost 2
+	idUnlinked  // unlinked with another link left: remapped to idLinkRemap
+	idLinkRemap // the link the dump made for it
 )
 
 func u32(v uint32) *uint32 { return proto.Uint32(v) }
@@ -169,10 +177,17 @@ func writeSample(t testing.TB, path string) *Dir {
 	for _, f := range []*fdinfo.FileEntry{
 		reg(idExe, "/usr/bin/sleeper", 0), reg(idRoot, "/", 0o200000), reg(idNull, "/dev/null", 2),
 		pipeFile(idPipeR, 0), pipeFile(idPipeW, 1),
+		reg(idGhost, "/tmp/gone", 2), reg(idUnlinked, "/tmp/unlinked", 2), reg(idLinkRemap, "/tmp/link_remap.8", 0),
 	} {
 		must(files.Write(f))
 	}
 	must(files.Close())
+
+	rm, err := d.Writer(RemapFpath, RemapFpathFile)
+	must(err)
+	must(rm.Write(&remap.RemapFilePathEntry{OrigId: u32(idGhost), RemapId: u32(2), RemapType: remap.RemapType_GHOST.Enum()}))
+	must(rm.Write(&remap.RemapFilePathEntry{OrigId: u32(idUnlinked), RemapId: u32(idLinkRemap), RemapType: remap.RemapType_LINKED.Enum()}))
+	must(rm.Close())
 
 	fds, err := d.Writer(Fdinfo, FdinfoFile(sampleIDs().GetFilesId()))
 	must(err)
@@ -193,6 +208,13 @@ func writeSample(t testing.TB, path string) *Dir {
 	gf, err := d.Writer(GhostFile, GhostFileName(1))
 	must(err)
 	must(gf.WritePayload(&ghost_file.GhostFileEntry{Uid: u32(0), Gid: u32(0), Mode: u32(0o100644), Size: u64(uint64(len(ghostText)))}, strings.NewReader(ghostText)))
+	must(gf.Close())
+	gf, err = d.Writer(GhostFile, GhostFileName(2))
+	must(err)
+	must(gf.Write(&ghost_file.GhostFileEntry{Uid: u32(1000), Gid: u32(1000), Mode: u32(0o100600),
+		Chunks: proto.Bool(true), Size: u64(ghostSparseSize)}))
+	must(gf.WritePayload(&ghost_file.GhostChunkEntry{Off: u64(0), Len: u64(uint64(len(ghostChunk1)))}, strings.NewReader(ghostChunk1)))
+	must(gf.WritePayload(&ghost_file.GhostChunkEntry{Off: u64(ghostChunk2At), Len: u64(uint64(len(ghostChunk2)))}, strings.NewReader(ghostChunk2)))
 	must(gf.Close())
 
 	for _, pid := range []uint32{samplePid, sampleChild} {

@@ -104,11 +104,9 @@ func DumpVMA(v procfs.VMA, fileID FileIDs) (*vma.VmaEntry, error) {
 	return e, nil
 }
 
-// dumpFileVMA describes a mapping of a file by its file id.
+// dumpFileVMA describes a mapping of a file by its file id; fileID deals
+// with a deleted file too.
 func dumpFileVMA(v procfs.VMA, e *vma.VmaEntry, fileID FileIDs) (*vma.VmaEntry, error) {
-	if v.Deleted {
-		return nil, fmt.Errorf("VMA %#x-%#x maps deleted file %s: not supported yet", v.Start, v.End, v.Path)
-	}
 	id, err := fileID(v)
 	if err != nil {
 		return nil, fmt.Errorf("VMA %#x-%#x (%s): %w", v.Start, v.End, v.Path, err)

@@ -29,6 +29,11 @@ func All() []lib.Workload {
 		BlockedNanosleep,
 		BlockedFutex,
 		BlockedEpoll,
+		GhostSparse,
+		GhostLimit,
+		GhostMmap,
+		LinkRemap,
+		CwdDeleted,
 	}
 }
 

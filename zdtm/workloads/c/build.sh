@@ -7,6 +7,7 @@
 #   vdso_rseq    dynamic: it is about the vDSO and glibc's rseq registration
 #   tree pipe_tree fifo shared_anon shared_file   static: process trees
 #   mnt_*        static, with mntlib.c: the mount namespace workloads
+#   ghost_small  static
 set -eu
 out=${1:?usage: build.sh OUTDIR}
 src=$(cd "$(dirname "$0")" && pwd)
@@ -22,3 +23,4 @@ done
 for w in mnt_nested mnt_files mnt_external mnt_shapes mnt_stack; do
 	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/mntlib.c" "$src/zdtmlib.c"
 done
+$CC $CFLAGS -static -o "$out/ghost_small" "$src/ghost_small.c" "$src/zdtmlib.c"
