@@ -169,21 +169,35 @@ func (r *Restorer) openPath(p string, e *regfile.RegFileEntry) (int, error) {
 func (r *Restorer) pathOf(mntID int32, name string) string {
 	switch {
 	case mntID >= 0 && r.Mounts.Has(uint32(mntID)):
-		dir, base := path.Split(path.Clean(name))
-		key := fmt.Sprintf("%d:%s", mntID, dir)
-		fd, ok := r.dirs[key]
-		if !ok {
-			var err error
-			if fd, err = r.Mounts.Open(uint32(mntID), dir, unix.O_PATH|unix.O_DIRECTORY, 0); err != nil {
-				return r.Root + name // its directory is not on the mount: as the root task sees it
-			}
-			r.dirs[key] = fd
+		name = path.Clean(name)
+		// A directory that is there (the mount's root among them) is
+		// reached itself; anything else through its directory.
+		if fd, ok := r.dirOn(uint32(mntID), name); ok {
+			return fmt.Sprintf("/proc/self/fd/%d", fd)
 		}
-		return fmt.Sprintf("/proc/self/fd/%d/%s", fd, base)
+		dir, base := path.Split(name)
+		if fd, ok := r.dirOn(uint32(mntID), dir); ok {
+			return fmt.Sprintf("/proc/self/fd/%d/%s", fd, base)
+		}
+		return r.Root + name // not on the mount: as the root task sees it
 	case mntID >= 0 && r.Mounts != nil:
 		return name
 	}
 	return r.Root + name
+}
+
+// dirOn opens the directory dir on the mount with image id mntID, once.
+func (r *Restorer) dirOn(mntID uint32, dir string) (int, bool) {
+	key := fmt.Sprintf("%d:%s", mntID, path.Clean(dir))
+	if fd, ok := r.dirs[key]; ok {
+		return fd, true
+	}
+	fd, err := r.Mounts.Open(mntID, dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return -1, false
+	}
+	r.dirs[key] = fd
+	return fd, true
 }
 
 // DirName is the path a task changes into for the directory with file id

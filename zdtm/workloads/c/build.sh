@@ -20,7 +20,7 @@ $CC $CFLAGS -o "$out/vdso_rseq" "$src/vdso_rseq.c" "$src/zdtmlib.c"
 for t in tree pipe_tree fifo shared_anon shared_file; do
 	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
 done
-for w in mnt_nested mnt_files mnt_external mnt_shapes mnt_stack; do
+for w in mnt_nested mnt_files mnt_external mnt_shapes mnt_stack mnt_ghost; do
 	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/mntlib.c" "$src/zdtmlib.c"
 done
 $CC $CFLAGS -static -o "$out/ghost_small" "$src/ghost_small.c" "$src/zdtmlib.c"
