@@ -83,6 +83,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		d.tr.Close()
 		d.wd.stop()
 	}()
+	defer d.files.Close()
 	if !o.NoWatchdog {
 		if d.wd, err = startWatchdog(o.Pid); err != nil {
 			return &TaskError{Pid: o.Pid, Op: "dump", Err: err}
@@ -356,6 +357,9 @@ func (d *dumper) dumpMM(pid int, stat procfs.TaskStat, vmas []procfs.VMA) (*mm.M
 		flags := uint32(unix.O_RDONLY)
 		if v.Perms&procfs.PermShared != 0 && v.Perms&procfs.PermWrite != 0 {
 			flags = unix.O_RDWR
+		}
+		if mem.IsMemfd(v) {
+			return d.files.MemfdMapping(pid, v, flags)
 		}
 		return d.files.PathFile(pid, v.Path, flags)
 	}

@@ -2,14 +2,17 @@ package files
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/memfd"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/remote"
 )
@@ -27,11 +30,15 @@ type Set struct {
 	// The open file descriptions dumped so far, in every process of the
 	// tree: an fd of another process on one of them shares its entry.
 	descs, epollDescs descriptions
+	// The memfd inodes met so far, by inode number and in order of their
+	// ids in memfd.img.
+	memfds    map[uint64]*memfdInode
+	memfdList []*memfdInode
 }
 
 // NewSet starts an empty set.
 func NewSet() *Set {
-	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}}
+	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}, memfds: map[uint64]*memfdInode{}}
 }
 
 // add gives e the next id, also in its kind-specific message, and keeps it.
@@ -48,6 +55,17 @@ func (s *Set) add(e *fdinfo.FileEntry) uint32 {
 		e.Efd.Id = ptr(id)
 	case e.Epfd != nil:
 		e.Epfd.Id = ptr(id)
+	case e.Sgfd != nil:
+		e.Sgfd.Id = ptr(id)
+	case e.Tfd != nil:
+		e.Tfd.Id = ptr(id)
+	case e.Ify != nil:
+		e.Ify.Id = ptr(id)
+		for _, w := range e.Ify.Wd {
+			w.Id = ptr(id) // the watches name their instance, as in CRIU's old inotify-wd.img
+		}
+	case e.Memfd != nil:
+		e.Memfd.Id = ptr(id)
 	}
 	s.Entries = append(s.Entries, e)
 	return id
@@ -170,6 +188,9 @@ func fdEntry(fd Fd, id uint32, typ fdinfo.FdTypes) *fdinfo.FdinfoEntry {
 func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	t := fd.Target
 	switch {
+	case strings.HasPrefix(t, memfdPrefix) && isDeleted(t):
+		id, err := s.dumpMemfd(pid, fd)
+		return id, fdinfo.FdTypes_MEMFD, err
 	case strings.HasPrefix(t, "/"):
 		id, err := s.dumpRegFd(pid, fd)
 		return id, fdinfo.FdTypes_REG, err
@@ -179,6 +200,15 @@ func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	case t == "anon_inode:[eventfd]":
 		id, err := s.dumpEventfd(fd)
 		return id, fdinfo.FdTypes_EVENTFD, err
+	case t == "anon_inode:[signalfd]":
+		id, err := s.dumpSignalfd(fd)
+		return id, fdinfo.FdTypes_SIGNALFD, err
+	case t == "anon_inode:[timerfd]":
+		id, err := s.dumpTimerfd(pid, fd)
+		return id, fdinfo.FdTypes_TIMERFD, err
+	case t == "anon_inode:inotify":
+		id, err := s.dumpInotify(pid, fd)
+		return id, fdinfo.FdTypes_INOTIFY, err
 	case strings.HasPrefix(t, "socket:["):
 		return 0, 0, fmt.Errorf("sockets are not supported yet")
 	}
@@ -224,17 +254,30 @@ type Restorer struct {
 	// Root is where the task's paths are looked up: "/proc/PID/root" of
 	// the task being restored.
 	Root string
+	// Pid is the task whose mount namespace files are found in (its
+	// mountinfo); 0 for gocr's own.
+	Pid int
 	// PipeData is the bytes in flight of each pipe, by pipe id.
 	PipeData map[uint32][]byte
+	// MemfdInodes are the entries of memfd.img, by inode id; Dir holds
+	// their contents, and HostIDs, if not nil, turns their owners into
+	// gocr's ids.
+	MemfdInodes map[uint64]*memfd.MemfdInodeEntry
+	Dir         *image.Dir
+	HostIDs     IDMap
+	// Pages counts the pages of file contents restored (memfds).
+	Pages uint64
 
-	open  map[uint32]int       // file id → gocr's fd
-	pipes map[uint32]*pipeEnds // pipe id → the pipe gocr made
+	open   map[uint32]int            // file id → gocr's fd
+	pipes  map[uint32]*pipeEnds      // pipe id → the pipe gocr made
+	memfds map[uint64]*restoredMemfd // memfd inode id → the memfd gocr made
 }
 
 // NewRestorer indexes the file entries of files.img.
 func NewRestorer(entries []*fdinfo.FileEntry, root string) *Restorer {
 	r := &Restorer{entries: map[uint32]*fdinfo.FileEntry{}, Root: root, PipeData: map[uint32][]byte{},
-		open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}}
+		MemfdInodes: map[uint64]*memfd.MemfdInodeEntry{},
+		open:        map[uint32]int{}, pipes: map[uint32]*pipeEnds{}, memfds: map[uint64]*restoredMemfd{}}
 	for _, e := range entries {
 		r.entries[e.GetId()] = e
 	}
@@ -268,6 +311,14 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = openEventfd(e.Efd)
 	case e.Epfd != nil:
 		fd, err = openEpoll(e.Epfd)
+	case e.Sgfd != nil:
+		fd, err = openSignalfd(e.Sgfd)
+	case e.Tfd != nil:
+		fd, err = openTimerfd(e.Tfd)
+	case e.Ify != nil:
+		fd, err = r.openInotify(e.Ify)
+	case e.Memfd != nil:
+		fd, err = r.openMemfd(e.Memfd)
 	default:
 		err = fmt.Errorf("type %s is not supported yet", e.GetType())
 	}
@@ -288,6 +339,19 @@ func (r *Restorer) Close() {
 		p.close()
 		delete(r.pipes, id)
 	}
+	for id, m := range r.memfds {
+		unix.Close(m.fd)
+		delete(r.memfds, id)
+	}
+}
+
+// mountsPid is the task whose mountinfo lists the mounts files are found
+// on.
+func (r *Restorer) mountsPid() int {
+	if r.Pid == 0 {
+		return os.Getpid()
+	}
+	return r.Pid
 }
 
 // RestoreTable gives the task its fd table: every file of fds is opened in

@@ -5,6 +5,7 @@
 #   sigaltstack  static
 #   sigpending_shared static
 #   vdso_rseq    dynamic: it is about the vDSO and glibc's rseq registration
+#   signalfd timerfd inotify memfd eventfd_tree  static: fd kinds
 set -eu
 out=${1:?usage: build.sh OUTDIR}
 src=$(cd "$(dirname "$0")" && pwd)
@@ -14,3 +15,6 @@ mkdir -p "$out"
 $CC $CFLAGS -static -o "$out/sigaltstack" "$src/sigaltstack.c" "$src/zdtmlib.c"
 $CC $CFLAGS -static -o "$out/sigpending_shared" "$src/sigpending_shared.c" "$src/zdtmlib.c"
 $CC $CFLAGS -o "$out/vdso_rseq" "$src/vdso_rseq.c" "$src/zdtmlib.c"
+for w in signalfd timerfd inotify memfd eventfd_tree; do
+	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/zdtmlib.c"
+done
