@@ -372,6 +372,9 @@ func (d *dumper) dumpMM(pid int, stat procfs.TaskStat, vmas []procfs.VMA) (*mm.M
 		if v.Perms&procfs.PermShared != 0 && v.Perms&procfs.PermWrite != 0 {
 			flags = unix.O_RDWR
 		}
+		if mem.IsMemfd(v) {
+			return d.files.MemfdMapping(pid, v, flags)
+		}
 		what := fmt.Sprintf("VMA %#x-%#x", v.Start, v.End)
 		return d.files.PathFile(pid, files.Path{Name: v.Path, Deleted: v.Deleted, What: what, MntID: -1,
 			Proc: fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, v.Start, v.End)}, flags)

@@ -16,6 +16,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/utsns"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mount"
 	"github.com/gocr/gocr/engine/ns"
@@ -474,5 +475,34 @@ func (d *dumper) credsInside(c *creds_img.CredsEntry) {
 	}
 	for i := range c.Groups {
 		c.Groups[i] = ns.Inside(g, c.Groups[i])
+	}
+}
+
+// idsInside turns a file owner's ids into the tree's own user namespace,
+// as images keep them; nil when the tree shares gocr's.
+func (d *dumper) idsInside() files.IDMap {
+	if d.userns == nil {
+		return nil
+	}
+	u, g := d.userns.UidMap, d.userns.GidMap
+	return func(uid, gid uint32) (uint32, uint32, error) {
+		return ns.Inside(u, uid), ns.Inside(g, gid), nil
+	}
+}
+
+// hostIDs turns a file owner's ids of the tree's user namespace back into
+// gocr's; nil when the tree shares gocr's.
+func (n *nsImages) hostIDs() files.IDMap {
+	if n == nil || n.user == nil {
+		return nil
+	}
+	u, g := n.user.UidMap, n.user.GidMap
+	return func(uid, gid uint32) (uint32, uint32, error) {
+		hu, ok1 := ns.Outside(u, uid)
+		hg, ok2 := ns.Outside(g, gid)
+		if !ok1 || !ok2 {
+			return 0, 0, fmt.Errorf("owner %d:%d has no ids outside the user namespace", uid, gid)
+		}
+		return hu, hg, nil
 	}
 }

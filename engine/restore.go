@@ -18,6 +18,7 @@ import (
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/memfd"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
@@ -128,6 +129,7 @@ type restoreImages struct {
 	remaps   map[uint32]*remap.RemapFilePathEntry // by orig_id: what stands in for deleted files
 	pipeData map[uint32][]byte
 	fifoData map[uint32][]byte
+	memfds   map[uint64]*memfd.MemfdInodeEntry // memfd.img, by inode id
 	pages    uint64
 	ns       *nsImages
 }
@@ -267,6 +269,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 		}
 	}
 	r.fr.Remaps, r.fr.Dir, r.fr.UserMaps = r.img.remaps, dir, r.img.ns.user
+	r.fr.MemfdInodes, r.fr.Dir, r.fr.HostIDs = r.img.memfds, dir, r.img.ns.hostIDs()
 	defer r.fr.Close()
 	// Everything from here runs on the tracer thread: one hand-off, not one
 	// per injected call.
@@ -292,6 +295,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	if err := r.fr.RemoveLinkRemaps(); err != nil {
 		r.log.Warn("restored, but a link the dump made for a deleted file is left", "err", err)
 	}
+	r.pagesN += r.fr.Pages
 	elapsed := time.Since(start)
 	us := func(d time.Duration) *uint32 { return ptr(uint32(d / time.Microsecond)) }
 	if err := dir.WriteRestoreStats(&stats.RestoreStatsEntry{
@@ -305,7 +309,8 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 
 // readRestoreImages reads and checks every image the restore uses.
 func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
-	img := &restoreImages{byPid: map[int]*procImages{}, fileByID: map[uint32]*fdinfo.FileEntry{}, pipeData: map[uint32][]byte{}}
+	img := &restoreImages{byPid: map[int]*procImages{}, fileByID: map[uint32]*fdinfo.FileEntry{}, pipeData: map[uint32][]byte{},
+		memfds: map[uint64]*memfd.MemfdInodeEntry{}}
 	inv, err := dir.ReadInventory()
 	if err != nil {
 		return nil, err
@@ -320,12 +325,18 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 	if img.files, err = image.ReadAll[fdinfo.FileEntry](dir, image.Files, image.FilesFile); err != nil {
 		return nil, err
 	}
+	if err := readMemfds(dir, img); err != nil {
+		return nil, err
+	}
 	for i, f := range img.files {
 		img.fileByID[f.GetId()] = f
 		if f.Reg != nil {
 			if err := image.ValidatePath(image.FilesFile, fmt.Sprintf("[%d].reg.name", i), f.Reg.GetName()); err != nil {
 				return nil, err
 			}
+		}
+		if f.Memfd != nil && img.memfds[uint64(f.Memfd.GetInodeId())] == nil {
+			return nil, fmt.Errorf("%s: [%d].memfd.inode_id: memfd inode %d is not in %s", image.FilesFile, i, f.Memfd.GetInodeId(), image.MemfdFile)
 		}
 	}
 	if img.remaps, err = readRemaps(dir, img); err != nil {
@@ -441,6 +452,24 @@ func readRemaps(dir *image.Dir, img *restoreImages) (map[uint32]*remap.RemapFile
 	return files.CheckRemaps(dir, img.fileByID, rms)
 }
 
+// readMemfds reads memfd.img, the memfd inodes, if the dump had any.
+func readMemfds(dir *image.Dir, img *restoreImages) error {
+	if !dir.Exists(image.MemfdFile) {
+		return nil
+	}
+	ms, err := image.ReadAll[memfd.MemfdInodeEntry](dir, image.MemfdInode, image.MemfdFile)
+	if err != nil {
+		return err
+	}
+	for i, m := range ms {
+		if img.memfds[m.GetInodeId()] != nil {
+			return fmt.Errorf("%s: [%d].inode_id: inode %d listed twice", image.MemfdFile, i, m.GetInodeId())
+		}
+		img.memfds[m.GetInodeId()] = m
+	}
+	return nil
+}
+
 // readProcImages reads and checks the images of the process e of the tree.
 func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (*procImages, error) {
 	p := &procImages{restoreImages: img, tree: e, pid: int(e.GetPid()), cores: map[int]*criu_core.CoreEntry{}}
@@ -528,7 +557,13 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 		return nil, err
 	}
 	for i, v := range p.mm.GetVmas() {
-		if v.GetStatus()&(mem.FilePrivate|mem.FileShared) != 0 {
+		switch {
+		case v.GetStatus()&(mem.FilePrivate|mem.FileShared) == 0:
+		case v.GetStatus()&mem.AreaMemfd != 0:
+			if f := img.fileByID[uint32(v.GetShmid())]; f == nil || f.Memfd == nil {
+				return nil, fmt.Errorf("%s: vmas[%d].shmid: file id %d is not a memfd in %s", mmName, i, v.GetShmid(), image.FilesFile)
+			}
+		default:
 			if err := regFile(fmt.Sprintf("vmas[%d].shmid", i), uint32(v.GetShmid())); err != nil {
 				return nil, err
 			}
@@ -580,7 +615,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"prepare the stub", "prepare", r.prepare},
 		{"make the tree", "tree", r.makeTree},
 		{"restore memory", "memory", each((*procRestorer).restoreMemory)},
-		{"restore files", "files", each((*procRestorer).restoreFiles)},
+		{"restore files", "files", r.restoreFiles},
 		{"restore process state", "process", each((*procRestorer).restoreProcess)},
 		{"remove ghost files", "", r.fr.RemoveGhosts}, // every process has what it needs of them
 		{"create threads", "threads", each((*procRestorer).createThreads)},
@@ -653,7 +688,7 @@ func (r *restorer) spawn() error {
 	root.spawned = true
 	r.hostTid[root.vpid] = root.pid
 	r.pass.CloseRemote() // the stub has its own copy now
-	r.fr.Root = fmt.Sprintf("/proc/%d/root", root.pid)
+	r.fr.Root, r.fr.Pid = fmt.Sprintf("/proc/%d/root", root.pid), root.pid
 	return nil
 }
 
@@ -1091,6 +1126,21 @@ func (r *procRestorer) setMM(exeFd int) error {
 			pm.StartCode, pm.EndCode, pm.StartData, pm.EndData, pm.StartBrk, pm.Brk, pm.StartStack, err)
 	}
 	return nil
+}
+
+// restoreFiles gives every process its fd table, then seals the memfds:
+// a seal against writes must wait until every writable file and mapping
+// of the memfd is made.
+func (r *restorer) restoreFiles() error {
+	for _, p := range r.procs {
+		if p.img.zombie {
+			continue
+		}
+		if err := p.restoreFiles(); err != nil {
+			return &TaskError{Pid: p.vpid, Op: "restore", Err: err}
+		}
+	}
+	return r.fr.SealMemfds()
 }
 
 // restoreFiles gives the stub its fd table.

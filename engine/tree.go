@@ -262,6 +262,12 @@ func (d *dumper) dumpShmem() error {
 		return fmt.Errorf("dump shared memory: %w", err)
 	}
 	d.memStats.Written += n
+	// Memfd contents are shmem pages too, saved from the files.
+	n, err = d.files.WriteMemfds(d.dir, d.idsInside())
+	if err != nil {
+		return fmt.Errorf("dump memfds: %w", err)
+	}
+	d.memStats.Written += n
 	d.memTime += time.Since(t0)
 	return nil
 }

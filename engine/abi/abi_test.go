@@ -81,3 +81,13 @@ func TestSiginfoFields(t *testing.T) {
 		t.Fatal("SigBit")
 	}
 }
+
+// The ioctl numbers as the kernel headers spell them out.
+func TestIoctlNumbers(t *testing.T) {
+	if TFD_IOC_SET_TICKS != 0x40085400 {
+		t.Errorf("TFD_IOC_SET_TICKS = %#x, want 0x40085400", TFD_IOC_SET_TICKS)
+	}
+	if INOTIFY_IOC_SETNEXTWD != 0x40044900 {
+		t.Errorf("INOTIFY_IOC_SETNEXTWD = %#x, want 0x40044900", INOTIFY_IOC_SETNEXTWD)
+	}
+}

@@ -103,13 +103,15 @@ func (s *Set) DropLinkRemaps() error {
 	return errors.Join(errs...)
 }
 
-// Close lets go of what the set holds. The link remaps stay: the images
-// need them until they are restored.
+// Close lets go of what the set holds: the memfds' files and the
+// directories of link remaps. The link remaps stay: the images need them
+// until they are restored.
 func (s *Set) Close() {
 	for _, l := range s.linkRemaps {
 		unix.Close(l.dirfd)
 	}
 	s.linkRemaps = nil
+	s.closeMemfds()
 }
 
 // openRemapped opens a file whose name was gone at dump time through what

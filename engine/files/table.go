@@ -2,12 +2,14 @@ package files
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/memfd"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"golang.org/x/sys/unix"
@@ -51,12 +53,16 @@ type Set struct {
 	nextGhost     uint32             // the id the next ghost gets
 	linked        map[fileKey]uint32 // file id of the link remap of each inode
 	linkRemaps    []linkRemap        // links the dump made, removed if it fails
+	// The memfd inodes met so far, by inode number and in order of their
+	// ids in memfd.img.
+	memfds    map[uint64]*memfdInode
+	memfdList []*memfdInode
 }
 
 // NewSet starts an empty set whose ghost files go to dir.
 func NewSet(dir *image.Dir) *Set {
 	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}, FifoData: map[uint64][]byte{}, dir: dir,
-		ghosts: map[fileKey]uint32{}, nextGhost: 1, linked: map[fileKey]uint32{}}
+		ghosts: map[fileKey]uint32{}, nextGhost: 1, linked: map[fileKey]uint32{}, memfds: map[uint64]*memfdInode{}}
 }
 
 // add gives e the next id, also in its kind-specific message, and keeps it.
@@ -75,6 +81,17 @@ func (s *Set) add(e *fdinfo.FileEntry) uint32 {
 		e.Epfd.Id = ptr(id)
 	case e.Fifo != nil:
 		e.Fifo.Id = ptr(id)
+	case e.Sgfd != nil:
+		e.Sgfd.Id = ptr(id)
+	case e.Tfd != nil:
+		e.Tfd.Id = ptr(id)
+	case e.Ify != nil:
+		e.Ify.Id = ptr(id)
+		for _, w := range e.Ify.Wd {
+			w.Id = ptr(id) // the watches name their instance, as in CRIU's old inotify-wd.img
+		}
+	case e.Memfd != nil:
+		e.Memfd.Id = ptr(id)
 	}
 	s.Entries = append(s.Entries, e)
 	return id
@@ -197,6 +214,9 @@ func fdEntry(fd Fd, id uint32, typ fdinfo.FdTypes) *fdinfo.FdinfoEntry {
 func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	t := fd.Target
 	switch {
+	case strings.HasPrefix(t, memfdPrefix) && strings.HasSuffix(t, " (deleted)"):
+		id, err := s.dumpMemfd(pid, fd)
+		return id, fdinfo.FdTypes_MEMFD, err
 	case strings.HasPrefix(t, "/"):
 		return s.dumpRegFd(pid, fd)
 	case strings.HasPrefix(t, "pipe:["):
@@ -205,6 +225,15 @@ func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	case t == "anon_inode:[eventfd]":
 		id, err := s.dumpEventfd(fd)
 		return id, fdinfo.FdTypes_EVENTFD, err
+	case t == "anon_inode:[signalfd]":
+		id, err := s.dumpSignalfd(fd)
+		return id, fdinfo.FdTypes_SIGNALFD, err
+	case t == "anon_inode:[timerfd]":
+		id, err := s.dumpTimerfd(pid, fd)
+		return id, fdinfo.FdTypes_TIMERFD, err
+	case t == "anon_inode:inotify":
+		id, err := s.dumpInotify(pid, fd)
+		return id, fdinfo.FdTypes_INOTIFY, err
 	case strings.HasPrefix(t, "socket:["):
 		return 0, 0, fmt.Errorf("sockets are not supported yet")
 	}
@@ -250,6 +279,9 @@ type Restorer struct {
 	// Root is where the task's paths are looked up: "/proc/PID/root" of
 	// the task being restored.
 	Root string
+	// Pid is the task whose mount namespace files are found in (its
+	// mountinfo); 0 for gocr's own.
+	Pid int
 	// PipeData is the bytes in flight of each pipe, by pipe id; FifoData
 	// of each FIFO.
 	PipeData, FifoData map[uint32][]byte
@@ -259,24 +291,34 @@ type Restorer struct {
 	// Remaps are remap-fpath.img by orig_id: what stands in for each file
 	// deleted at dump time.
 	Remaps map[uint32]*remap.RemapFilePathEntry
-	// Dir is the image directory, where ghost contents are read from.
+	// Dir is the image directory, where ghost and memfd contents are read
+	// from.
 	Dir *image.Dir
 	// UserMaps are the id maps of the tree's own user namespace, if it
 	// has one: ghost owners are in the image as the tree saw them.
 	UserMaps *userns.UsernsEntry
+	// MemfdInodes are the entries of memfd.img, by inode id, and HostIDs,
+	// if not nil, turns their owners into gocr's ids.
+	MemfdInodes map[uint64]*memfd.MemfdInodeEntry
+	HostIDs     IDMap
+	// Pages counts the pages of file contents restored (memfds).
+	Pages uint64
 
-	open   map[uint32]int       // file id → gocr's fd
-	pipes  map[uint32]*pipeEnds // pipe id → the pipe gocr made
-	fifos  map[uint32]int       // FIFO pipe id → gocr's read-write fd of it
-	ghosts map[uint32]*ghost    // ghost id → the ghost made, ready
-	dirs   map[string]int       // "mount id:dir" → gocr's O_PATH fd of it (pathOf)
-	made   []*ghost             // every ghost made, to remove
+	open   map[uint32]int            // file id → gocr's fd
+	pipes  map[uint32]*pipeEnds      // pipe id → the pipe gocr made
+	fifos  map[uint32]int            // FIFO pipe id → gocr's read-write fd of it
+	ghosts map[uint32]*ghost         // ghost id → the ghost made, ready
+	dirs   map[string]int            // "mount id:dir" → gocr's O_PATH fd of it (pathOf)
+	made   []*ghost                  // every ghost made, to remove
+	memfds map[uint64]*restoredMemfd // memfd inode id → the memfd gocr made
 }
 
 // NewRestorer indexes the file entries of files.img.
 func NewRestorer(entries []*fdinfo.FileEntry, root string) *Restorer {
 	r := &Restorer{entries: map[uint32]*fdinfo.FileEntry{}, Root: root, PipeData: map[uint32][]byte{},
-		open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}, fifos: map[uint32]int{}, FifoData: map[uint32][]byte{}, ghosts: map[uint32]*ghost{}, dirs: map[string]int{}}
+		MemfdInodes: map[uint64]*memfd.MemfdInodeEntry{},
+		open:        map[uint32]int{}, pipes: map[uint32]*pipeEnds{}, fifos: map[uint32]int{}, FifoData: map[uint32][]byte{},
+		ghosts: map[uint32]*ghost{}, dirs: map[string]int{}, memfds: map[uint64]*restoredMemfd{}}
 	for _, e := range entries {
 		r.entries[e.GetId()] = e
 	}
@@ -312,6 +354,14 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = openEventfd(e.Efd)
 	case e.Epfd != nil:
 		fd, err = openEpoll(e.Epfd)
+	case e.Sgfd != nil:
+		fd, err = openSignalfd(e.Sgfd)
+	case e.Tfd != nil:
+		fd, err = openTimerfd(e.Tfd)
+	case e.Ify != nil:
+		fd, err = r.openInotify(e.Ify)
+	case e.Memfd != nil:
+		fd, err = r.openMemfd(e.Memfd)
 	default:
 		err = fmt.Errorf("type %s is not supported yet", e.GetType())
 	}
@@ -342,6 +392,19 @@ func (r *Restorer) Close() {
 		unix.Close(fd)
 		delete(r.dirs, k)
 	}
+	for id, m := range r.memfds {
+		unix.Close(m.fd)
+		delete(r.memfds, id)
+	}
+}
+
+// mountsPid is the task whose mountinfo lists the mounts files are found
+// on.
+func (r *Restorer) mountsPid() int {
+	if r.Pid == 0 {
+		return os.Getpid()
+	}
+	return r.Pid
 }
 
 // RestoreTable gives the task its fd table: every file of fds is opened in

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -97,13 +98,39 @@ func TestCritDecode(t *testing.T) {
 			return get(i.Entries, 0, "reg", "name") == "/usr/bin/sleeper" && num(get(i.Entries, 3, "pipe", "pipe_id")) == 4242
 		}},
 		{FdinfoFile(7), "FDINFO", func(i critImage) bool {
-			return num(get(i.Entries, 1, "fd")) == 3 && get(i.Entries, 1, "type") == "PIPE"
+			return num(get(i.Entries, 1, "fd")) == 3 && get(i.Entries, 1, "type") == "PIPE" &&
+				get(i.Entries, 3, "type") == "SIGNALFD" && get(i.Entries, 4, "type") == "TIMERFD" &&
+				get(i.Entries, 5, "type") == "INOTIFY" && get(i.Entries, 6, "type") == "MEMFD"
+		}},
+		// One file of each further kind, as crit names their fields.
+		{FilesFile, "FILES", func(i critImage) bool {
+			return get(i.Entries, 8, "type") == "SIGNALFD" && hexNum(get(i.Entries, 8, "sgfd", "sigmask")) == 1<<9|1<<33
+		}},
+		{FilesFile, "FILES", func(i critImage) bool {
+			return get(i.Entries, 9, "type") == "TIMERFD" && num(get(i.Entries, 9, "tfd", "clockid")) == 1 &&
+				num(get(i.Entries, 9, "tfd", "ticks")) == 3 && num(get(i.Entries, 9, "tfd", "insec")) == 50_000_000
+		}},
+		{FilesFile, "FILES", func(i critImage) bool {
+			return get(i.Entries, 10, "type") == "INOTIFY" && num(get(i.Entries, 10, "ify", "wd", 0, "wd")) == 3 &&
+				num(get(i.Entries, 10, "ify", "wd", 0, "i_ino")) == 0x3c4a3 &&
+				get(i.Entries, 10, "ify", "wd", 0, "f_handle", "path") == "/srv/watched"
+		}},
+		{FilesFile, "FILES", func(i critImage) bool {
+			return get(i.Entries, 11, "type") == "MEMFD" && num(get(i.Entries, 11, "memfd", "inode_id")) == 1 &&
+				num(get(i.Entries, 11, "memfd", "pos")) == 77
+		}},
+		{MemfdFile, "MEMFD_INODE", func(i critImage) bool {
+			return get(i.Entries, 0, "name") == memfdName && num(get(i.Entries, 0, "shmid")) == memfdShmid &&
+				num(get(i.Entries, 0, "size")) == PageSize
+		}},
+		{ShmemPagemapFile(memfdShmid), "PAGEMAP", func(i critImage) bool {
+			return num(get(i.Entries, 1, "vaddr")) == 0 && num(get(i.Entries, 1, "nr_pages")) == 1
 		}},
 		{FsFile(samplePid), "FS", func(i critImage) bool { return num(get(i.Entries, 0, "cwd_id")) == idRoot }},
 		{IdsFile(samplePid), "IDS", func(i critImage) bool { return num(get(i.Entries, 0, "files_id")) == 7 }},
 		{CredsFile(samplePid), "CREDS", func(i critImage) bool { return num(get(i.Entries, 0, "cap_eff", 1)) == 0x1ff }},
 		{StatsDumpFile, "STATS", func(i critImage) bool {
-			return num(get(i.Entries, 0, "dump", "pages_written")) == 12 && num(get(i.Entries, 0, "dump", "frozen_time")) == 2222
+			return num(get(i.Entries, 0, "dump", "pages_written")) == 13 && num(get(i.Entries, 0, "dump", "frozen_time")) == 2222
 		}},
 		{PipesDataFile, "PIPES_DATA", func(i critImage) bool { return b64(get(i.Entries, 0, "extra")) == pipeText }},
 		{GhostFileName(1), "GHOST_FILE", func(i critImage) bool { return b64(get(i.Entries, 0, "extra")) == ghostText }},
@@ -151,6 +178,18 @@ func TestCritDecode(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "PE_PRESENT") {
 		t.Errorf("crit show pagemap: %v\n%s", err, out)
 	}
+}
+
+// hexNum reads a number crit prints in hex ("0x200") or plain.
+func hexNum(v any) uint64 {
+	switch x := v.(type) {
+	case float64:
+		return uint64(x)
+	case string:
+		n, _ := strconv.ParseUint(strings.TrimPrefix(x, "0x"), 16, 64)
+		return n
+	}
+	return 0
 }
 
 func b64(v any) string {
@@ -201,7 +240,7 @@ func TestGoCritDecode(t *testing.T) {
 	if len(img.Entries) != 2 || img.Entries[1].Message.(*remap.RemapFilePathEntry).GetRemapType() != remap.RemapType_LINKED {
 		t.Errorf("remap-fpath: %+v", img.Entries)
 	}
-	if s, err := crit.GetDumpStats(dir); err != nil || s.GetPagesWritten() != 12 {
+	if s, err := crit.GetDumpStats(dir); err != nil || s.GetPagesWritten() != 13 {
 		t.Errorf("go-criu dump stats: %v, %v", s, err)
 	}
 	ps, err := crit.New(nil, nil, dir, false, false).ExplorePs()

@@ -141,7 +141,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("inventory %v, %v", inv, err)
 	}
 	st, err := d.ReadStats(StatsDumpFile)
-	if err != nil || st.GetDump().GetPagesWritten() != 12 || d.PagesWritten() != 12 {
+	if err != nil || st.GetDump().GetPagesWritten() != 13 || d.PagesWritten() != 13 {
 		t.Fatalf("stats %v (%v), PagesWritten %d", st, err, d.PagesWritten())
 	}
 

@@ -10,17 +10,22 @@ import (
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	criu_sa "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-sa"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/fh"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
 	fsimg "github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/fsnotify"
 	ghost_file "github.com/checkpoint-restore/go-criu/v7/crit/images/ghost-file"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/memfd"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe"
 	pipe_data "github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/regfile"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/signalfd"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/timerfd"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"google.golang.org/protobuf/proto"
 )
@@ -50,6 +55,17 @@ const (
 	idGhost     // deleted with no name left: ghost 2
 	idUnlinked  // unlinked with another link left: remapped to idLinkRemap
 	idLinkRemap // the link the dump made for it
+	idSignalfd
+	idTimerfd
+	idInotify
+	idMemfd
+)
+
+// The sample memfd: its inode in memfd.img and its contents, one page in
+// pagemap-shmem-<shmid>.img.
+const (
+	memfdShmid = 4711
+	memfdName  = "sample-memfd"
 )
 
 func u32(v uint32) *uint32 { return proto.Uint32(v) }
@@ -149,6 +165,29 @@ func pipeFile(id, flags uint32) *fdinfo.FileEntry {
 		Fown: &fown.FownEntry{Uid: u32(0), Euid: u32(0), Signum: u32(0), PidType: u32(0), Pid: u32(0)}}}
 }
 
+func owner() *fown.FownEntry {
+	return &fown.FownEntry{Uid: u32(0), Euid: u32(0), Signum: u32(0), PidType: u32(0), Pid: u32(0)}
+}
+
+// fdKindFiles are one file of each kind beyond regular files and pipes
+// that gocr dumps: signalfd, timerfd, inotify and memfd.
+func fdKindFiles() []*fdinfo.FileEntry {
+	return []*fdinfo.FileEntry{
+		{Type: fdinfo.FdTypes_SIGNALFD.Enum(), Id: u32(idSignalfd), Sgfd: &signalfd.SignalfdEntry{
+			Id: u32(idSignalfd), Flags: u32(0o4000), Fown: owner(), Sigmask: u64(1<<9 | 1<<33)}},
+		{Type: fdinfo.FdTypes_TIMERFD.Enum(), Id: u32(idTimerfd), Tfd: &timerfd.TimerfdEntry{
+			Id: u32(idTimerfd), Flags: u32(2), Fown: owner(), Clockid: u32(1), Ticks: u64(3), SettimeFlags: u32(1),
+			Vsec: u64(5), Vnsec: u64(250), Isec: u64(0), Insec: u64(50_000_000)}},
+		{Type: fdinfo.FdTypes_INOTIFY.Enum(), Id: u32(idInotify), Ify: &fsnotify.InotifyFileEntry{
+			Id: u32(idInotify), Flags: u32(0o4000), Fown: owner(), Wd: []*fsnotify.InotifyWdEntry{{
+				Id: u32(idInotify), IIno: u64(0x3c4a3), Mask: u32(0x100), IgnoredMask: u32(0), SDev: u32(0xfe00000), Wd: u32(3),
+				FHandle: &fh.FhEntry{Bytes: u32(8), Type: u32(1), Handle: make([]uint64, 16), Path: proto.String("/srv/watched")},
+			}}}},
+		{Type: fdinfo.FdTypes_MEMFD.Enum(), Id: u32(idMemfd), Memfd: &memfd.MemfdFileEntry{
+			Id: u32(idMemfd), Flags: u32(2), Pos: u64(77), Fown: owner(), InodeId: u32(1)}},
+	}
+}
+
 // pageContent is what sample page n of the heap holds.
 func pageContent(n int) []byte { return bytes.Repeat([]byte{byte('a' + n)}, PageSize) }
 
@@ -181,6 +220,9 @@ func writeSample(t testing.TB, path string) *Dir {
 	} {
 		must(files.Write(f))
 	}
+	for _, f := range fdKindFiles() {
+		must(files.Write(f))
+	}
 	must(files.Close())
 
 	rm, err := d.Writer(RemapFpath, RemapFpathFile)
@@ -195,6 +237,10 @@ func writeSample(t testing.TB, path string) *Dir {
 		{Id: u32(idNull), Flags: u32(0), Type: fdinfo.FdTypes_REG.Enum(), Fd: u32(0)},
 		{Id: u32(idPipeR), Flags: u32(0), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(3)},
 		{Id: u32(idPipeW), Flags: u32(1), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(4)},
+		{Id: u32(idSignalfd), Flags: u32(1), Type: fdinfo.FdTypes_SIGNALFD.Enum(), Fd: u32(5)},
+		{Id: u32(idTimerfd), Flags: u32(0), Type: fdinfo.FdTypes_TIMERFD.Enum(), Fd: u32(6)},
+		{Id: u32(idInotify), Flags: u32(0), Type: fdinfo.FdTypes_INOTIFY.Enum(), Fd: u32(7)},
+		{Id: u32(idMemfd), Flags: u32(0), Type: fdinfo.FdTypes_MEMFD.Enum(), Fd: u32(8)},
 	} {
 		must(fds.Write(fd))
 	}
@@ -236,8 +282,16 @@ func writeSample(t testing.TB, path string) *Dir {
 	}
 	must(d.WriteOne(Core, CoreFile(sampleThread), sampleCore(sampleThread, false)))
 
+	// The memfd last: the tasks' pages keep pages ids 1 and 2.
+	must(d.WriteOne(MemfdInode, MemfdFile, &memfd.MemfdInodeEntry{Name: proto.String(memfdName), Uid: u32(1000), Gid: u32(1000),
+		Size: u64(PageSize), Shmid: u32(memfdShmid), Seals: u32(0xb), InodeId: u64(1)}))
+	mp, err := d.ShmemPageWriter(memfdShmid)
+	must(err)
+	must(mp.AddBytes(0, pageContent(7)))
+	must(mp.Close())
+
 	must(d.WriteDumpStats(&stats.DumpStatsEntry{FreezingTime: u32(11), FrozenTime: u32(2222), MemdumpTime: u32(333),
-		MemwriteTime: u32(444), PagesScanned: u64(20), PagesSkippedParent: u64(0), PagesWritten: u64(12), PagesLazy: u64(0)}))
+		MemwriteTime: u32(444), PagesScanned: u64(20), PagesSkippedParent: u64(0), PagesWritten: u64(13), PagesLazy: u64(0)}))
 	must(d.WriteInventory(NewInventory(sampleIDs(), inventory.Lsmtype_NO_LSM)))
 	return d
 }

@@ -267,6 +267,13 @@ func describeFile(f *fdinfo.FileEntry) string {
 		return fmt.Sprintf("eventfd[count %d]", f.GetEfd().GetCounter())
 	case f.GetMemfd() != nil:
 		return fmt.Sprintf("memfd[inode %d]", f.GetMemfd().GetInodeId())
+	case f.GetSgfd() != nil:
+		return fmt.Sprintf("signalfd[mask %#x]", f.GetSgfd().GetSigmask())
+	case f.GetTfd() != nil:
+		t := f.GetTfd()
+		return fmt.Sprintf("timerfd[clock %d left %d.%09d every %d.%09d]", t.GetClockid(), t.GetVsec(), t.GetVnsec(), t.GetIsec(), t.GetInsec())
+	case f.GetIfy() != nil:
+		return fmt.Sprintf("inotify[%d watches]", len(f.GetIfy().GetWd()))
 	}
 	return fmt.Sprintf("%s.%d", f.GetType(), f.GetId())
 }

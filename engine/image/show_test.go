@@ -18,7 +18,7 @@ func TestShow(t *testing.T) {
 	for _, want := range []string{
 		"task 100 (sleeper)", "100,101", "/usr/bin/sleeper", "[heap]", "[vsyscall]", "r-xp",
 		"pages dumped: 6", "PIPE", "pipe[4242]", "/dev/null", "SIGUSR1", "SIGPIPE   ignored",
-		"written 12", "cwd /, root /",
+		"written 13", "cwd /, root /",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("show lacks %q:\n%s", want, out)

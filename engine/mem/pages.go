@@ -296,3 +296,126 @@ func RestoreShmem(pid int, dir *image.Dir, shmid, addr, size uint64) (uint64, er
 	}
 	return pages, pr.Err()
 }
+
+// DumpShmemFile saves the contents of a shmem file (a memfd) the way
+// shared anonymous memory is saved: pagemap-shmem-<shmid>.img, its runs
+// addressed by offset in the file. Only the ranges the file holds data in
+// (SEEK_DATA/SEEK_HOLE, swapped pages included) are saved, so a sparse
+// file stays small. fd must be an open file of gocr's own: seeking moves
+// its offset. It returns the pages written.
+func DumpShmemFile(dir *image.Dir, shmid uint64, fd int, size uint64) (uint64, error) {
+	end := (size + image.PageSize - 1) &^ (image.PageSize - 1)
+	pw, err := dir.ShmemPageWriter(shmid)
+	if err != nil {
+		return 0, err
+	}
+	var written uint64
+	for off := uint64(0); off < end; {
+		data, err := unix.Seek(fd, int64(off), unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // no data from off to the end
+		}
+		if err != nil {
+			pw.Abort()
+			return written, fmt.Errorf("shmem file %d: SEEK_DATA from %d: %w", shmid, off, err)
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			pw.Abort()
+			return written, fmt.Errorf("shmem file %d: SEEK_HOLE from %d: %w", shmid, data, err)
+		}
+		start := uint64(data) &^ (image.PageSize - 1)
+		stop := min((uint64(hole)+image.PageSize-1)&^(image.PageSize-1), end)
+		if start >= stop {
+			break
+		}
+		n := (stop - start) / image.PageSize
+		if err := pw.Add(start, n, &fileReader{fd: fd, off: int64(start), end: int64(stop)}); err != nil {
+			pw.Abort()
+			return written, fmt.Errorf("shmem file %d pages at %#x: %w", shmid, start, err)
+		}
+		written += n
+		off = stop
+	}
+	return written, pw.Close()
+}
+
+// fileReader reads [off, end) of a file, zeros past its end of file (the
+// tail of its last page).
+type fileReader struct {
+	fd       int
+	off, end int64
+}
+
+func (r *fileReader) Read(p []byte) (int, error) {
+	if r.off >= r.end {
+		return 0, io.EOF
+	}
+	if rest := r.end - r.off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := unix.Pread(r.fd, p, r.off)
+	if err != nil {
+		return 0, fmt.Errorf("read at %d: %w", r.off, err)
+	}
+	if n == 0 {
+		// Past the end of file: the rest of the page is zeros.
+		clear(p)
+		n = len(p)
+	}
+	r.off += int64(n)
+	return n, nil
+}
+
+// FillShmemFile writes the saved contents of a shmem file (a memfd) into
+// fd, which already has the file's size: nothing is written past it. It
+// returns the pages restored.
+func FillShmemFile(dir *image.Dir, shmid uint64, fd int, size uint64) (uint64, error) {
+	if dir == nil || !dir.Exists(image.ShmemPagemapFile(shmid)) {
+		return 0, nil // nothing was ever written to it
+	}
+	pr, err := dir.ShmemPageReader(shmid)
+	if err != nil {
+		return 0, err
+	}
+	defer pr.Close()
+	buf := make([]byte, restoreChunk)
+	f := pr.PagesFile()
+	var pages uint64
+	for pr.Next() {
+		r := pr.Run()
+		if !r.Present() || r.End() > (size+image.PageSize-1)&^(image.PageSize-1) {
+			return pages, fmt.Errorf("%s: run %#x-%#x: not present, or beyond the file's %d bytes", image.ShmemPagemapFile(shmid), r.Vaddr, r.End(), size)
+		}
+		for done := int64(0); done < r.Len(); {
+			n := min(int64(len(buf)), r.Len()-done)
+			at := int64(r.Vaddr) + done
+			if rest := int64(size) - at; n > rest {
+				n = rest // the tail of the last page lies past the end of file
+			}
+			if n <= 0 {
+				break
+			}
+			if _, err := f.ReadAt(buf[:n], r.Offset+done); err != nil {
+				return pages, fmt.Errorf("read %s at %d: %w", f.Name(), r.Offset+done, err)
+			}
+			if err := pwriteAll(fd, buf[:n], at); err != nil {
+				return pages, fmt.Errorf("shmem file %d at %#x: %w", shmid, at, err)
+			}
+			done += n
+		}
+		pages += r.NrPages
+	}
+	return pages, pr.Err()
+}
+
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err != nil {
+			return err
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}

@@ -105,8 +105,11 @@ func DumpVMA(v procfs.VMA, fileID FileIDs) (*vma.VmaEntry, error) {
 }
 
 // dumpFileVMA describes a mapping of a file by its file id; fileID deals
-// with a deleted file too.
+// with a deleted file too. A memfd is a file like another here, marked as
+// one: restore maps the memfd it remade, and its contents are the
+// memfd's, not the VMA's.
 func dumpFileVMA(v procfs.VMA, e *vma.VmaEntry, fileID FileIDs) (*vma.VmaEntry, error) {
+	memfd := IsMemfd(v)
 	id, err := fileID(v)
 	if err != nil {
 		return nil, fmt.Errorf("VMA %#x-%#x (%s): %w", v.Start, v.End, v.Path, err)
@@ -120,9 +123,19 @@ func dumpFileVMA(v procfs.VMA, e *vma.VmaEntry, fileID FileIDs) (*vma.VmaEntry, 
 	if v.Flags.Has(procfs.VmGrowsDown) {
 		flags |= unix.MAP_GROWSDOWN
 	}
+	if memfd {
+		status |= AreaMemfd
+	}
 	e.Flags, e.Status = &flags, &status
 	setMadv(v, e)
 	return e, nil
+}
+
+// IsMemfd says whether a VMA maps a memfd: "/memfd:NAME (deleted)" on the
+// kernel's internal shmem mount (device 0:N). The dump checks the device
+// exactly when it opens the file.
+func IsMemfd(v procfs.VMA) bool {
+	return v.Kind() == procfs.MapFile && v.Deleted && strings.HasPrefix(v.Path, "/memfd:") && v.Major == 0
 }
 
 func setMadv(v procfs.VMA, e *vma.VmaEntry) {

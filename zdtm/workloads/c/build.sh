@@ -8,6 +8,7 @@
 #   tree pipe_tree fifo shared_anon shared_file   static: process trees
 #   mnt_*        static, with mntlib.c: the mount namespace workloads
 #   ghost_small  static
+#   signalfd timerfd inotify memfd eventfd_tree  static: fd kinds
 set -eu
 out=${1:?usage: build.sh OUTDIR}
 src=$(cd "$(dirname "$0")" && pwd)
@@ -24,3 +25,6 @@ for w in mnt_nested mnt_files mnt_external mnt_shapes mnt_stack mnt_ghost; do
 	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/mntlib.c" "$src/zdtmlib.c"
 done
 $CC $CFLAGS -static -o "$out/ghost_small" "$src/ghost_small.c" "$src/zdtmlib.c"
+for w in signalfd timerfd inotify memfd eventfd_tree; do
+	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/zdtmlib.c"
+done

@@ -1,0 +1,40 @@
+package kernel
+
+import (
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/engine/abi"
+)
+
+// probeTimerfdSetTicks sets the unread expirations of a fresh timerfd:
+// ENOTTY without CONFIG_CHECKPOINT_RESTORE or before 3.17.
+func probeTimerfdSetTicks(*probeEnv) (bool, string) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
+	if err != nil {
+		return false, fmt.Sprintf("timerfd_create: %v", err)
+	}
+	defer unix.Close(fd)
+	ticks := uint64(1)
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), abi.TFD_IOC_SET_TICKS, uintptr(unsafe.Pointer(&ticks))); errno != 0 {
+		return false, fmt.Sprintf("ioctl TFD_IOC_SET_TICKS: %v", errno)
+	}
+	return true, "ioctl TFD_IOC_SET_TICKS works"
+}
+
+// probeInotifySetNextWd asks a fresh inotify instance for watch
+// descriptor 5 next: ENOTTY without CONFIG_CHECKPOINT_RESTORE or before
+// 4.16.
+func probeInotifySetNextWd(*probeEnv) (bool, string) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		return false, fmt.Sprintf("inotify_init1: %v", err)
+	}
+	defer unix.Close(fd)
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), abi.INOTIFY_IOC_SETNEXTWD, 5); errno != 0 {
+		return false, fmt.Sprintf("ioctl INOTIFY_IOC_SETNEXTWD: %v", errno)
+	}
+	return true, "ioctl INOTIFY_IOC_SETNEXTWD works"
+}
