@@ -269,9 +269,11 @@ func (d *dumper) dumpProc(p *procDump) error {
 	}
 
 	// Files after memory: file mappings already have their ids.
-	fdEntries, err := d.files.DumpTable(pid)
-	if err != nil {
-		return err
+	var fdEntries []*fdinfo.FdinfoEntry
+	if p.filesOwner == p { // else its parent's table, dumped with the parent
+		if fdEntries, err = d.files.DumpTable(pid); err != nil {
+			return err
+		}
 	}
 	cwd, err := procfs.Cwd(pid)
 	if err != nil {
@@ -543,7 +545,8 @@ func readThreadInjected(t *remote.Task, th *threadState) error {
 func (d *dumper) writeImages(p *procDump, status procfs.TaskStatus, threads []*threadState,
 	tc *criu_core.TaskCoreEntry, mmEntry *mm.MmEntry, fdEntries []*fdinfo.FdinfoEntry, cwdID, rootID uint32) error {
 	pid := uint32(d.vtid[p.pid])
-	ids := &criu_core.TaskKobjIdsEntry{VmId: ptr(pid), FilesId: ptr(pid), FsId: ptr(pid), SighandId: ptr(pid)}
+	ids := &criu_core.TaskKobjIdsEntry{VmId: ptr(pid), FilesId: ptr(uint32(d.vtid[p.filesOwner.pid])),
+		FsId: ptr(uint32(d.vtid[p.fsOwner.pid])), SighandId: ptr(pid)}
 	setNsIDs(ids, d.nsIDs)
 	ids.MntNsId = ptr(uint32(p.mntNS))
 	// The ids live in core too; crit's tools still read ids-PID.img.
@@ -592,6 +595,9 @@ func (d *dumper) writeImages(p *procDump, status procfs.TaskStatus, threads []*t
 	umask := uint32(status.Umask)
 	if err := d.dir.WriteOne(image.Fs, image.FsFile(pid), &fs.FsEntry{CwdId: &cwdID, RootId: &rootID, Umask: &umask}); err != nil {
 		return err
+	}
+	if p.filesOwner != p {
+		return nil // its parent's table, written with the parent
 	}
 	w, err := d.dir.Writer(image.Fdinfo, image.FdinfoFile(pid))
 	if err != nil {

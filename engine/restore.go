@@ -144,6 +144,8 @@ type procImages struct {
 	zombie   bool                         // only tree and the leader's core are read
 	exitCode int                          // a zombie's wait status
 	mntNS    uint32                       // the id of its mount namespace
+	filesID  uint32                       // whose fd table it has: its own pid, or its parent's table's
+	fsID     uint32                       // whose fs info (cwd, root, umask) it has
 	mm       *mm.MmEntry
 	fs       *fs.FsEntry
 	fds      []*fdinfo.FdinfoEntry
@@ -496,6 +498,7 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 					return nil, fmt.Errorf("%s: threads: a zombie has %d threads", image.PstreeFile, len(p.tids))
 				}
 				p.zombie, p.exitCode = true, int(c.GetTc().GetExitCode())
+				p.filesID, p.fsID = uint32(p.pid), uint32(p.pid) // nothing shared left
 				p.cores[tid] = c
 				return p, nil
 			default:
@@ -530,6 +533,10 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 		filesID = ids.GetFilesId()
 	}
 	p.mntNS = p.cores[p.pid].GetIds().GetMntNsId()
+	p.filesID, p.fsID = filesID, uint32(p.pid)
+	if ids := p.cores[p.pid].GetIds(); ids != nil && ids.FsId != nil {
+		p.fsID = ids.GetFsId()
+	}
 	fdName := image.FdinfoFile(filesID)
 	if p.fds, err = image.ReadAll[fdinfo.FdinfoEntry](dir, image.Fdinfo, fdName); err != nil {
 		return nil, err
@@ -783,6 +790,19 @@ func (r *restorer) makeTree() error {
 func (p *procRestorer) fork() error {
 	spec, want := p.tidSpec(p.vpid, p.parent.t.Scratch+cloneOff)
 	spec.Process = true
+	for _, s := range []struct {
+		mine, parents uint32
+		flag          uint64
+		what          string
+	}{{p.img.filesID, p.parent.img.filesID, unix.CLONE_FILES, "fd table"}, {p.img.fsID, p.parent.img.fsID, unix.CLONE_FS, "fs info"}} {
+		switch {
+		case s.mine == uint32(p.vpid):
+		case s.mine == s.parents:
+			spec.Share |= s.flag
+		default:
+			return fmt.Errorf("its %s is pid %d's, not its own or its parent's (%d): not supported", s.what, s.mine, s.parents)
+		}
+	}
 	got, err := p.parent.cloneThread(spec)
 	if err != nil {
 		return err
@@ -1143,8 +1163,12 @@ func (r *restorer) restoreFiles() error {
 	return r.fr.SealMemfds()
 }
 
-// restoreFiles gives the stub its fd table.
+// restoreFiles gives the stub its fd table, unless it shares its parent's
+// (CLONE_FILES), which the parent restores.
 func (r *procRestorer) restoreFiles() error {
+	if r.img.filesID != uint32(r.vpid) {
+		return nil
+	}
 	return r.fr.RestoreTable(r.t, r.pass, r.sock, fdPassOff, r.img.fds)
 }
 

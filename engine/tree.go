@@ -47,6 +47,10 @@ type procDump struct {
 	stopped, wasStopped bool
 	secbits             uint32
 	mntNS               uint64 // the mount namespace's nsfs inode
+	// filesOwner and fsOwner are the process whose fd table and fs info
+	// (cwd, root, umask) this one shares (clone with CLONE_FILES or
+	// CLONE_FS but not CLONE_THREAD): its parent, or itself.
+	filesOwner, fsOwner *procDump
 }
 
 // freeze seizes every thread of every process of the tree, parents before
@@ -162,31 +166,48 @@ const (
 	kcmpSighand = 4
 )
 
-// checkShared refuses a tree in which two processes share what only
-// threads share in gocr's images so far (clone without CLONE_THREAD but
-// with CLONE_VM, CLONE_FILES, CLONE_FS or CLONE_SIGHAND): each process is
-// restored with its own.
+// checkShared finds what processes of the tree share: an fd table or fs
+// info shared with the parent (clone with CLONE_FILES or CLONE_FS but not
+// CLONE_THREAD, as a vfork-style helper does) is kept as CRIU keeps it,
+// by the ids of the owner; anything else shared (an address space or
+// signal handlers, or a table shared with another than the parent) is
+// refused: each process would come back with its own.
 func (d *dumper) checkShared() error {
 	kinds := []struct {
-		kcmp int
-		what string
-	}{{kcmpVM, "address space (CLONE_VM)"}, {kcmpFiles, "fd table (CLONE_FILES)"}, {kcmpFS, "fs info (CLONE_FS)"}, {kcmpSighand, "signal handlers (CLONE_SIGHAND)"}}
+		kcmp  int
+		what  string
+		owner func(p *procDump) **procDump
+	}{
+		{kcmpVM, "address space (CLONE_VM)", nil},
+		{kcmpFiles, "fd table (CLONE_FILES)", func(p *procDump) **procDump { return &p.filesOwner }},
+		{kcmpFS, "fs info (CLONE_FS)", func(p *procDump) **procDump { return &p.fsOwner }},
+		{kcmpSighand, "signal handlers (CLONE_SIGHAND)", nil},
+	}
 	var live []*procDump
+	byPid := map[int]*procDump{}
 	for _, p := range d.procs {
+		p.filesOwner, p.fsOwner = p, p
 		if !p.zombie {
 			live = append(live, p)
+			byPid[p.pid] = p
 		}
 	}
 	for _, k := range kinds {
-		for i, a := range live {
-			for _, b := range live[i+1:] {
+		for i, b := range live {
+			for _, a := range live[:i] { // parents come first
 				r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a.pid), uintptr(b.pid), uintptr(k.kcmp), 0, 0, 0)
 				if errno != 0 {
 					return fmt.Errorf("kcmp pids %d and %d: %w", a.pid, b.pid, errno)
 				}
-				if r == 0 {
+				if r != 0 {
+					continue
+				}
+				parent := byPid[b.ppid]
+				if k.owner == nil || parent == nil || *k.owner(parent) != a {
 					return fmt.Errorf("pids %d and %d share one %s: not supported yet", a.pid, b.pid, k.what)
 				}
+				*k.owner(b) = a
+				break
 			}
 		}
 	}

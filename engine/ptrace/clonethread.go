@@ -31,6 +31,9 @@ type ThreadSpec struct {
 	// signal SIGCHLD). The task must then be traced with
 	// PTRACE_O_TRACEFORK, which attaches the child the same way.
 	Process bool
+	// Share is what a child process shares with the task that makes it
+	// (CLONE_FILES, CLONE_FS).
+	Share uint64
 	// Before, if set, runs on the tracer thread right before the clone3 is
 	// injected: the place to set ns_last_pid when an outer tid cannot be
 	// given in Tids (a task in a user namespace of its own has no
@@ -72,7 +75,7 @@ func (r *Remote) CloneThread(s ThreadSpec) (int, error) {
 	case s.Process && opts&unix.PTRACE_O_TRACEFORK == 0:
 		return 0, fmt.Errorf("fork %v in tid %d: task not traced with PTRACE_O_TRACEFORK", s.Tids, r.tid)
 	case s.Process:
-		args.Flags, args.ExitSignal = 0, uint64(unix.SIGCHLD)
+		args.Flags, args.ExitSignal = s.Share, uint64(unix.SIGCHLD)
 	case opts&unix.PTRACE_O_TRACECLONE == 0:
 		return 0, fmt.Errorf("clone thread %v in tid %d: task not traced with PTRACE_O_TRACECLONE", s.Tids, r.tid)
 	}

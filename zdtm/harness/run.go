@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,14 +116,8 @@ func Run(ctx context.Context, s Spec) (res *Result, err error) {
 			return nil, fmt.Errorf("iteration %d: dump: %w", i, err)
 		}
 		if !leave {
-			// Every process of the tree, not only the root: an orphaned
-			// child comes to the harness (a subreaper), and until it is
-			// reaped its pid, and the session and group ids it holds,
-			// are not free for the restore.
-			for _, p := range slices.Sorted(maps.Keys(before.Procs)) {
-				if err := waitGone(ctx, p); err != nil {
-					return nil, fmt.Errorf("iteration %d: after dump: %w", i, err)
-				}
+			if err := waitGone(ctx, pid); err != nil {
+				return nil, fmt.Errorf("iteration %d: after dump: %w", i, err)
 			}
 			// The rest of the tree went with the root: its zombies come to
 			// the harness, and would hold their pids against the restore.

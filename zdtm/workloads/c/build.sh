@@ -25,6 +25,6 @@ for w in mnt_nested mnt_files mnt_external mnt_shapes mnt_stack mnt_ghost; do
 	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/mntlib.c" "$src/zdtmlib.c"
 done
 $CC $CFLAGS -static -o "$out/ghost_small" "$src/ghost_small.c" "$src/zdtmlib.c"
-for w in signalfd timerfd inotify memfd eventfd_tree; do
+for w in signalfd timerfd inotify memfd eventfd_tree clone_files; do
 	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/zdtmlib.c"
 done

@@ -201,17 +201,6 @@ void test_daemon(void)
 	}
 }
 
-pid_t test_fork(void)
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid == 0 && ready_fd >= 0) {
-		close(ready_fd);
-		ready_fd = -1;
-	}
-	return pid;
-}
-
 static void on_sigterm(int sig) { (void)sig; got_sigterm = 1; }
 
 bool test_stopped(void) { return got_sigterm; }

@@ -25,10 +25,6 @@ void test_init(int argc, char **argv, bool suid);
 const char *test_opt(const char *name);
 /* test_daemon tells the launcher the state is built (async-signal-safe). */
 void test_daemon(void);
-/* test_fork forks a child of the workload's tree. Call it before
- * test_daemon: the child lets go of the launcher's ready pipe, which must
- * see EOF once the daemon is ready. */
-pid_t test_fork(void);
 /* test_waitsig waits for SIGTERM; test_stopped polls for it. */
 void test_waitsig(void);
 bool test_stopped(void);
