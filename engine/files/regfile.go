@@ -19,6 +19,10 @@ func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 		id, err := s.dumpFifo(pid, fd, &st)
 		return id, fdinfo.FdTypes_FIFO, err
 	}
+	if isPtmx(&st) || isPtySlave(&st) {
+		id, err := s.dumpTty(pid, fd, &st)
+		return id, fdinfo.FdTypes_TTY, err
+	}
 	if st.Nlink == 0 || isDeleted(fd.Target) {
 		return 0, 0, fmt.Errorf("file was deleted while open (ghost files are not supported yet)")
 	}

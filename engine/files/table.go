@@ -8,6 +8,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/mount"
@@ -29,6 +30,10 @@ type Set struct {
 	// The open file descriptions dumped so far, in every process of the
 	// tree: an fd of another process on one of them shares its entry.
 	descs, epollDescs descriptions
+	// TtyInfos are the entries of tty-info.img, one per side of each pty
+	// the tree has open (see tty.go); ptys what was seen of each pty.
+	TtyInfos []*tty.TtyInfoEntry
+	ptys     map[uint32]*PtyDump
 }
 
 // NewSet starts an empty set.
@@ -52,6 +57,8 @@ func (s *Set) add(e *fdinfo.FileEntry) uint32 {
 		e.Epfd.Id = ptr(id)
 	case e.Fifo != nil:
 		e.Fifo.Id = ptr(id)
+	case e.Tty != nil:
+		e.Tty.Id = ptr(id)
 	}
 	s.Entries = append(s.Entries, e)
 	return id
@@ -233,19 +240,29 @@ type Restorer struct {
 	// Mounts are the mounts the restore made, by image mount id: a file
 	// on one of them is opened there.
 	Mounts *mount.Set
+	// TtyInfos are the entries of tty-info.img by id, with owners as
+	// gocr's user namespace sees them; ShellJob lets the files of a pty
+	// whose master was outside the tree have gocr's own terminal.
+	TtyInfos map[uint32]*tty.TtyInfoEntry
+	ShellJob bool
 
-	open  map[uint32]int       // file id → gocr's fd
-	pipes map[uint32]*pipeEnds // pipe id → the pipe gocr made
-	fifos map[uint32]int       // FIFO pipe id → gocr's read-write fd of it
+	open      map[uint32]int       // file id → gocr's fd
+	pipes     map[uint32]*pipeEnds // pipe id → the pipe gocr made
+	fifos     map[uint32]int       // FIFO pipe id → gocr's read-write fd of it
+	ptys      map[uint32]*ptyPair  // pty index → the pty gocr made
+	ptyMaster map[uint32]uint32    // pty index → the file id of its master
+	ptySlaves map[uint32][]uint32  // pty index → the file ids of its slaves
 }
 
 // NewRestorer indexes the file entries of files.img.
 func NewRestorer(entries []*fdinfo.FileEntry, root string) *Restorer {
 	r := &Restorer{entries: map[uint32]*fdinfo.FileEntry{}, Root: root, PipeData: map[uint32][]byte{},
-		open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}, fifos: map[uint32]int{}, FifoData: map[uint32][]byte{}}
+		open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}, fifos: map[uint32]int{}, FifoData: map[uint32][]byte{},
+		TtyInfos: map[uint32]*tty.TtyInfoEntry{}, ptys: map[uint32]*ptyPair{}}
 	for _, e := range entries {
 		r.entries[e.GetId()] = e
 	}
+	r.indexPtys()
 	return r
 }
 
@@ -278,6 +295,8 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = openEventfd(e.Efd)
 	case e.Epfd != nil:
 		fd, err = openEpoll(e.Epfd)
+	case e.Tty != nil:
+		fd, err = r.openTty(id, e.Tty)
 	default:
 		err = fmt.Errorf("type %s is not supported yet", e.GetType())
 	}
@@ -301,6 +320,12 @@ func (r *Restorer) Close() {
 	for id, fd := range r.fifos {
 		unix.Close(fd)
 		delete(r.fifos, id)
+	}
+	for index, p := range r.ptys {
+		if p.peer >= 0 {
+			unix.Close(p.peer)
+		}
+		delete(r.ptys, index)
 	}
 }
 

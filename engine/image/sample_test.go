@@ -20,6 +20,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/regfile"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"google.golang.org/protobuf/proto"
 )
@@ -42,7 +43,12 @@ const (
 	idNull
 	idPipeR
 	idPipeW
+	idPtmxPath // where the pty master was opened (its regf_id)
+	idPtmx
 )
+
+// samplePty is the index of the sample's pty, whose master fd 5 holds.
+const samplePty = 3
 
 func u32(v uint32) *uint32 { return proto.Uint32(v) }
 func u64(v uint64) *uint64 { return proto.Uint64(v) }
@@ -141,6 +147,30 @@ func pipeFile(id, flags uint32) *fdinfo.FileEntry {
 		Fown: &fown.FownEntry{Uid: u32(0), Euid: u32(0), Signum: u32(0), PidType: u32(0), Pid: u32(0)}}}
 }
 
+// ptyMaster is the master of pty samplePty as CRIU writes it: a tty file
+// naming the master's tty info (2N+1) and the path it was opened at.
+func ptyMaster() *fdinfo.FileEntry {
+	return &fdinfo.FileEntry{Type: fdinfo.FdTypes_TTY.Enum(), Id: u32(idPtmx), Tty: &tty.TtyFileEntry{
+		Id: u32(idPtmx), TtyInfoId: u32(samplePty<<1 | 1), Flags: u32(2), RegfId: u32(idPtmxPath),
+		Fown: &fown.FownEntry{Uid: u32(0), Euid: u32(0), Signum: u32(0), PidType: u32(0), Pid: u32(0)}}}
+}
+
+// ptyInfo is the state of pty samplePty: raw mode with VMIN 4, 41x133,
+// packet mode, the terminal of session sampleChild.
+func ptyInfo() *tty.TtyInfoEntry {
+	cc := make([]uint32, 19)
+	cc[6] = 4 // VMIN
+	termios := func(lflag uint32) *tty.TermiosEntry {
+		return &tty.TermiosEntry{CIflag: u32(0), COflag: u32(0), CCflag: u32(0o277), CLflag: u32(lflag), CLine: u32(0),
+			CIspeed: u32(0), COspeed: u32(0), CCc: cc}
+	}
+	return &tty.TtyInfoEntry{Id: u32(samplePty<<1 | 1), Type: tty.TtyType_PTY.Enum(), Locked: proto.Bool(false),
+		Exclusive: proto.Bool(false), PacketMode: proto.Bool(true), Sid: u32(sampleChild), Pgrp: u32(sampleChild),
+		Rdev: u32(5<<8 | 2), Termios: termios(0o5060), TermiosLocked: termios(0),
+		Winsize: &tty.WinsizeEntry{WsRow: u32(41), WsCol: u32(133), WsXpixel: u32(0), WsYpixel: u32(0)},
+		Pty:     &tty.TtyPtyEntry{Index: u32(samplePty)}}
+}
+
 // pageContent is what sample page n of the heap holds.
 func pageContent(n int) []byte { return bytes.Repeat([]byte{byte('a' + n)}, PageSize) }
 
@@ -168,7 +198,7 @@ func writeSample(t testing.TB, path string) *Dir {
 	must(err)
 	for _, f := range []*fdinfo.FileEntry{
 		reg(idExe, "/usr/bin/sleeper", 0), reg(idRoot, "/", 0o200000), reg(idNull, "/dev/null", 2),
-		pipeFile(idPipeR, 0), pipeFile(idPipeW, 1),
+		pipeFile(idPipeR, 0), pipeFile(idPipeW, 1), reg(idPtmxPath, "/dev/ptmx", 2), ptyMaster(),
 	} {
 		must(files.Write(f))
 	}
@@ -180,10 +210,13 @@ func writeSample(t testing.TB, path string) *Dir {
 		{Id: u32(idNull), Flags: u32(0), Type: fdinfo.FdTypes_REG.Enum(), Fd: u32(0)},
 		{Id: u32(idPipeR), Flags: u32(0), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(3)},
 		{Id: u32(idPipeW), Flags: u32(1), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(4)},
+		{Id: u32(idPtmx), Flags: u32(0), Type: fdinfo.FdTypes_TTY.Enum(), Fd: u32(5)},
 	} {
 		must(fds.Write(fd))
 	}
 	must(fds.Close())
+
+	must(d.WriteOne(TtyInfo, TtyInfoFile, ptyInfo()))
 
 	pd, err := d.Writer(PipesData, PipesDataFile)
 	must(err)
