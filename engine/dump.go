@@ -48,8 +48,10 @@ const scratchSize = 64 << 10
 // namespaces.go), then for each process read what /proc and ptrace show
 // from outside, copy memory, and read by injected system calls what only
 // the task itself can see (dispositions, timers, brk, per-thread kernel
-// pointers); write the images, what the processes share last (pstree,
-// files, shared memory, inventory), and finally kill the tree or let it
+// pointers); check the controlling terminals (terminal.go: a terminal
+// outside the tree only with --shell-job); write the images, what the
+// processes share last (pstree, files and ttys, shared memory, inventory),
+// and finally kill the tree or let it
 // run on. Whatever fails, no process that is not dumped to the end is
 // harmed: each is detached with its registers and masks as they were, and
 // runs on untouched.
@@ -112,6 +114,9 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		if err == nil {
 			err = d.dumpProc(p)
 		}
+	}
+	if err == nil {
+		err = d.dumpTerminals()
 	}
 	if err == nil {
 		err = d.dumpShmem()

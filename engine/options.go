@@ -14,7 +14,7 @@ type DumpOptions struct {
 	Pid          int    // root of the tree
 	ImagesDir    string // created 0700 if missing; must be empty
 	LeaveRunning bool   // resume the tree after the dump instead of killing it
-	ShellJob     bool   // the tree may keep a controlling terminal of ours
+	ShellJob     bool   // accept a controlling terminal outside the tree (a shell's) and fds on it
 	Timeout      time.Duration
 	// GhostLimit is the most data (holes not counted) a file deleted while
 	// in use may hold for its contents to be saved; above it the dump is
@@ -43,7 +43,7 @@ type DumpOptions struct {
 type RestoreOptions struct {
 	ImagesDir string
 	Detached  bool // return once the tree runs; the caller does not wait
-	ShellJob  bool
+	ShellJob  bool // give fds on a terminal outside the tree gocr's own (files.OwnTerminal)
 	Root      string
 	// External gives the host side of external resources, as criu's
 	// --external does: "mnt[KEY]:HOSTPATH" binds HOSTPATH where the dump

@@ -25,6 +25,7 @@ import (
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
@@ -132,6 +133,10 @@ type restoreImages struct {
 	memfds   map[uint64]*memfd.MemfdInodeEntry // memfd.img, by inode id
 	pages    uint64
 	ns       *nsImages
+	// ttyInfos are tty-info.img's entries by id; ctty the pty that is
+	// the controlling terminal of each session, by its leader's pid.
+	ttyInfos map[uint32]*tty.TtyInfoEntry
+	ctty     map[int]*tty.TtyInfoEntry
 }
 
 // procImages are the images of one process of the tree.
@@ -200,8 +205,10 @@ type procRestorer struct {
 // fresh user namespace gets its maps before the stub executes); rebuild
 // their state (mount tree first, then hostname, ipc limits, network
 // devices) before anything is opened; fork every other process's stub
-// from its parent's with its pid, sessions as they are made, then process
-// groups, then zombies die with their status (makeTree); then, process by
+// from its parent's with its pid, sessions as they are made (a session
+// leader takes its controlling terminal right after its setsid), then
+// process groups and the terminals' foreground groups, then zombies die
+// with their status (makeTree); then, process by
 // process, replace its address space with the image's (scratch area, vdso
 // moved into place, VMAs mapped, pages written, mm fields and exe set);
 // give it its files (a file shared by several processes is opened once);
@@ -265,6 +272,10 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	r.fr.PipeData = r.img.pipeData
 	r.fr.FifoData = r.img.fifoData
 	r.fr.Mounts = r.mounts
+	r.fr.ShellJob = o.ShellJob
+	if r.fr.TtyInfos, err = r.ttyInfosOutside(); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
 	for _, f := range r.img.files {
 		if reg := f.GetReg(); reg != nil && reg.GetMntId() >= 0 {
 			r.mounts.Want(uint32(reg.GetMntId()), reg.GetName())
@@ -351,6 +362,9 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		}
 		img.procs = append(img.procs, p)
 		img.byPid[p.pid] = p
+	}
+	if err := readTtyInfos(dir, img); err != nil {
+		return nil, err
 	}
 	root := img.procs[0]
 	if root.zombie {
@@ -747,8 +761,10 @@ func (r *restorer) prepare() error {
 
 // makeTree forks every other process's stub from its parent's, parents
 // first, with its pid; sessions are made as the processes are (a child
-// inherits its parent's), then process groups, then zombies die with
-// their exit status.
+// inherits its parent's, and the controlling terminal its leader took
+// before forking it; see terminal.go), then process groups and the
+// foreground group of each terminal, then zombies die with their exit
+// status.
 func (r *restorer) makeTree() error {
 	root := r.procs[0]
 	if err := root.setSession(); err != nil {
@@ -772,6 +788,11 @@ func (r *restorer) makeTree() error {
 					return &TaskError{Pid: p.vpid, Op: "restore", Err: err}
 				}
 			}
+		}
+	}
+	for _, p := range r.procs {
+		if err := p.setForeground(); err != nil {
+			return &TaskError{Pid: p.vpid, Op: "restore", Err: err}
 		}
 	}
 	for _, p := range r.procs {
@@ -861,6 +882,7 @@ func (p *procRestorer) setSession() error {
 		if _, err := p.t.Syscall(unix.SYS_SETSID); err != nil {
 			return fmt.Errorf("setsid: %w", err)
 		}
+		return p.takeTerminal()
 	case p.parent != nil && sid != p.parent.img.tree.GetSid():
 		return fmt.Errorf("session %d is not its parent's (%d), nor its own: not supported yet", sid, p.parent.img.tree.GetSid())
 	case p.parent == nil && uint32(getsid()) != sid:

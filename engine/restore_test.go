@@ -130,6 +130,9 @@ func dumpRestore(t *testing.T, flavor string) {
 	defer f.Close()
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = append(os.Environ(), workloadEnv+"=1")
+	// A session of its own: not the terminal go test may run on, which
+	// the dump would refuse as outside the tree (see --shell-job).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if inNS {
 		cmd.Env = append(os.Environ(), workloadEnv+"=ns")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true,

@@ -346,6 +346,21 @@ func (d *dumper) writeTreeImages() error {
 	if err := w.Close(); err != nil {
 		return err
 	}
+	if len(d.files.TtyInfos) > 0 {
+		w, err = d.dir.Writer(image.TtyInfo, image.TtyInfoFile)
+		if err != nil {
+			return err
+		}
+		for _, e := range d.files.TtyInfos {
+			if err := w.Write(e); err != nil {
+				w.Abort()
+				return err
+			}
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+	}
 	if err := writePipeData(d.dir, image.PipesData, image.PipesDataFile, d.files.PipeData); err != nil {
 		return err
 	}

@@ -48,6 +48,10 @@ func TestMain(m *testing.M) {
 	case os.Getenv(envAsZdtm) != "":
 		lib.Main(append(workloads.All(), spinners)...)
 		os.Exit(0)
+	case os.Getenv(envAsShell) != "":
+		os.Exit(runShell())
+	case os.Getenv(envAsJob) != "":
+		os.Exit(runJob(os.Getenv(envAsJob)))
 	}
 	os.Exit(m.Run())
 }

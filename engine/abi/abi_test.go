@@ -22,6 +22,8 @@ func TestSizes(t *testing.T) {
 		{"siginfo_t", unsafe.Sizeof(Siginfo{}), 128},
 		{"kernel sigaction", unsafe.Sizeof(KernelSigaction{}), 32},
 		{"stack_t", unsafe.Sizeof(StackT{}), 24},
+		{"struct termios", unsafe.Sizeof(Termios{}), 36}, // 4 flags, c_line, c_cc[19]
+		{"struct winsize", unsafe.Sizeof(Winsize{}), 8},
 	} {
 		if c.got != c.want {
 			t.Errorf("sizeof(%s) = %d, want %d", c.name, c.got, c.want)
@@ -64,6 +66,7 @@ func TestAgreesWithXSys(t *testing.T) {
 		{"PR_SET_MM_MAP", PrSetMMMap, unix.PR_SET_MM_MAP},
 		{"PR_SET_MM_MAP_SIZE", PrSetMMMapSize, unix.PR_SET_MM_MAP_SIZE},
 		{"SyscallTrap", SyscallTrap, int(unix.SIGTRAP) | 0x80},
+		{"NCCS", NCCS, len(unix.Termios{}.Cc)},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %#x, x/sys says %#x", c.name, c.got, c.want)

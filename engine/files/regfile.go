@@ -25,6 +25,10 @@ func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 		id, err := s.dumpFifo(pid, fd, &st)
 		return id, fdinfo.FdTypes_FIFO, err
 	}
+	if isPtmx(&st) || isPtySlave(&st) {
+		id, err := s.dumpTty(pid, fd, &st)
+		return id, fdinfo.FdTypes_TTY, err
+	}
 	flags := fd.Info.Flags &^ unix.O_CLOEXEC
 	id := s.add(regEntry(p.Name, flags, uint64(fd.Info.Pos), fd.Info.MntID, &st))
 	if p.Deleted || st.Nlink == 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/memfd"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"golang.org/x/sys/unix"
 
@@ -57,6 +58,10 @@ type Set struct {
 	// ids in memfd.img.
 	memfds    map[uint64]*memfdInode
 	memfdList []*memfdInode
+	// TtyInfos are the entries of tty-info.img, one per side of each pty
+	// the tree has open (see tty.go); ptys what was seen of each pty.
+	TtyInfos []*tty.TtyInfoEntry
+	ptys     map[uint32]*PtyDump
 }
 
 // NewSet starts an empty set whose ghost files go to dir.
@@ -92,6 +97,8 @@ func (s *Set) add(e *fdinfo.FileEntry) uint32 {
 		}
 	case e.Memfd != nil:
 		e.Memfd.Id = ptr(id)
+	case e.Tty != nil:
+		e.Tty.Id = ptr(id)
 	}
 	s.Entries = append(s.Entries, e)
 	return id
@@ -304,13 +311,22 @@ type Restorer struct {
 	// Pages counts the pages of file contents restored (memfds).
 	Pages uint64
 
-	open   map[uint32]int            // file id → gocr's fd
-	pipes  map[uint32]*pipeEnds      // pipe id → the pipe gocr made
-	fifos  map[uint32]int            // FIFO pipe id → gocr's read-write fd of it
-	ghosts map[uint32]*ghost         // ghost id → the ghost made, ready
-	dirs   map[string]int            // "mount id:dir" → gocr's O_PATH fd of it (pathOf)
-	made   []*ghost                  // every ghost made, to remove
-	memfds map[uint64]*restoredMemfd // memfd inode id → the memfd gocr made
+	// TtyInfos are the entries of tty-info.img by id, with owners as
+	// gocr's user namespace sees them; ShellJob lets the files of a pty
+	// whose master was outside the tree have gocr's own terminal.
+	TtyInfos map[uint32]*tty.TtyInfoEntry
+	ShellJob bool
+
+	open      map[uint32]int            // file id → gocr's fd
+	pipes     map[uint32]*pipeEnds      // pipe id → the pipe gocr made
+	fifos     map[uint32]int            // FIFO pipe id → gocr's read-write fd of it
+	ghosts    map[uint32]*ghost         // ghost id → the ghost made, ready
+	dirs      map[string]int            // "mount id:dir" → gocr's O_PATH fd of it (pathOf)
+	made      []*ghost                  // every ghost made, to remove
+	memfds    map[uint64]*restoredMemfd // memfd inode id → the memfd gocr made
+	ptys      map[uint32]*ptyPair       // pty index → the pty gocr made
+	ptyMaster map[uint32]uint32         // pty index → the file id of its master
+	ptySlaves map[uint32][]uint32       // pty index → the file ids of its slaves
 }
 
 // NewRestorer indexes the file entries of files.img.
@@ -318,10 +334,12 @@ func NewRestorer(entries []*fdinfo.FileEntry, root string) *Restorer {
 	r := &Restorer{entries: map[uint32]*fdinfo.FileEntry{}, Root: root, PipeData: map[uint32][]byte{},
 		MemfdInodes: map[uint64]*memfd.MemfdInodeEntry{},
 		open:        map[uint32]int{}, pipes: map[uint32]*pipeEnds{}, fifos: map[uint32]int{}, FifoData: map[uint32][]byte{},
-		ghosts: map[uint32]*ghost{}, dirs: map[string]int{}, memfds: map[uint64]*restoredMemfd{}}
+		ghosts: map[uint32]*ghost{}, dirs: map[string]int{}, memfds: map[uint64]*restoredMemfd{},
+		TtyInfos: map[uint32]*tty.TtyInfoEntry{}, ptys: map[uint32]*ptyPair{}}
 	for _, e := range entries {
 		r.entries[e.GetId()] = e
 	}
+	r.indexPtys()
 	return r
 }
 
@@ -362,6 +380,8 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = r.openInotify(e.Ify)
 	case e.Memfd != nil:
 		fd, err = r.openMemfd(e.Memfd)
+	case e.Tty != nil:
+		fd, err = r.openTty(id, e.Tty)
 	default:
 		err = fmt.Errorf("type %s is not supported yet", e.GetType())
 	}
@@ -395,6 +415,12 @@ func (r *Restorer) Close() {
 	for id, m := range r.memfds {
 		unix.Close(m.fd)
 		delete(r.memfds, id)
+	}
+	for index, p := range r.ptys {
+		if p.peer >= 0 {
+			unix.Close(p.peer)
+		}
+		delete(r.ptys, index)
 	}
 }
 

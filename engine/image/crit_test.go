@@ -15,6 +15,7 @@ import (
 	ghost_file "github.com/checkpoint-restore/go-criu/v7/crit/images/ghost-file"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -95,7 +96,15 @@ func TestCritDecode(t *testing.T) {
 				num(get(i.Entries, 2, "nr_pages")) == 3 && num(get(i.Entries, 2, "flags")) == PePresent
 		}},
 		{FilesFile, "FILES", func(i critImage) bool {
-			return get(i.Entries, 0, "reg", "name") == "/usr/bin/sleeper" && num(get(i.Entries, 3, "pipe", "pipe_id")) == 4242
+			return get(i.Entries, 0, "reg", "name") == "/usr/bin/sleeper" && num(get(i.Entries, 3, "pipe", "pipe_id")) == 4242 &&
+				get(i.Entries, 13, "type") == "TTY" && num(get(i.Entries, 13, "tty", "tty_info_id")) == samplePty<<1|1 &&
+				num(get(i.Entries, 13, "tty", "regf_id")) == idPtmxPath
+		}},
+		{TtyInfoFile, "TTY_INFO", func(i critImage) bool {
+			return get(i.Entries, 0, "type") == "PTY" && num(get(i.Entries, 0, "pty", "index")) == samplePty &&
+				get(i.Entries, 0, "packet_mode") == true && num(get(i.Entries, 0, "sid")) == sampleChild &&
+				num(get(i.Entries, 0, "winsize", "ws_col")) == 133 && num(get(i.Entries, 0, "termios", "c_cc", 6)) == 4 &&
+				len(list(get(i.Entries, 0, "termios_locked", "c_cc"))) == 19
 		}},
 		{FdinfoFile(7), "FDINFO", func(i critImage) bool {
 			return num(get(i.Entries, 1, "fd")) == 3 && get(i.Entries, 1, "type") == "PIPE" &&
@@ -158,7 +167,7 @@ func TestCritDecode(t *testing.T) {
 
 	explore := map[string][]string{
 		"ps":   {"100", "102", sampleComm},
-		"fds":  {"/dev/null", "pipe[4242]", "cwd: /"},
+		"fds":  {"/dev/null", "pipe[4242]", "cwd: /", "TTY.14"},
 		"mems": {"/usr/bin/sleeper", "[stack]", "555555600000-555555604000"},
 		"rss":  {"555555600000 / 3"},
 	}
@@ -191,6 +200,7 @@ func hexNum(v any) uint64 {
 	}
 	return 0
 }
+func list(v any) []any { l, _ := v.([]any); return l }
 
 func b64(v any) string {
 	s, _ := v.(string)
@@ -226,6 +236,10 @@ func TestGoCritDecode(t *testing.T) {
 	img := decode(PstreeFile, &pstree.PstreeEntry{})
 	if img.Magic != "PSTREE" || len(img.Entries) != 2 || img.Entries[1].Message.(*pstree.PstreeEntry).GetPid() != sampleChild {
 		t.Errorf("pstree: %+v", img)
+	}
+	img = decode(TtyInfoFile, &tty.TtyInfoEntry{})
+	if img.Magic != "TTY_INFO" || len(img.Entries) != 1 || !proto.Equal(img.Entries[0].Message, ptyInfo()) {
+		t.Errorf("tty-info: %+v", img)
 	}
 	img = decode(CoreFile(samplePid), &criu_core.CoreEntry{})
 	if !proto.Equal(img.Entries[0].Message, sampleCore(samplePid, true)) {

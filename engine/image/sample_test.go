@@ -26,6 +26,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/signalfd"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timerfd"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"google.golang.org/protobuf/proto"
 )
@@ -59,6 +60,8 @@ const (
 	idTimerfd
 	idInotify
 	idMemfd
+	idPtmxPath // where the pty master was opened (its regf_id)
+	idPtmx
 )
 
 // The sample memfd: its inode in memfd.img and its contents, one page in
@@ -67,6 +70,9 @@ const (
 	memfdShmid = 4711
 	memfdName  = "sample-memfd"
 )
+
+// samplePty is the index of the sample's pty, whose master fd 5 holds.
+const samplePty = 3
 
 func u32(v uint32) *uint32 { return proto.Uint32(v) }
 func u64(v uint64) *uint64 { return proto.Uint64(v) }
@@ -188,6 +194,30 @@ func fdKindFiles() []*fdinfo.FileEntry {
 	}
 }
 
+// ptyMaster is the master of pty samplePty as CRIU writes it: a tty file
+// naming the master's tty info (2N+1) and the path it was opened at.
+func ptyMaster() *fdinfo.FileEntry {
+	return &fdinfo.FileEntry{Type: fdinfo.FdTypes_TTY.Enum(), Id: u32(idPtmx), Tty: &tty.TtyFileEntry{
+		Id: u32(idPtmx), TtyInfoId: u32(samplePty<<1 | 1), Flags: u32(2), RegfId: u32(idPtmxPath),
+		Fown: &fown.FownEntry{Uid: u32(0), Euid: u32(0), Signum: u32(0), PidType: u32(0), Pid: u32(0)}}}
+}
+
+// ptyInfo is the state of pty samplePty: raw mode with VMIN 4, 41x133,
+// packet mode, the terminal of session sampleChild.
+func ptyInfo() *tty.TtyInfoEntry {
+	cc := make([]uint32, 19)
+	cc[6] = 4 // VMIN
+	termios := func(lflag uint32) *tty.TermiosEntry {
+		return &tty.TermiosEntry{CIflag: u32(0), COflag: u32(0), CCflag: u32(0o277), CLflag: u32(lflag), CLine: u32(0),
+			CIspeed: u32(0), COspeed: u32(0), CCc: cc}
+	}
+	return &tty.TtyInfoEntry{Id: u32(samplePty<<1 | 1), Type: tty.TtyType_PTY.Enum(), Locked: proto.Bool(false),
+		Exclusive: proto.Bool(false), PacketMode: proto.Bool(true), Sid: u32(sampleChild), Pgrp: u32(sampleChild),
+		Rdev: u32(5<<8 | 2), Termios: termios(0o5060), TermiosLocked: termios(0),
+		Winsize: &tty.WinsizeEntry{WsRow: u32(41), WsCol: u32(133), WsXpixel: u32(0), WsYpixel: u32(0)},
+		Pty:     &tty.TtyPtyEntry{Index: u32(samplePty)}}
+}
+
 // pageContent is what sample page n of the heap holds.
 func pageContent(n int) []byte { return bytes.Repeat([]byte{byte('a' + n)}, PageSize) }
 
@@ -220,7 +250,7 @@ func writeSample(t testing.TB, path string) *Dir {
 	} {
 		must(files.Write(f))
 	}
-	for _, f := range fdKindFiles() {
+	for _, f := range append(fdKindFiles(), reg(idPtmxPath, "/dev/ptmx", 2), ptyMaster()) {
 		must(files.Write(f))
 	}
 	must(files.Close())
@@ -241,10 +271,13 @@ func writeSample(t testing.TB, path string) *Dir {
 		{Id: u32(idTimerfd), Flags: u32(0), Type: fdinfo.FdTypes_TIMERFD.Enum(), Fd: u32(6)},
 		{Id: u32(idInotify), Flags: u32(0), Type: fdinfo.FdTypes_INOTIFY.Enum(), Fd: u32(7)},
 		{Id: u32(idMemfd), Flags: u32(0), Type: fdinfo.FdTypes_MEMFD.Enum(), Fd: u32(8)},
+		{Id: u32(idPtmx), Flags: u32(0), Type: fdinfo.FdTypes_TTY.Enum(), Fd: u32(9)},
 	} {
 		must(fds.Write(fd))
 	}
 	must(fds.Close())
+
+	must(d.WriteOne(TtyInfo, TtyInfoFile, ptyInfo()))
 
 	pd, err := d.Writer(PipesData, PipesDataFile)
 	must(err)

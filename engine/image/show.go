@@ -257,6 +257,12 @@ func describeFile(f *fdinfo.FileEntry) string {
 		return fmt.Sprintf("pipe[%d]", f.GetPipe().GetPipeId())
 	case f.GetFifo() != nil:
 		return fmt.Sprintf("fifo[%d]", f.GetFifo().GetPipeId())
+	case f.GetTty() != nil:
+		side := "slave"
+		if f.GetTty().GetTtyInfoId()&1 != 0 {
+			side = "master"
+		}
+		return fmt.Sprintf("pty[%d %s]", f.GetTty().GetTtyInfoId()>>1, side)
 	case f.GetUsk() != nil:
 		u := f.GetUsk()
 		return fmt.Sprintf("unix[%d peer %d %q]", u.GetIno(), u.GetPeer(), u.GetName())

@@ -17,7 +17,7 @@ func TestShow(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"task 100 (sleeper)", "100,101", "/usr/bin/sleeper", "[heap]", "[vsyscall]", "r-xp",
-		"pages dumped: 6", "PIPE", "pipe[4242]", "/dev/null", "SIGUSR1", "SIGPIPE   ignored",
+		"pages dumped: 6", "PIPE", "pipe[4242]", "pty[3 master]", "/dev/null", "SIGUSR1", "SIGPIPE   ignored",
 		"written 13", "cwd /, root /",
 	} {
 		if !strings.Contains(out, want) {

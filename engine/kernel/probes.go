@@ -36,7 +36,7 @@ var probes = []probe{
 	{"vvar-vclock", "6.13", "none: [vvar_vclock] does not exist before 6.13", true, probeVvarVclock},
 	{"time-ns", "5.6", "time namespaces cannot be dumped; monotonic clocks jump on migration", true, probeTimeNS},
 	{"pidfd", "5.3", "pidfds cannot be restored", true, probePidfd},
-	{"pidfd-getfd", "5.6", "fds of a stopped task cannot be taken without injection", true, probePidfdGetfd},
+	{"pidfd-getfd", "5.6", "fds of a stopped task cannot be taken without injection: ptys cannot be dumped", true, probePidfdGetfd},
 	{"open-tree", "5.2", "detached mounts cannot be used to rebuild the mount tree", true, probeOpenTree},
 	{"move-mount-set-group", "5.15", "mount propagation peer groups cannot be rebuilt exactly", true, probeMoveMountSetGroup},
 	{"tcp-repair", "3.5", "established TCP connections cannot be dumped", true, probeTCPRepair},

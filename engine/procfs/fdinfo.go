@@ -13,10 +13,13 @@ import (
 // otherwise). mnt_id is what lets restore reopen a file on the right mount of
 // the right mount namespace.
 type FdInfoData struct {
-	Pos      int64
-	Flags    uint32 // open flags, printed in octal
-	MntID    int    // -1 when the kernel does not print it (< 3.15)
-	Ino      uint64 // 0 when not printed (< 5.10)
+	Pos   int64
+	Flags uint32 // open flags, printed in octal
+	MntID int    // -1 when the kernel does not print it (< 3.15)
+	Ino   uint64 // 0 when not printed (< 5.10)
+	// TtyIndex is a pty master's index ("tty-index:", 5.x): N of its slave
+	// /dev/pts/N. -1 for any other file.
+	TtyIndex int
 	EventFd  *EventFdInfo
 	Epoll    []EpollTarget // one per watched file; the fd link says whether it is an epoll at all
 	SignalFd *SignalFdInfo
@@ -93,7 +96,7 @@ func FdInfo(pid, fd int) (FdInfoData, error) {
 
 // ParseFdInfo parses the text of an fdinfo file.
 func ParseFdInfo(b []byte) (FdInfoData, error) {
-	fi := FdInfoData{MntID: -1}
+	fi := FdInfoData{MntID: -1, TtyIndex: -1}
 	err := lines(b, func(_ int, line []byte) error {
 		if len(line) == 0 {
 			return nil
@@ -136,6 +139,8 @@ func ParseFdInfo(b []byte) (FdInfoData, error) {
 			fi.MntID, err = atoi(v)
 		case "ino":
 			fi.Ino, err = parseUint(v, 10)
+		case "tty-index":
+			fi.TtyIndex, err = atoi(v)
 		case "lock":
 			fi.Locks = append(fi.Locks, v)
 		case "eventfd-count":

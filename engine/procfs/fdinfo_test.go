@@ -182,12 +182,16 @@ func TestParseFdInfoSamples(t *testing.T) {
 	if fi.EventFd == nil || fi.EventFd.Count != 10 || fi.EventFd.ID != -1 || len(fi.Other) != 1 {
 		t.Errorf("eventfd %+v other %q", fi.EventFd, fi.Other)
 	}
-	if fi, _ := ParseFdInfo([]byte("pos:\t0\n")); fi.MntID != -1 {
-		t.Errorf("no mnt_id gives %d", fi.MntID)
+	if fi, _ := ParseFdInfo([]byte("pos:\t0\n")); fi.MntID != -1 || fi.TtyIndex != -1 {
+		t.Errorf("no mnt_id gives %d, no tty-index %d", fi.MntID, fi.TtyIndex)
+	}
+	// A pty master (/dev/ptmx) names the index of its slave.
+	if fi, err := ParseFdInfo([]byte("pos:\t0\nflags:\t0100002\nmnt_id:\t23\nino:\t90\ntty-index:\t7\n")); err != nil || fi.TtyIndex != 7 {
+		t.Errorf("ptmx fdinfo: tty index %d, %v", fi.TtyIndex, err)
 	}
 	for _, bad := range []string{"flags:\t9\n", "tfd: 3 events:\n", "tfd: x events: 1 data: 1\n",
 		"inotify wd:1\n", "inotify wd:1 ino:1 sdev:0 mask:0 ignored_mask:0 fhandle-bytes:1 fhandle-type:1 f_handle:zz\n",
-		"it_value: (1 2)\n", "pos:\tx\n"} {
+		"it_value: (1 2)\n", "pos:\tx\n", "tty-index:\tx\n"} {
 		if _, err := ParseFdInfo([]byte(bad)); err == nil {
 			t.Errorf("ParseFdInfo(%q) accepted garbage", bad)
 		}

@@ -31,7 +31,7 @@ type Snapshot struct {
 type ProcState struct {
 	Pid        int               // in the root's pid namespace
 	HostPid    int               // as the harness sees it
-	Tree       string            // "state S ppid P pgid G sid S", ids as Pid, those of no process of the tree as "out"
+	Tree       string            // "state S ppid P pgid G sid S tty T fg G", ids as Pid, those of no process of the tree as "out"
 	Status     []string          // essentials of /proc/PID/status
 	Fds        []string          // "fd N: target flags F", pipes and sockets as "pipe#k", numbered over the tree
 	Maps       []string          // merged "start-end perms path"
@@ -217,7 +217,32 @@ func treeLinks(pid int, inner map[int]int) (string, error) {
 		}
 		return "out"
 	}
-	return fmt.Sprintf("state %s ppid %s pgid %s sid %s", stateClass(f[0]), id(f[1]), id(f[2]), id(f[3])), nil
+	line := fmt.Sprintf("state %s ppid %s pgid %s sid %s", stateClass(f[0]), id(f[1]), id(f[2]), id(f[3]))
+	if f[0] != "Z" && len(f) >= 6 {
+		// A zombie keeps whatever terminal it had when it died, which no
+		// one can use any more.
+		line += " tty " + ttyName(f[4])
+		if f[4] != "0" {
+			line += " fg " + id(f[5])
+		}
+	}
+	return line, nil
+}
+
+// ttyName names the controlling terminal of tty_nr in /proc/PID/stat:
+// "none", "pty N" for /dev/pts/N (which a restore gives back with its
+// index), or the device's numbers.
+func ttyName(s string) string {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 0 {
+		return "none"
+	}
+	// The kernel's new_encode_dev: minor bits 0-7 and 20-31, major 8-19.
+	major, minor := n>>8&0xfff, n&0xff|n>>12&0xfff00
+	if major == 136 {
+		return fmt.Sprintf("pty %d", minor)
+	}
+	return fmt.Sprintf("dev %d:%d", major, minor)
 }
 
 // stateClass keeps what a restore must preserve: a zombie stays a zombie, a

@@ -140,11 +140,27 @@ func TestSnapshotLabelsSharedPipes(t *testing.T) {
 				holders = append(holders, pid)
 			}
 		}
-		if !strings.HasSuffix(p.Tree, "ppid "+strconv.Itoa(cmd.Process.Pid)+" pgid out sid out") {
+		if !strings.Contains(p.Tree, "ppid "+strconv.Itoa(cmd.Process.Pid)+" pgid out sid out tty ") {
 			t.Errorf("pid %d: tree links %q, want its parent in the tree and its group and session out", pid, p.Tree)
 		}
 	}
 	if len(holders) != 2 {
 		t.Errorf("pipe#1 held by %v, want both sleeps:\n%v", holders, s.Procs)
+	}
+}
+
+// tty_nr of /proc/PID/stat is the kernel's new_encode_dev of the terminal.
+func TestTtyName(t *testing.T) {
+	for _, c := range []struct{ nr, want string }{
+		{"0", "none"},
+		{"34816", "pty 0"},     // 136:0
+		{"34823", "pty 7"},     // 136:7
+		{"1083392", "pty 256"}, // 136:256: minor bits 8.. go to 20..
+		{"1025", "dev 4:1"},    // /dev/tty1
+		{"x", "none"},
+	} {
+		if got := ttyName(c.nr); got != c.want {
+			t.Errorf("ttyName(%s) = %q, want %q", c.nr, got, c.want)
+		}
 	}
 }

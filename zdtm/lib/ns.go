@@ -16,7 +16,7 @@ const NsHostname = "zdtm-ns"
 // enterRoot runs in the daemon when it is pid 1 of fresh pid, mount, uts,
 // ipc and net namespaces (the ns and uns flavors). It builds the workload's
 // own root filesystem, as CRIU's zdtm does: a tmpfs holding /proc, a small
-// /dev, /tmp, the workload binary and the test's directory, each at the path
+// /dev (with a devpts instance of its own), /tmp, the workload binary and the test's directory, each at the path
 // it has on the host so that every path given on the command line still
 // works, then pivots into it.
 func enterRoot(t *T) error {
@@ -55,10 +55,13 @@ func enterRoot(t *T) error {
 	if err := unix.Mount("zdtm-dev", filepath.Join(root, "dev"), "tmpfs", unix.MS_NOSUID, "mode=0755"); err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
-	for _, dev := range []string{"null", "zero", "full", "random", "urandom"} {
+	for _, dev := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
 		if err := bind("/dev/"+dev, filepath.Join(root, "dev", dev), false); err != nil {
 			return err
 		}
+	}
+	if err := mountPts(filepath.Join(root, "dev")); err != nil {
+		return err
 	}
 	// proc first: in a user namespace the kernel lets a new proc be
 	// mounted only while a fully visible one is still in the namespace.
@@ -85,6 +88,23 @@ func enterRoot(t *T) error {
 	}
 	if err := unix.Chdir(workdir); err != nil {
 		return fmt.Errorf("chdir %s: %w", workdir, err)
+	}
+	return nil
+}
+
+// mountPts gives the small /dev its own pseudo-terminals, as a
+// container's has: a fresh devpts instance on dev/pts, reached through
+// dev/ptmx, a symlink to its ptmx node.
+func mountPts(dev string) error {
+	pts := filepath.Join(dev, "pts")
+	if err := os.MkdirAll(pts, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("devpts", pts, "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"); err != nil {
+		return fmt.Errorf("mount devpts on %s: %w", pts, err)
+	}
+	if err := os.Symlink("pts/ptmx", filepath.Join(dev, "ptmx")); err != nil {
+		return fmt.Errorf("/dev/ptmx: %w", err)
 	}
 	return nil
 }

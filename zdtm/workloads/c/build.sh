@@ -5,7 +5,7 @@
 #   sigaltstack  static
 #   sigpending_shared static
 #   vdso_rseq    dynamic: it is about the vDSO and glibc's rseq registration
-#   tree pipe_tree fifo shared_anon shared_file   static: process trees
+#   tree pipe_tree fifo shared_anon shared_file pty_pair   static: process trees
 #   mnt_*        static, with mntlib.c: the mount namespace workloads
 #   ghost_small  static
 #   signalfd timerfd inotify memfd eventfd_tree  static: fd kinds
@@ -18,7 +18,7 @@ mkdir -p "$out"
 $CC $CFLAGS -static -o "$out/sigaltstack" "$src/sigaltstack.c" "$src/zdtmlib.c"
 $CC $CFLAGS -static -o "$out/sigpending_shared" "$src/sigpending_shared.c" "$src/zdtmlib.c"
 $CC $CFLAGS -o "$out/vdso_rseq" "$src/vdso_rseq.c" "$src/zdtmlib.c"
-for t in tree pipe_tree fifo shared_anon shared_file; do
+for t in tree pipe_tree fifo shared_anon shared_file pty_pair; do
 	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
 done
 for w in mnt_nested mnt_files mnt_external mnt_shapes mnt_stack mnt_ghost; do

@@ -307,10 +307,26 @@ static void loopback_up(void)
 	close(fd);
 }
 
+/* mount_pts is ns.go's mountPts: the small /dev gets its own
+ * pseudo-terminals, as a container's has: a fresh devpts instance on
+ * dev/pts, reached through dev/ptmx, a symlink to its ptmx node. */
+static void mount_pts(const char *root)
+{
+	char p[PATH_MAX];
+	pathf(p, "%s/dev/pts", root);
+	if (mkdir_p(p, 0755))
+		die("mkdir %s: %m", p);
+	if (mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"))
+		die("mount devpts on %s: %m", p);
+	pathf(p, "%s/dev/ptmx", root);
+	if (symlink("pts/ptmx", p))
+		die("symlink %s: %m", p);
+}
+
 /* enter_root is ns.go's enterRoot: the daemon, pid 1 of its namespaces,
- * builds a tmpfs root holding /proc, a small /dev, /tmp, its binary (and
- * whatever else it maps) and the test directory at their host paths, and
- * pivots into it. */
+ * builds a tmpfs root holding /proc, a small /dev (with its own devpts),
+ * /tmp, its binary (and whatever else it maps) and the test directory at
+ * their host paths, and pivots into it. */
 static void enter_root(const char *workdir)
 {
 	char root[PATH_MAX], p[PATH_MAX], exe[PATH_MAX];
@@ -342,13 +358,14 @@ static void enter_root(const char *workdir)
 	pathf(p, "%s/dev", root);
 	if (mount("zdtm-dev", p, "tmpfs", MS_NOSUID, "mode=0755"))
 		die("mount /dev: %m");
-	const char *devs[] = {"null", "zero", "full", "random", "urandom"};
+	const char *devs[] = {"null", "zero", "full", "random", "urandom", "tty"};
 	for (unsigned i = 0; i < sizeof(devs) / sizeof(devs[0]); i++) {
 		char src[64];
 		pathf(src, "/dev/%s", devs[i]);
 		pathf(p, "%s/dev/%s", root, devs[i]);
 		bind_mount(src, p, false);
 	}
+	mount_pts(root);
 	pathf(p, "%s/proc", root);
 	if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
 		die("mount /proc: %m");
