@@ -21,6 +21,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
 	"golang.org/x/sys/unix"
@@ -119,13 +120,15 @@ const (
 // restoreImages is everything read from the image directory, validated
 // before anything is created.
 type restoreImages struct {
-	procs    []*procImages // pstree order: parents before children, the root first
-	byPid    map[int]*procImages
-	files    []*fdinfo.FileEntry
-	fileByID map[uint32]*fdinfo.FileEntry
-	pipeData map[uint32][]byte
-	pages    uint64
-	ns       *nsImages
+	procs     []*procImages // pstree order: parents before children, the root first
+	byPid     map[int]*procImages
+	files     []*fdinfo.FileEntry
+	fileByID  map[uint32]*fdinfo.FileEntry
+	pipeData  map[uint32][]byte
+	skQueues  map[uint32][][]byte // by the receiving socket's file id
+	skPending map[uint32][][]byte // by the sending client's file id
+	pages     uint64
+	ns        *nsImages
 }
 
 // procImages are the images of one process of the tree.
@@ -243,6 +246,8 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	defer r.tr.Close()
 	r.fr = files.NewRestorer(r.img.files, "")
 	r.fr.PipeData = r.img.pipeData
+	r.fr.SkQueues, r.fr.SkPending = r.img.skQueues, r.img.skPending
+	r.fr.UserNS = r.img.ns.user
 	defer r.fr.Close()
 	// Everything from here runs on the tracer thread: one hand-off, not one
 	// per injected call.
@@ -274,7 +279,8 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 
 // readRestoreImages reads and checks every image the restore uses.
 func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
-	img := &restoreImages{byPid: map[int]*procImages{}, fileByID: map[uint32]*fdinfo.FileEntry{}, pipeData: map[uint32][]byte{}}
+	img := &restoreImages{byPid: map[int]*procImages{}, fileByID: map[uint32]*fdinfo.FileEntry{}, pipeData: map[uint32][]byte{},
+		skQueues: map[uint32][][]byte{}, skPending: map[uint32][][]byte{}}
 	inv, err := dir.ReadInventory()
 	if err != nil {
 		return nil, err
@@ -293,6 +299,11 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		img.fileByID[f.GetId()] = f
 		if f.Reg != nil {
 			if err := image.ValidatePath(image.FilesFile, fmt.Sprintf("[%d].reg.name", i), f.Reg.GetName()); err != nil {
+				return nil, err
+			}
+		}
+		if u := f.Usk; u != nil && u.NameDir != nil {
+			if err := image.ValidatePath(image.FilesFile, fmt.Sprintf("[%d].usk.name_dir", i), u.GetNameDir()); err != nil {
 				return nil, err
 			}
 		}
@@ -346,6 +357,9 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		if err := rd.Err(); err != nil {
 			return nil, err
 		}
+	}
+	if err := readSkQueues(dir, img); err != nil {
+		return nil, err
 	}
 	// Shared memory objects: every run inside the object's mapped size,
 	// whichever processes map it.
@@ -494,6 +508,45 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 	return p, nil
 }
 
+// readSkQueues reads the packets in flight to unix sockets, and those the
+// clients of pending connections had sent, each for a unix socket of
+// files.img.
+func readSkQueues(dir *image.Dir, img *restoreImages) error {
+	if err := readPackets(dir, image.SkQueuesFile, img, img.skQueues); err != nil {
+		return err
+	}
+	return readPackets(dir, image.SkPendingFile, img, img.skPending)
+}
+
+func readPackets(dir *image.Dir, name string, img *restoreImages, out map[uint32][][]byte) error {
+	if !dir.Exists(name) {
+		return nil
+	}
+	rd, err := dir.Reader(image.SkQueues, name)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	for {
+		var e sk_packet.SkPacketEntry
+		if !rd.Next(&e) {
+			break
+		}
+		if f := img.fileByID[e.GetIdFor()]; f == nil || f.Usk == nil {
+			return fmt.Errorf("%s: entry %d: id_for %d is not a unix socket in %s", name, rd.Index(), e.GetIdFor(), image.FilesFile)
+		}
+		if len(e.GetScm()) > 0 {
+			return fmt.Errorf("%s: entry %d: file descriptors in flight are not supported", name, rd.Index())
+		}
+		b, err := io.ReadAll(rd.Payload())
+		if err != nil {
+			return fmt.Errorf("%s: entry %d: %w", name, rd.Index(), err)
+		}
+		out[e.GetIdFor()] = append(out[e.GetIdFor()], b)
+	}
+	return rd.Err()
+}
+
 // restore runs the checklist on the tracer thread. Each step after the
 // tree is made runs for every process before the next step starts.
 func (r *restorer) restore(ctx context.Context) error {
@@ -592,6 +645,7 @@ func (r *restorer) spawn() error {
 	r.hostTid[root.vpid] = root.pid
 	r.pass.CloseRemote() // the stub has its own copy now
 	r.fr.Root = fmt.Sprintf("/proc/%d/root", root.pid)
+	r.fr.NetNS = fmt.Sprintf("/proc/%d/ns/net", root.pid)
 	return nil
 }
 

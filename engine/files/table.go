@@ -8,6 +8,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/procfs"
@@ -27,11 +28,26 @@ type Set struct {
 	// The open file descriptions dumped so far, in every process of the
 	// tree: an fd of another process on one of them shares its entry.
 	descs, epollDescs descriptions
+	// SkQueues holds the packets in flight to each dumped unix socket.
+	SkQueues []QueuedPacket
+	// SkPending holds what the client of each pending connection had
+	// sent (see TakePending).
+	SkPending []QueuedPacket
+	// NetNsID is the id of the tree's network namespace (its nsfs inode),
+	// recorded in each socket's entry.
+	NetNsID uint32
+	// UserNS is the tree's own user namespace, nil if it has none: owners
+	// of socket files are recorded as the tree sees them.
+	UserNS *userns.UsernsEntry
+	usk    *unixDump // read on the first unix socket
+	// holders lists every descriptor of the tree on each unix socket.
+	holders    map[uint32][]fdHolder
+	pendingFds []int // gocr's sockets of TakePending
 }
 
 // NewSet starts an empty set.
 func NewSet() *Set {
-	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}}
+	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}, holders: map[uint32][]fdHolder{}}
 }
 
 // add gives e the next id, also in its kind-specific message, and keeps it.
@@ -48,6 +64,8 @@ func (s *Set) add(e *fdinfo.FileEntry) uint32 {
 		e.Efd.Id = ptr(id)
 	case e.Epfd != nil:
 		e.Epfd.Id = ptr(id)
+	case e.Usk != nil:
+		e.Usk.Id = ptr(id)
 	}
 	s.Entries = append(s.Entries, e)
 	return id
@@ -97,6 +115,9 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 			d = files.insert(i, description{pid, f.Fd, id, typ})
 		}
 		s.fileIDs[f.Fd] = d.id
+		if d.typ == fdinfo.FdTypes_UNIXSK {
+			s.holders[d.id] = append(s.holders[d.id], fdHolder{pid: pid, fd: f.Fd, cloexec: fd.Cloexec})
+		}
 		out = append(out, fdEntry(fd, d.id, d.typ))
 	}
 	for _, fd := range epolls {
@@ -180,7 +201,8 @@ func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 		id, err := s.dumpEventfd(fd)
 		return id, fdinfo.FdTypes_EVENTFD, err
 	case strings.HasPrefix(t, "socket:["):
-		return 0, 0, fmt.Errorf("sockets are not supported yet")
+		id, err := s.dumpSocket(pid, fd)
+		return id, fdinfo.FdTypes_UNIXSK, err
 	}
 	return 0, 0, fmt.Errorf("this kind of file is not supported yet")
 }
@@ -226,15 +248,29 @@ type Restorer struct {
 	Root string
 	// PipeData is the bytes in flight of each pipe, by pipe id.
 	PipeData map[uint32][]byte
+	// SkQueues is the packets in flight to each unix socket, by the
+	// socket's file id, in queue order.
+	SkQueues map[uint32][][]byte
+	// SkPending is what the client of each pending connection had sent,
+	// by the client's file id.
+	SkPending map[uint32][][]byte
+	// NetNS is the network namespace the tree's sockets are made in
+	// ("/proc/PID/ns/net" of the task being restored; "" for gocr's own).
+	NetNS string
+	// UserNS is the tree's own user namespace, nil if it has none: owners
+	// of socket files are recorded as the tree sees them.
+	UserNS *userns.UsernsEntry
 
+	order []*fdinfo.FileEntry  // files.img order
 	open  map[uint32]int       // file id → gocr's fd
 	pipes map[uint32]*pipeEnds // pipe id → the pipe gocr made
+	usk   map[uint32]int       // file id → unix socket made, not handed out yet
 }
 
 // NewRestorer indexes the file entries of files.img.
 func NewRestorer(entries []*fdinfo.FileEntry, root string) *Restorer {
 	r := &Restorer{entries: map[uint32]*fdinfo.FileEntry{}, Root: root, PipeData: map[uint32][]byte{},
-		open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}}
+		SkQueues: map[uint32][][]byte{}, SkPending: map[uint32][][]byte{}, order: entries, open: map[uint32]int{}, pipes: map[uint32]*pipeEnds{}}
 	for _, e := range entries {
 		r.entries[e.GetId()] = e
 	}
@@ -268,6 +304,8 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = openEventfd(e.Efd)
 	case e.Epfd != nil:
 		fd, err = openEpoll(e.Epfd)
+	case e.Usk != nil:
+		fd, err = r.openUnix(e)
 	default:
 		err = fmt.Errorf("type %s is not supported yet", e.GetType())
 	}
@@ -287,6 +325,10 @@ func (r *Restorer) Close() {
 	for id, p := range r.pipes {
 		p.close()
 		delete(r.pipes, id)
+	}
+	for id, fd := range r.usk {
+		unix.Close(fd)
+		delete(r.usk, id)
 	}
 }
 

@@ -92,7 +92,11 @@ func TestCritDecode(t *testing.T) {
 				num(get(i.Entries, 2, "nr_pages")) == 3 && num(get(i.Entries, 2, "flags")) == PePresent
 		}},
 		{FilesFile, "FILES", func(i critImage) bool {
-			return get(i.Entries, 0, "reg", "name") == "/usr/bin/sleeper" && num(get(i.Entries, 3, "pipe", "pipe_id")) == 4242
+			usk, _ := get(i.Entries, 5, "usk", "name").(string)
+			return get(i.Entries, 0, "reg", "name") == "/usr/bin/sleeper" && num(get(i.Entries, 3, "pipe", "pipe_id")) == 4242 &&
+				get(i.Entries, 5, "type") == "UNIXSK" && num(get(i.Entries, 5, "usk", "type")) == 2 &&
+				strings.HasPrefix(usk, skName) && get(i.Entries, 5, "usk", "opts", "so_passcred") == true &&
+				num(get(i.Entries, 5, "usk", "file_perms", "mode")) == 0o140755
 		}},
 		{FdinfoFile(7), "FDINFO", func(i critImage) bool {
 			return num(get(i.Entries, 1, "fd")) == 3 && get(i.Entries, 1, "type") == "PIPE"
@@ -104,6 +108,10 @@ func TestCritDecode(t *testing.T) {
 			return num(get(i.Entries, 0, "dump", "pages_written")) == 12 && num(get(i.Entries, 0, "dump", "frozen_time")) == 2222
 		}},
 		{PipesDataFile, "PIPES_DATA", func(i critImage) bool { return b64(get(i.Entries, 0, "extra")) == pipeText }},
+		{SkQueuesFile, "SK_QUEUES", func(i critImage) bool {
+			return num(get(i.Entries, 0, "id_for")) == idUsk && b64(get(i.Entries, 0, "extra")) == skText &&
+				num(get(i.Entries, 1, "length")) == 0 && len(i.Entries) == 2
+		}},
 		{GhostFileName(1), "GHOST_FILE", func(i critImage) bool { return b64(get(i.Entries, 0, "extra")) == ghostText }},
 	}
 	for _, c := range checks {
@@ -120,7 +128,7 @@ func TestCritDecode(t *testing.T) {
 
 	explore := map[string][]string{
 		"ps":   {"100", "102", sampleComm},
-		"fds":  {"/dev/null", "pipe[4242]", "cwd: /"},
+		"fds":  {"/dev/null", "pipe[4242]", "cwd: /", "unix[4343"},
 		"mems": {"/usr/bin/sleeper", "[stack]", "555555600000-555555604000"},
 		"rss":  {"555555600000 / 3"},
 	}

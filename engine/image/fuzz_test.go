@@ -14,6 +14,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pagemap"
 	pipe_data "github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
 	"github.com/checkpoint-restore/go-criu/v7/magic"
 	"google.golang.org/protobuf/proto"
 )
@@ -31,6 +32,7 @@ var fuzzKinds = []struct {
 	{Files, FilesFile, func() proto.Message { return &fdinfo.FileEntry{} }},
 	{PipesData, PipesDataFile, func() proto.Message { return &pipe_data.PipeDataEntry{} }},
 	{GhostFile, GhostFileName(1), func() proto.Message { return &ghost_file.GhostFileEntry{} }},
+	{SkQueues, SkQueuesFile, func() proto.Message { return &sk_packet.SkPacketEntry{} }},
 }
 
 // seedCorpus adds the sample images, so the fuzzer starts from valid

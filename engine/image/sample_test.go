@@ -19,6 +19,9 @@ import (
 	pipe_data "github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/regfile"
+	sk_opts "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-opts"
+	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
+	sk_unix "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-unix"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"google.golang.org/protobuf/proto"
@@ -32,6 +35,8 @@ const (
 	sampleComm   = "sleeper"
 	sampleHeap   = 0x5555_5560_0000
 	pipeText     = "hello through a pipe"
+	skText       = "a datagram in flight"
+	skName       = "/run/sample.sock"
 	ghostText    = "contents of a deleted file"
 )
 
@@ -42,6 +47,7 @@ const (
 	idNull
 	idPipeR
 	idPipeW
+	idUsk
 )
 
 func u32(v uint32) *uint32 { return proto.Uint32(v) }
@@ -141,6 +147,20 @@ func pipeFile(id, flags uint32) *fdinfo.FileEntry {
 		Fown: &fown.FownEntry{Uid: u32(0), Euid: u32(0), Signum: u32(0), PidType: u32(0), Pid: u32(0)}}}
 }
 
+// unixSocket is a bound datagram socket, the kind of entry sk-queues.img
+// refers to.
+func unixSocket(id uint32) *fdinfo.FileEntry {
+	zero := func() *uint32 { return u32(0) }
+	return &fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: u32(id), Usk: &sk_unix.UnixSkEntry{
+		Id: u32(id), Ino: u32(4343), Type: u32(2), State: u32(7), Flags: u32(2), Uflags: zero(), Backlog: zero(),
+		Peer: zero(), Name: []byte(skName + "\x00"),
+		Fown: &fown.FownEntry{Uid: zero(), Euid: zero(), Signum: zero(), PidType: zero(), Pid: zero()},
+		Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(212992), SoRcvbuf: u32(212992), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+			SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0), SoPasscred: proto.Bool(true)},
+		FilePerms: &sk_unix.FilePermsEntry{Mode: u32(0o140755), Uid: zero(), Gid: zero()},
+	}}
+}
+
 // pageContent is what sample page n of the heap holds.
 func pageContent(n int) []byte { return bytes.Repeat([]byte{byte('a' + n)}, PageSize) }
 
@@ -168,7 +188,7 @@ func writeSample(t testing.TB, path string) *Dir {
 	must(err)
 	for _, f := range []*fdinfo.FileEntry{
 		reg(idExe, "/usr/bin/sleeper", 0), reg(idRoot, "/", 0o200000), reg(idNull, "/dev/null", 2),
-		pipeFile(idPipeR, 0), pipeFile(idPipeW, 1),
+		pipeFile(idPipeR, 0), pipeFile(idPipeW, 1), unixSocket(idUsk),
 	} {
 		must(files.Write(f))
 	}
@@ -180,6 +200,7 @@ func writeSample(t testing.TB, path string) *Dir {
 		{Id: u32(idNull), Flags: u32(0), Type: fdinfo.FdTypes_REG.Enum(), Fd: u32(0)},
 		{Id: u32(idPipeR), Flags: u32(0), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(3)},
 		{Id: u32(idPipeW), Flags: u32(1), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(4)},
+		{Id: u32(idUsk), Flags: u32(0), Type: fdinfo.FdTypes_UNIXSK.Enum(), Fd: u32(5)},
 	} {
 		must(fds.Write(fd))
 	}
@@ -189,6 +210,12 @@ func writeSample(t testing.TB, path string) *Dir {
 	must(err)
 	must(pd.WritePayload(&pipe_data.PipeDataEntry{PipeId: u32(4242), Bytes: u32(uint32(len(pipeText)))}, strings.NewReader(pipeText)))
 	must(pd.Close())
+
+	sq, err := d.Writer(SkQueues, SkQueuesFile)
+	must(err)
+	must(sq.WritePayload(&sk_packet.SkPacketEntry{IdFor: u32(idUsk), Length: u32(uint32(len(skText)))}, strings.NewReader(skText)))
+	must(sq.WritePayload(&sk_packet.SkPacketEntry{IdFor: u32(idUsk), Length: u32(0)}, strings.NewReader("")))
+	must(sq.Close())
 
 	gf, err := d.Writer(GhostFile, GhostFileName(1))
 	must(err)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,8 +102,13 @@ func Run(ctx context.Context, s Spec) (*Result, error) {
 			return nil, fmt.Errorf("iteration %d: dump: %w", i, err)
 		}
 		if !leave {
-			if err := waitGone(ctx, pid); err != nil {
-				return nil, fmt.Errorf("iteration %d: after dump: %w", i, err)
+			// Every process of the tree, not just its root: a child left
+			// a zombie (reparented to the harness, a subreaper) would
+			// keep its pid, session and group ids taken from the restore.
+			for _, p := range slices.Sorted(maps.Keys(before.Procs)) {
+				if err := waitGone(ctx, p); err != nil {
+					return nil, fmt.Errorf("iteration %d: after dump: %w", i, err)
+				}
 			}
 			rpid, err := s.Engine.Restore(ctx, RestoreSpec{ImagesDir: img, LogFile: filepath.Join(s.Dir, fmt.Sprintf("restore-%d.log", i)),
 				PidFile: filepath.Join(s.Dir, fmt.Sprintf("restore-%d.pid", i)), Opts: s.Workload.Desc.Opts})
