@@ -108,6 +108,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	err = d.dumpNamespaces()
 	if err == nil {
 		d.files.UserMaps = d.userns
+		d.files.NetNsID, d.files.UserNS = uint32(d.nsIDs["net"]), d.userns
 		err = d.at("namespaces")
 	}
 	for _, p := range d.procs {
@@ -120,6 +121,14 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	}
 	if err == nil {
 		err = d.dumpShmem()
+	}
+	if err == nil {
+		// Sockets are checked once every process's fds are known: a
+		// peer may be another process's.
+		err = d.files.FinishUnix()
+	}
+	if err == nil {
+		err = d.takePendingConnections()
 	}
 	if err == nil {
 		err = d.writeTreeImages()

@@ -23,6 +23,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
+	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
@@ -123,16 +124,18 @@ const (
 // restoreImages is everything read from the image directory, validated
 // before anything is created.
 type restoreImages struct {
-	procs    []*procImages // pstree order: parents before children, the root first
-	byPid    map[int]*procImages
-	files    []*fdinfo.FileEntry
-	fileByID map[uint32]*fdinfo.FileEntry
-	remaps   map[uint32]*remap.RemapFilePathEntry // by orig_id: what stands in for deleted files
-	pipeData map[uint32][]byte
-	fifoData map[uint32][]byte
-	memfds   map[uint64]*memfd.MemfdInodeEntry // memfd.img, by inode id
-	pages    uint64
-	ns       *nsImages
+	procs     []*procImages // pstree order: parents before children, the root first
+	byPid     map[int]*procImages
+	files     []*fdinfo.FileEntry
+	fileByID  map[uint32]*fdinfo.FileEntry
+	remaps    map[uint32]*remap.RemapFilePathEntry // by orig_id: what stands in for deleted files
+	pipeData  map[uint32][]byte
+	skQueues  map[uint32][][]byte // by the receiving socket's file id
+	skPending map[uint32][][]byte // by the sending client's file id
+	fifoData  map[uint32][]byte
+	memfds    map[uint64]*memfd.MemfdInodeEntry // memfd.img, by inode id
+	pages     uint64
+	ns        *nsImages
 	// ttyInfos are tty-info.img's entries by id; ctty the pty that is
 	// the controlling terminal of each session, by its leader's pid.
 	ttyInfos map[uint32]*tty.TtyInfoEntry
@@ -283,6 +286,8 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	}
 	r.fr.Remaps, r.fr.Dir, r.fr.UserMaps = r.img.remaps, dir, r.img.ns.user
 	r.fr.MemfdInodes, r.fr.Dir, r.fr.HostIDs = r.img.memfds, dir, r.img.ns.hostIDs()
+	r.fr.SkQueues, r.fr.SkPending = r.img.skQueues, r.img.skPending
+	r.fr.UserNS = r.img.ns.user
 	defer r.fr.Close()
 	// Everything from here runs on the tracer thread: one hand-off, not one
 	// per injected call.
@@ -323,7 +328,8 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 // readRestoreImages reads and checks every image the restore uses.
 func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 	img := &restoreImages{byPid: map[int]*procImages{}, fileByID: map[uint32]*fdinfo.FileEntry{}, pipeData: map[uint32][]byte{},
-		memfds: map[uint64]*memfd.MemfdInodeEntry{}}
+		memfds:   map[uint64]*memfd.MemfdInodeEntry{},
+		skQueues: map[uint32][][]byte{}, skPending: map[uint32][][]byte{}}
 	inv, err := dir.ReadInventory()
 	if err != nil {
 		return nil, err
@@ -350,6 +356,11 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		}
 		if f.Memfd != nil && img.memfds[uint64(f.Memfd.GetInodeId())] == nil {
 			return nil, fmt.Errorf("%s: [%d].memfd.inode_id: memfd inode %d is not in %s", image.FilesFile, i, f.Memfd.GetInodeId(), image.MemfdFile)
+		}
+		if u := f.Usk; u != nil && u.NameDir != nil {
+			if err := image.ValidatePath(image.FilesFile, fmt.Sprintf("[%d].usk.name_dir", i), u.GetNameDir()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if img.remaps, err = readRemaps(dir, img); err != nil {
@@ -394,6 +405,9 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		return nil, err
 	}
 	if img.fifoData, err = readPipeData(dir, image.FifoData, image.FifoDataFile); err != nil {
+		return nil, err
+	}
+	if err := readSkQueues(dir, img); err != nil {
 		return nil, err
 	}
 	// Shared memory objects: every run inside the object's mapped size,
@@ -611,6 +625,45 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 	return p, nil
 }
 
+// readSkQueues reads the packets in flight to unix sockets, and those the
+// clients of pending connections had sent, each for a unix socket of
+// files.img.
+func readSkQueues(dir *image.Dir, img *restoreImages) error {
+	if err := readPackets(dir, image.SkQueuesFile, img, img.skQueues); err != nil {
+		return err
+	}
+	return readPackets(dir, image.SkPendingFile, img, img.skPending)
+}
+
+func readPackets(dir *image.Dir, name string, img *restoreImages, out map[uint32][][]byte) error {
+	if !dir.Exists(name) {
+		return nil
+	}
+	rd, err := dir.Reader(image.SkQueues, name)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	for {
+		var e sk_packet.SkPacketEntry
+		if !rd.Next(&e) {
+			break
+		}
+		if f := img.fileByID[e.GetIdFor()]; f == nil || f.Usk == nil {
+			return fmt.Errorf("%s: entry %d: id_for %d is not a unix socket in %s", name, rd.Index(), e.GetIdFor(), image.FilesFile)
+		}
+		if len(e.GetScm()) > 0 {
+			return fmt.Errorf("%s: entry %d: file descriptors in flight are not supported", name, rd.Index())
+		}
+		b, err := io.ReadAll(rd.Payload())
+		if err != nil {
+			return fmt.Errorf("%s: entry %d: %w", name, rd.Index(), err)
+		}
+		out[e.GetIdFor()] = append(out[e.GetIdFor()], b)
+	}
+	return rd.Err()
+}
+
 // restore runs the checklist on the tracer thread. Each step after the
 // tree is made runs for every process before the next step starts.
 func (r *restorer) restore(ctx context.Context) error {
@@ -710,6 +763,7 @@ func (r *restorer) spawn() error {
 	r.hostTid[root.vpid] = root.pid
 	r.pass.CloseRemote() // the stub has its own copy now
 	r.fr.Root, r.fr.Pid = fmt.Sprintf("/proc/%d/root", root.pid), root.pid
+	r.fr.NetNS = fmt.Sprintf("/proc/%d/ns/net", root.pid)
 	return nil
 }
 

@@ -11,9 +11,11 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/abi"
+	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mem"
 	"github.com/gocr/gocr/engine/procfs"
@@ -382,6 +384,9 @@ func (d *dumper) writeTreeImages() error {
 			return err
 		}
 	}
+	if err := d.writeSkQueues(); err != nil {
+		return err
+	}
 	return d.dir.WriteInventory(image.NewInventory(d.rootIDs(), inventory.Lsmtype_NO_LSM))
 }
 
@@ -406,6 +411,34 @@ func writePipeData(dir *image.Dir, kind image.Kind, name string, data map[uint64
 		b := data[ino]
 		e := &pipe_data.PipeDataEntry{PipeId: ptr(uint32(ino)), Bytes: ptr(uint32(len(b)))}
 		if err := w.WritePayload(e, bytes.NewReader(b)); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// writeSkQueues writes the packets in flight to the tree's unix sockets,
+// each followed by its bytes, as CRIU's sk-queues.img, and what the
+// clients of pending connections had sent to gocr-sk-pending.img.
+func (d *dumper) writeSkQueues() error {
+	if err := d.writePackets(image.SkQueuesFile, d.files.SkQueues); err != nil {
+		return err
+	}
+	return d.writePackets(image.SkPendingFile, d.files.SkPending)
+}
+
+func (d *dumper) writePackets(name string, packets []files.QueuedPacket) error {
+	if len(packets) == 0 {
+		return nil
+	}
+	w, err := d.dir.Writer(image.SkQueues, name)
+	if err != nil {
+		return err
+	}
+	for _, p := range packets {
+		e := &sk_packet.SkPacketEntry{IdFor: ptr(p.IDFor), Length: ptr(uint32(len(p.Data)))}
+		if err := w.WritePayload(e, bytes.NewReader(p.Data)); err != nil {
 			w.Abort()
 			return err
 		}

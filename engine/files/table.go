@@ -62,12 +62,28 @@ type Set struct {
 	// the tree has open (see tty.go); ptys what was seen of each pty.
 	TtyInfos []*tty.TtyInfoEntry
 	ptys     map[uint32]*PtyDump
+	// SkQueues holds the packets in flight to each dumped unix socket.
+	SkQueues []QueuedPacket
+	// SkPending holds what the client of each pending connection had
+	// sent (see TakePending).
+	SkPending []QueuedPacket
+	// NetNsID is the id of the tree's network namespace (its nsfs inode),
+	// recorded in each socket's entry.
+	NetNsID uint32
+	// UserNS is the tree's own user namespace, nil if it has none: owners
+	// of socket files are recorded as the tree sees them.
+	UserNS *userns.UsernsEntry
+	usk    *unixDump // read on the first unix socket
+	// holders lists every descriptor of the tree on each unix socket.
+	holders    map[uint32][]fdHolder
+	pendingFds []int // gocr's sockets of TakePending
 }
 
 // NewSet starts an empty set whose ghost files go to dir.
 func NewSet(dir *image.Dir) *Set {
 	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}, FifoData: map[uint64][]byte{}, dir: dir,
-		ghosts: map[fileKey]uint32{}, nextGhost: 1, linked: map[fileKey]uint32{}, memfds: map[uint64]*memfdInode{}}
+		ghosts: map[fileKey]uint32{}, nextGhost: 1, linked: map[fileKey]uint32{}, memfds: map[uint64]*memfdInode{},
+		holders: map[uint32][]fdHolder{}}
 }
 
 // add gives e the next id, also in its kind-specific message, and keeps it.
@@ -99,6 +115,8 @@ func (s *Set) add(e *fdinfo.FileEntry) uint32 {
 		e.Memfd.Id = ptr(id)
 	case e.Tty != nil:
 		e.Tty.Id = ptr(id)
+	case e.Usk != nil:
+		e.Usk.Id = ptr(id)
 	}
 	s.Entries = append(s.Entries, e)
 	return id
@@ -148,6 +166,9 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 			d = files.insert(i, description{pid, f.Fd, id, typ})
 		}
 		s.fileIDs[f.Fd] = d.id
+		if d.typ == fdinfo.FdTypes_UNIXSK {
+			s.holders[d.id] = append(s.holders[d.id], fdHolder{pid: pid, fd: f.Fd, cloexec: fd.Cloexec})
+		}
 		out = append(out, fdEntry(fd, d.id, d.typ))
 	}
 	for _, fd := range epolls {
@@ -242,7 +263,8 @@ func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 		id, err := s.dumpInotify(pid, fd)
 		return id, fdinfo.FdTypes_INOTIFY, err
 	case strings.HasPrefix(t, "socket:["):
-		return 0, 0, fmt.Errorf("sockets are not supported yet")
+		id, err := s.dumpSocket(pid, fd)
+		return id, fdinfo.FdTypes_UNIXSK, err
 	}
 	return 0, 0, fmt.Errorf("this kind of file is not supported yet")
 }
@@ -311,12 +333,27 @@ type Restorer struct {
 	// Pages counts the pages of file contents restored (memfds).
 	Pages uint64
 
+	// SkQueues is the packets in flight to each unix socket, by the
+	// socket's file id, in queue order.
+	SkQueues map[uint32][][]byte
+	// SkPending is what the client of each pending connection had sent,
+	// by the client's file id.
+	SkPending map[uint32][][]byte
+	// NetNS is the network namespace the tree's sockets are made in
+	// ("/proc/PID/ns/net" of the task being restored; "" for gocr's own).
+	NetNS string
+	// UserNS is the tree's own user namespace, nil if it has none: owners
+	// of socket files are recorded as the tree sees them.
+	UserNS *userns.UsernsEntry
+
 	// TtyInfos are the entries of tty-info.img by id, with owners as
 	// gocr's user namespace sees them; ShellJob lets the files of a pty
 	// whose master was outside the tree have gocr's own terminal.
 	TtyInfos map[uint32]*tty.TtyInfoEntry
 	ShellJob bool
 
+	order     []*fdinfo.FileEntry       // files.img order
+	usk       map[uint32]int            // file id → unix socket made, not handed out yet
 	open      map[uint32]int            // file id → gocr's fd
 	pipes     map[uint32]*pipeEnds      // pipe id → the pipe gocr made
 	fifos     map[uint32]int            // FIFO pipe id → gocr's read-write fd of it
@@ -335,7 +372,8 @@ func NewRestorer(entries []*fdinfo.FileEntry, root string) *Restorer {
 		MemfdInodes: map[uint64]*memfd.MemfdInodeEntry{},
 		open:        map[uint32]int{}, pipes: map[uint32]*pipeEnds{}, fifos: map[uint32]int{}, FifoData: map[uint32][]byte{},
 		ghosts: map[uint32]*ghost{}, dirs: map[string]int{}, memfds: map[uint64]*restoredMemfd{},
-		TtyInfos: map[uint32]*tty.TtyInfoEntry{}, ptys: map[uint32]*ptyPair{}}
+		TtyInfos: map[uint32]*tty.TtyInfoEntry{}, ptys: map[uint32]*ptyPair{},
+		SkQueues: map[uint32][][]byte{}, SkPending: map[uint32][][]byte{}, order: entries}
 	for _, e := range entries {
 		r.entries[e.GetId()] = e
 	}
@@ -382,6 +420,8 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = r.openMemfd(e.Memfd)
 	case e.Tty != nil:
 		fd, err = r.openTty(id, e.Tty)
+	case e.Usk != nil:
+		fd, err = r.openUnix(e)
 	default:
 		err = fmt.Errorf("type %s is not supported yet", e.GetType())
 	}
@@ -415,6 +455,10 @@ func (r *Restorer) Close() {
 	for id, m := range r.memfds {
 		unix.Close(m.fd)
 		delete(r.memfds, id)
+	}
+	for id, fd := range r.usk {
+		unix.Close(fd)
+		delete(r.usk, id)
 	}
 	for index, p := range r.ptys {
 		if p.peer >= 0 {

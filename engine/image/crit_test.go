@@ -96,9 +96,13 @@ func TestCritDecode(t *testing.T) {
 				num(get(i.Entries, 2, "nr_pages")) == 3 && num(get(i.Entries, 2, "flags")) == PePresent
 		}},
 		{FilesFile, "FILES", func(i critImage) bool {
+			usk, _ := get(i.Entries, 14, "usk", "name").(string)
 			return get(i.Entries, 0, "reg", "name") == "/usr/bin/sleeper" && num(get(i.Entries, 3, "pipe", "pipe_id")) == 4242 &&
 				get(i.Entries, 13, "type") == "TTY" && num(get(i.Entries, 13, "tty", "tty_info_id")) == samplePty<<1|1 &&
-				num(get(i.Entries, 13, "tty", "regf_id")) == idPtmxPath
+				num(get(i.Entries, 13, "tty", "regf_id")) == idPtmxPath &&
+				get(i.Entries, 14, "type") == "UNIXSK" && num(get(i.Entries, 14, "usk", "type")) == 2 &&
+				strings.HasPrefix(usk, skName) && get(i.Entries, 14, "usk", "opts", "so_passcred") == true &&
+				num(get(i.Entries, 14, "usk", "file_perms", "mode")) == 0o140755
 		}},
 		{TtyInfoFile, "TTY_INFO", func(i critImage) bool {
 			return get(i.Entries, 0, "type") == "PTY" && num(get(i.Entries, 0, "pty", "index")) == samplePty &&
@@ -142,6 +146,10 @@ func TestCritDecode(t *testing.T) {
 			return num(get(i.Entries, 0, "dump", "pages_written")) == 13 && num(get(i.Entries, 0, "dump", "frozen_time")) == 2222
 		}},
 		{PipesDataFile, "PIPES_DATA", func(i critImage) bool { return b64(get(i.Entries, 0, "extra")) == pipeText }},
+		{SkQueuesFile, "SK_QUEUES", func(i critImage) bool {
+			return num(get(i.Entries, 0, "id_for")) == idUsk && b64(get(i.Entries, 0, "extra")) == skText &&
+				num(get(i.Entries, 1, "length")) == 0 && len(i.Entries) == 2
+		}},
 		{GhostFileName(1), "GHOST_FILE", func(i critImage) bool { return b64(get(i.Entries, 0, "extra")) == ghostText }},
 		{GhostFileName(2), "GHOST_FILE", func(i critImage) bool {
 			return get(i.Entries, 0, "chunks") == true && num(get(i.Entries, 0, "size")) == ghostSparseSize &&
@@ -167,7 +175,7 @@ func TestCritDecode(t *testing.T) {
 
 	explore := map[string][]string{
 		"ps":   {"100", "102", sampleComm},
-		"fds":  {"/dev/null", "pipe[4242]", "cwd: /", "TTY.14"},
+		"fds":  {"/dev/null", "pipe[4242]", "cwd: /", "TTY.14", "unix[4343"},
 		"mems": {"/usr/bin/sleeper", "[stack]", "555555600000-555555604000"},
 		"rss":  {"555555600000 / 3"},
 	}

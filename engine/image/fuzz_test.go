@@ -15,6 +15,7 @@ import (
 	pipe_data "github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
+	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
 	"github.com/checkpoint-restore/go-criu/v7/magic"
 	"google.golang.org/protobuf/proto"
 )
@@ -34,6 +35,7 @@ var fuzzKinds = []struct {
 	{GhostFile, GhostFileName(1), func() proto.Message { return &ghost_file.GhostFileEntry{} }},
 	{GhostFile, GhostFileName(2), func() proto.Message { return &ghost_file.GhostFileEntry{} }},
 	{RemapFpath, RemapFpathFile, func() proto.Message { return &remap.RemapFilePathEntry{} }},
+	{SkQueues, SkQueuesFile, func() proto.Message { return &sk_packet.SkPacketEntry{} }},
 }
 
 // seedCorpus adds the sample images, so the fuzzer starts from valid

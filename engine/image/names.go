@@ -39,6 +39,14 @@ const (
 	// magic and message, so crit decodes it; CRIU ignores it. Written only
 	// when the tree has a pid namespace of its own.
 	HostPstreeFile = "gocr-pstree-host.img"
+
+	// SkPendingFile is gocr's own: what the client of each connection
+	// not accepted yet had sent, waiting on the listener's side. Entries
+	// are sk-queues.img's (magic and message), id_for naming the client
+	// that sent the packet — in sk-queues.img it names the socket that
+	// will read it, and CRIU has no way to save such data. CRIU ignores
+	// the file; crit decodes it.
+	SkPendingFile = "gocr-sk-pending.img"
 )
 
 // Per-task images, named by thread id (core) or process id.

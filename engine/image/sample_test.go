@@ -24,6 +24,9 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/regfile"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/signalfd"
+	sk_opts "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-opts"
+	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
+	sk_unix "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-unix"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timerfd"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
@@ -39,6 +42,8 @@ const (
 	sampleComm   = "sleeper"
 	sampleHeap   = 0x5555_5560_0000
 	pipeText     = "hello through a pipe"
+	skText       = "a datagram in flight"
+	skName       = "/run/sample.sock"
 	ghostText    = "contents of a deleted file"
 	// A sparse ghost: two runs of data in a file of ghostSparseSize.
 	ghostChunk1, ghostChunk2 = "first run of data", "second run, past a hole"
@@ -62,6 +67,7 @@ const (
 	idMemfd
 	idPtmxPath // where the pty master was opened (its regf_id)
 	idPtmx
+	idUsk
 )
 
 // The sample memfd: its inode in memfd.img and its contents, one page in
@@ -218,6 +224,20 @@ func ptyInfo() *tty.TtyInfoEntry {
 		Pty:     &tty.TtyPtyEntry{Index: u32(samplePty)}}
 }
 
+// unixSocket is a bound datagram socket, the kind of entry sk-queues.img
+// refers to.
+func unixSocket(id uint32) *fdinfo.FileEntry {
+	zero := func() *uint32 { return u32(0) }
+	return &fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: u32(id), Usk: &sk_unix.UnixSkEntry{
+		Id: u32(id), Ino: u32(4343), Type: u32(2), State: u32(7), Flags: u32(2), Uflags: zero(), Backlog: zero(),
+		Peer: zero(), Name: []byte(skName + "\x00"),
+		Fown: &fown.FownEntry{Uid: zero(), Euid: zero(), Signum: zero(), PidType: zero(), Pid: zero()},
+		Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(212992), SoRcvbuf: u32(212992), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+			SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0), SoPasscred: proto.Bool(true)},
+		FilePerms: &sk_unix.FilePermsEntry{Mode: u32(0o140755), Uid: zero(), Gid: zero()},
+	}}
+}
+
 // pageContent is what sample page n of the heap holds.
 func pageContent(n int) []byte { return bytes.Repeat([]byte{byte('a' + n)}, PageSize) }
 
@@ -250,7 +270,7 @@ func writeSample(t testing.TB, path string) *Dir {
 	} {
 		must(files.Write(f))
 	}
-	for _, f := range append(fdKindFiles(), reg(idPtmxPath, "/dev/ptmx", 2), ptyMaster()) {
+	for _, f := range append(fdKindFiles(), reg(idPtmxPath, "/dev/ptmx", 2), ptyMaster(), unixSocket(idUsk)) {
 		must(files.Write(f))
 	}
 	must(files.Close())
@@ -272,6 +292,7 @@ func writeSample(t testing.TB, path string) *Dir {
 		{Id: u32(idInotify), Flags: u32(0), Type: fdinfo.FdTypes_INOTIFY.Enum(), Fd: u32(7)},
 		{Id: u32(idMemfd), Flags: u32(0), Type: fdinfo.FdTypes_MEMFD.Enum(), Fd: u32(8)},
 		{Id: u32(idPtmx), Flags: u32(0), Type: fdinfo.FdTypes_TTY.Enum(), Fd: u32(9)},
+		{Id: u32(idUsk), Flags: u32(0), Type: fdinfo.FdTypes_UNIXSK.Enum(), Fd: u32(10)},
 	} {
 		must(fds.Write(fd))
 	}
@@ -283,6 +304,12 @@ func writeSample(t testing.TB, path string) *Dir {
 	must(err)
 	must(pd.WritePayload(&pipe_data.PipeDataEntry{PipeId: u32(4242), Bytes: u32(uint32(len(pipeText)))}, strings.NewReader(pipeText)))
 	must(pd.Close())
+
+	sq, err := d.Writer(SkQueues, SkQueuesFile)
+	must(err)
+	must(sq.WritePayload(&sk_packet.SkPacketEntry{IdFor: u32(idUsk), Length: u32(uint32(len(skText)))}, strings.NewReader(skText)))
+	must(sq.WritePayload(&sk_packet.SkPacketEntry{IdFor: u32(idUsk), Length: u32(0)}, strings.NewReader("")))
+	must(sq.Close())
 
 	gf, err := d.Writer(GhostFile, GhostFileName(1))
 	must(err)

@@ -30,6 +30,13 @@ func NewFdPasser() (*FdPasser, error) {
 	return &FdPasser{local: fds[0], remote: fds[1]}, nil
 }
 
+// NewFdPasserOver passes fds through local, gocr's end of a socket pair
+// whose other end a task already has (made there by an injected
+// socketpair, gocr's end taken with pidfd_getfd). Close closes local.
+func NewFdPasserOver(local int) *FdPasser {
+	return &FdPasser{local: local, remote: -1}
+}
+
 // RemoteFd is the number of the task's end, in gocr and in the task.
 func (p *FdPasser) RemoteFd() int { return p.remote }
 

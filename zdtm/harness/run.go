@@ -116,8 +116,15 @@ func Run(ctx context.Context, s Spec) (res *Result, err error) {
 			return nil, fmt.Errorf("iteration %d: dump: %w", i, err)
 		}
 		if !leave {
-			if err := waitGone(ctx, pid); err != nil {
-				return nil, fmt.Errorf("iteration %d: after dump: %w", i, err)
+			// Every process of the tree, not just its root: a child left
+			// a zombie (reparented to the harness, a subreaper) would
+			// keep its pid, session and group ids taken from the restore.
+			// By the pids the harness sees (before.Procs is keyed by the
+			// tree's own).
+			for _, ps := range before.Procs {
+				if err := waitGone(ctx, ps.HostPid); err != nil {
+					return nil, fmt.Errorf("iteration %d: after dump: %w", i, err)
+				}
 			}
 			// The rest of the tree went with the root: its zombies come to
 			// the harness, and would hold their pids against the restore.

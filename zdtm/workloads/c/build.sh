@@ -9,6 +9,8 @@
 #   mnt_*        static, with mntlib.c: the mount namespace workloads
 #   ghost_small  static
 #   signalfd timerfd inotify memfd eventfd_tree  static: fd kinds
+#   unix_*       static: unix sockets (pairs, bound datagrams, a listener,
+#                an fd in flight that the dump must refuse)
 set -eu
 out=${1:?usage: build.sh OUTDIR}
 src=$(cd "$(dirname "$0")" && pwd)
@@ -27,4 +29,7 @@ done
 $CC $CFLAGS -static -o "$out/ghost_small" "$src/ghost_small.c" "$src/zdtmlib.c"
 for w in signalfd timerfd inotify memfd eventfd_tree clone_files; do
 	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/zdtmlib.c"
+done
+for t in unix_pair unix_dgram_bound unix_listen unix_scm_refused; do
+	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
 done

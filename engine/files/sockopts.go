@@ -1,0 +1,142 @@
+package files
+
+import (
+	"fmt"
+	"unsafe"
+
+	sk_opts "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-opts"
+	"golang.org/x/sys/unix"
+)
+
+// Socket options of any family (SOL_SOCKET), as sk-opts.SkOptsEntry keeps
+// them. Buffer sizes are what getsockopt shows, which is twice what
+// setsockopt was given: the kernel doubles it for its bookkeeping.
+
+// dumpSockOpts reads the options of a socket. A socket filter is refused:
+// it cannot be read back in a form that can be attached again.
+func dumpSockOpts(fd int) (*sk_opts.SkOptsEntry, error) {
+	o := &sk_opts.SkOptsEntry{}
+	ints := []struct {
+		opt int
+		set func(v int)
+	}{
+		{unix.SO_SNDBUF, func(v int) { o.SoSndbuf = ptr(uint32(v)) }},
+		{unix.SO_RCVBUF, func(v int) { o.SoRcvbuf = ptr(uint32(v)) }},
+		{unix.SO_PRIORITY, func(v int) { o.SoPriority = ptr(uint32(v)) }},
+		{unix.SO_RCVLOWAT, func(v int) { o.SoRcvlowat = ptr(uint32(v)) }},
+		{unix.SO_MARK, func(v int) { o.SoMark = ptr(uint32(v)) }},
+		{unix.SO_PASSCRED, func(v int) { o.SoPasscred = ptr(v != 0) }},
+		{unix.SO_PASSSEC, func(v int) { o.SoPasssec = ptr(v != 0) }},
+	}
+	for _, i := range ints {
+		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, i.opt)
+		if err != nil {
+			return nil, fmt.Errorf("getsockopt %d: %w", i.opt, err)
+		}
+		i.set(v)
+	}
+	for _, t := range []struct {
+		opt       int
+		sec, usec **uint64
+	}{
+		{unix.SO_SNDTIMEO, &o.SoSndTmoSec, &o.SoSndTmoUsec},
+		{unix.SO_RCVTIMEO, &o.SoRcvTmoSec, &o.SoRcvTmoUsec},
+	} {
+		tv, err := unix.GetsockoptTimeval(fd, unix.SOL_SOCKET, t.opt)
+		if err != nil {
+			return nil, fmt.Errorf("getsockopt %d: %w", t.opt, err)
+		}
+		*t.sec, *t.usec = ptr(uint64(tv.Sec)), ptr(uint64(tv.Usec))
+	}
+	n, err := filterLen(fd)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		return nil, fmt.Errorf("a socket filter (SO_ATTACH_FILTER, %d instructions) is attached: not supported", n)
+	}
+	return o, nil
+}
+
+// filterLen is the number of instructions of the classic BPF filter
+// attached to a socket: getsockopt(SO_GET_FILTER) given no room answers
+// the length alone (any room at all must hold the whole filter).
+func filterLen(fd int) (int, error) {
+	var buf [8]byte
+	var n uint32
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_GET_FILTER,
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+	if e != 0 {
+		return 0, fmt.Errorf("getsockopt SO_GET_FILTER: %w", e)
+	}
+	return int(n), nil
+}
+
+// restoreSockOpts sets the saved options on a fresh socket, each only if
+// it differs from what the fresh socket has: setting a buffer size also
+// pins it (SOCK_SNDBUF_LOCK), which an untouched socket does not have.
+func restoreSockOpts(fd int, o *sk_opts.SkOptsEntry) error {
+	type intOpt struct {
+		get, set int
+		want     int
+	}
+	opts := []intOpt{
+		// The FORCE variants go past the sysctl caps, which a socket
+		// grown by CAP_NET_ADMIN may have; they take half the value.
+		{unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, int(o.GetSoSndbuf())},
+		{unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, int(o.GetSoRcvbuf())},
+	}
+	if o.SoPriority != nil {
+		opts = append(opts, intOpt{unix.SO_PRIORITY, unix.SO_PRIORITY, int(o.GetSoPriority())})
+	}
+	if o.SoRcvlowat != nil {
+		opts = append(opts, intOpt{unix.SO_RCVLOWAT, unix.SO_RCVLOWAT, int(o.GetSoRcvlowat())})
+	}
+	if o.SoMark != nil {
+		opts = append(opts, intOpt{unix.SO_MARK, unix.SO_MARK, int(o.GetSoMark())})
+	}
+	b := func(v bool) int {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	if o.SoPasscred != nil {
+		opts = append(opts, intOpt{unix.SO_PASSCRED, unix.SO_PASSCRED, b(o.GetSoPasscred())})
+	}
+	if o.SoPasssec != nil {
+		opts = append(opts, intOpt{unix.SO_PASSSEC, unix.SO_PASSSEC, b(o.GetSoPasssec())})
+	}
+	for _, op := range opts {
+		cur, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, op.get)
+		if err != nil {
+			return fmt.Errorf("getsockopt %d: %w", op.get, err)
+		}
+		if cur == op.want {
+			continue
+		}
+		v := op.want
+		if op.set == unix.SO_SNDBUFFORCE || op.set == unix.SO_RCVBUFFORCE {
+			v /= 2
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, op.set, v); err != nil {
+			return fmt.Errorf("setsockopt %d to %d: %w", op.set, v, err)
+		}
+	}
+	for _, t := range []struct {
+		opt       int
+		sec, usec uint64
+	}{
+		{unix.SO_SNDTIMEO, o.GetSoSndTmoSec(), o.GetSoSndTmoUsec()},
+		{unix.SO_RCVTIMEO, o.GetSoRcvTmoSec(), o.GetSoRcvTmoUsec()},
+	} {
+		if t.sec == 0 && t.usec == 0 {
+			continue
+		}
+		tv := unix.Timeval{Sec: int64(t.sec), Usec: int64(t.usec)}
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, t.opt, &tv); err != nil {
+			return fmt.Errorf("setsockopt %d: %w", t.opt, err)
+		}
+	}
+	return nil
+}
