@@ -1450,6 +1450,9 @@ func (r *procRestorer) createThreads() error {
 			}
 		}
 		if err != nil {
+			if errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("thread %d (%s): %w", tid, pidUser(want), err)
+			}
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
 		switch {
