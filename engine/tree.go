@@ -243,8 +243,8 @@ func (d *dumper) pstreeEntry(p *procDump) *pstree.PstreeEntry {
 	return e
 }
 
-// writeTreeImages writes what the whole tree shares: pstree, the files
-// and pipe contents, and the inventory last — a directory with one holds
+// writeTreeImages writes what the whole tree shares: pstree, the files,
+// pipe contents and message queues, and the inventory last — a directory with one holds
 // a finished dump.
 func (d *dumper) writeTreeImages() error {
 	w, err := d.dir.Writer(image.Pstree, image.PstreeFile)
@@ -280,6 +280,9 @@ func (d *dumper) writeTreeImages() error {
 		return err
 	}
 	if err := writePipeData(d.dir, image.FifoData, image.FifoDataFile, d.files.FifoData); err != nil {
+		return err
+	}
+	if err := d.files.Mqueues.Write(d.dir); err != nil {
 		return err
 	}
 	return d.dir.WriteInventory(image.NewInventory(d.rootIDs(), inventory.Lsmtype_NO_LSM))

@@ -10,7 +10,9 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
 	"golang.org/x/sys/unix"
 
+	"github.com/gocr/gocr/engine/image/gocrpb"
 	"github.com/gocr/gocr/engine/mount"
+	"github.com/gocr/gocr/engine/ns"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/remote"
 )
@@ -29,6 +31,9 @@ type Set struct {
 	// The open file descriptions dumped so far, in every process of the
 	// tree: an fd of another process on one of them shares its entry.
 	descs, epollDescs descriptions
+	// Mqueues collects the tree's open POSIX message queues (and the
+	// unlinked queues of the tree's own ipc namespace they keep).
+	Mqueues *ns.Mqueues
 }
 
 // NewSet starts an empty set.
@@ -52,6 +57,8 @@ func (s *Set) add(e *fdinfo.FileEntry) uint32 {
 		e.Epfd.Id = ptr(id)
 	case e.Fifo != nil:
 		e.Fifo.Id = ptr(id)
+	case e.Ext != nil:
+		e.Ext.Id = ptr(id)
 	}
 	s.Entries = append(s.Entries, e)
 	return id
@@ -174,6 +181,9 @@ func fdEntry(fd Fd, id uint32, typ fdinfo.FdTypes) *fdinfo.FdinfoEntry {
 func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	t := fd.Target
 	switch {
+	case strings.HasPrefix(t, "/") && isMqueue(pid, fd.Fd):
+		id, err := s.dumpMqueue(pid, fd)
+		return id, fdinfo.FdTypes_EXT, err
 	case strings.HasPrefix(t, "/"):
 		return s.dumpRegFd(pid, fd)
 	case strings.HasPrefix(t, "pipe:["):
@@ -237,6 +247,12 @@ type Restorer struct {
 	open  map[uint32]int       // file id → gocr's fd
 	pipes map[uint32]*pipeEnds // pipe id → the pipe gocr made
 	fifos map[uint32]int       // FIFO pipe id → gocr's read-write fd of it
+
+	// MqueueFiles are the open message queues (EXT files), by file id;
+	// MqueueFds gocr's fds of those of the tree's own ipc namespace,
+	// opened when it was restored (ns.RestoreIPC), by file id.
+	MqueueFiles map[uint32]*gocrpb.MqueueFileEntry
+	MqueueFds   map[uint32]int
 }
 
 // NewRestorer indexes the file entries of files.img.
@@ -278,6 +294,8 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = openEventfd(e.Efd)
 	case e.Epfd != nil:
 		fd, err = openEpoll(e.Epfd)
+	case e.Ext != nil:
+		fd, err = r.openMqueue(id)
 	default:
 		err = fmt.Errorf("type %s is not supported yet", e.GetType())
 	}

@@ -39,6 +39,10 @@ const (
 	// magic and message, so crit decodes it; CRIU ignores it. Written only
 	// when the tree has a pid namespace of its own.
 	HostPstreeFile = "gocr-pstree-host.img"
+
+	// GocrMqueueFilesFile is gocr's own: the open POSIX message queues
+	// (gocrpb.MqueueFileEntry), which files.img lists as EXT files.
+	GocrMqueueFilesFile = "gocr-mqueue-files.img"
 )
 
 // Per-task images, named by thread id (core) or process id.
@@ -76,6 +80,10 @@ func TimensFile(nsID uint32) string   { return fmt.Sprintf("timens-%d.img", nsID
 func PidnsFile(nsID uint32) string    { return fmt.Sprintf("pidns-%d.img", nsID) }
 func NetnsFile(nsID uint32) string    { return fmt.Sprintf("netns-%d.img", nsID) }
 func NetdevFile(nsID uint32) string   { return fmt.Sprintf("netdev-%d.img", nsID) }
+
+// GocrMqueueFile is gocr's own: the POSIX message queues of an ipc
+// namespace the tree owns, with their messages (gocrpb.MqueueEntry).
+func GocrMqueueFile(nsID uint32) string { return fmt.Sprintf("gocr-mqueue-%d.img", nsID) }
 
 // partSuffix marks a file still being written; see doc.go.
 const partSuffix = ".part"

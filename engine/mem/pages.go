@@ -196,8 +196,8 @@ func DumpShmem(tasks []TaskVMAs, dir *image.Dir) (uint64, error) {
 		if err := func() error {
 			var pm *procfs.Pagemap
 			for _, v := range task.Vmas {
-				if v.GetStatus()&AnonShared == 0 {
-					continue
+				if v.GetStatus()&AnonShared == 0 || IsSysV(v) {
+					continue // a SysV segment is saved with its namespace
 				}
 				if pm == nil {
 					var err error

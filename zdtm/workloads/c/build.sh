@@ -7,6 +7,7 @@
 #   vdso_rseq    dynamic: it is about the vDSO and glibc's rseq registration
 #   tree pipe_tree fifo shared_anon shared_file   static: process trees
 #   mnt_*        static, with mntlib.c: the mount namespace workloads
+#   sysv_shm sysv_sem sysv_msg posix_mq   static: SysV IPC and POSIX message queues
 set -eu
 out=${1:?usage: build.sh OUTDIR}
 src=$(cd "$(dirname "$0")" && pwd)
@@ -17,6 +18,9 @@ $CC $CFLAGS -static -o "$out/sigaltstack" "$src/sigaltstack.c" "$src/zdtmlib.c"
 $CC $CFLAGS -static -o "$out/sigpending_shared" "$src/sigpending_shared.c" "$src/zdtmlib.c"
 $CC $CFLAGS -o "$out/vdso_rseq" "$src/vdso_rseq.c" "$src/zdtmlib.c"
 for t in tree pipe_tree fifo shared_anon shared_file; do
+	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
+done
+for t in sysv_shm sysv_sem sysv_msg posix_mq; do
 	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
 done
 for w in mnt_nested mnt_files; do
