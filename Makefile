@@ -34,7 +34,7 @@ ifneq ($(KCACHE),)
 export KCACHE
 endif
 
-.PHONY: all build deps unit fuzz zdtm test vet bench clean vmdeps vmtest matrix test-vm
+.PHONY: all build deps unit fuzz zdtm test vet bench clean vmdeps vmtest matrix test-vm proto
 
 all: build
 
@@ -47,6 +47,14 @@ deps:
 	@command -v $(GO) >/dev/null || { echo "make deps: Go is needed (https://go.dev/dl, or Debian's golang)"; exit 1; }
 	@command -v gcc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev
 	@bash ci/install-crit.sh
+
+# gocr's own image messages (engine/image/gocrpb) from their .proto: needs
+# protoc (Debian: protobuf-compiler); protoc-gen-go is built at go.mod's
+# version. The generated code is committed, so builds need neither.
+proto:
+	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	cd engine/image/gocrpb && protoc --plugin=protoc-gen-go=$(CURDIR)/bin/protoc-gen-go \
+		--go_out=. --go_opt=paths=source_relative mqueue.proto
 
 vet:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt: files above need formatting"; exit 1; }

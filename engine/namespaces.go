@@ -8,7 +8,6 @@ import (
 
 	creds_img "github.com/checkpoint-restore/go-criu/v7/crit/images/creds"
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-var"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/netdev"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pidns"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
+	"github.com/gocr/gocr/engine/image/gocrpb"
 	"github.com/gocr/gocr/engine/mount"
 	"github.com/gocr/gocr/engine/ns"
 	"github.com/gocr/gocr/engine/procfs"
@@ -51,6 +51,7 @@ func (d *dumper) dumpNamespaces() error {
 		return err
 	}
 	d.nsIDs, d.rootNsIDs = theirs, mine
+	d.files.Mqueues = ns.NewMqueues(nsID(mine, "ipc"))
 	own := map[string]bool{}
 	for kind, ino := range theirs {
 		if ino != mine[kind] {
@@ -147,12 +148,14 @@ func (d *dumper) dumpNamespaces() error {
 		}
 	}
 	if own["ipc"] {
-		e, err := ns.DumpIPC(pid)
-		if err != nil {
-			return fmt.Errorf("dump ipc namespace: %w", err)
+		var live []int
+		for _, p := range d.procs {
+			if !p.zombie {
+				live = append(live, p.pid)
+			}
 		}
-		if err := d.dir.WriteOne(image.IpcVar, image.IpcVarFile(nsID(theirs, "ipc")), e); err != nil {
-			return err
+		if err := ns.DumpIPC(pid, d.dir, nsID(theirs, "ipc"), d.idMap(), d.files.Mqueues, live); err != nil {
+			return fmt.Errorf("dump ipc namespace %d: %w", theirs["ipc"], err)
 		}
 	}
 	if own["net"] {
@@ -180,6 +183,14 @@ func (d *dumper) dumpNamespaces() error {
 		}
 	}
 	return nil
+}
+
+// idMap translates ids between gocr's user namespace and the tree's.
+func (d *dumper) idMap() ns.IDMap {
+	if d.userns == nil {
+		return ns.IDMap{}
+	}
+	return ns.IDMap{Uid: d.userns.UidMap, Gid: d.userns.GidMap}
 }
 
 // dumpMountNamespaces saves the mount tree of every mount namespace of the
@@ -260,7 +271,8 @@ type nsImages struct {
 	ids      map[string]uint32 // kind → id, for every kind new on restore
 	user     *userns.UsernsEntry
 	uts      *utsns.UtsnsEntry
-	ipc      *ipc_var.IpcVarEntry
+	ipc      *ns.IPCImages
+	mqFiles  map[uint32]*gocrpb.MqueueFileEntry // open message queues, by file id
 	net      []*netdev.NetDeviceEntry
 	hostTids map[int]int // image tid → tid outside; absent if unknown
 }
@@ -278,10 +290,18 @@ func (n *nsImages) kinds() []string {
 
 func (n *nsImages) has(kind string) bool { _, ok := n.ids[kind]; return ok }
 
+// idMap translates ids between gocr's user namespace and the tree's.
+func (n *nsImages) idMap() ns.IDMap {
+	if n.user == nil {
+		return ns.IDMap{}
+	}
+	return ns.IDMap{Uid: n.user.UidMap, Gid: n.user.GidMap}
+}
+
 // readNamespaces finds the kinds of namespace the tree had of its own (its
 // ids differ from the inventory's root_ids) and reads their images.
 func readNamespaces(dir *image.Dir, img *restoreImages, root, task *criu_core.TaskKobjIdsEntry) (*nsImages, error) {
-	n := &nsImages{ids: map[string]uint32{}, hostTids: map[int]int{}}
+	n := &nsImages{ids: map[string]uint32{}, hostTids: map[int]int{}, mqFiles: map[uint32]*gocrpb.MqueueFileEntry{}}
 	if root == nil || task == nil {
 		return n, nil
 	}
@@ -331,8 +351,16 @@ func readNamespaces(dir *image.Dir, img *restoreImages, root, task *criu_core.Ta
 		}
 	}
 	if id, ok := n.ids["ipc"]; ok {
-		if n.ipc, err = image.ReadOne[ipc_var.IpcVarEntry](dir, image.IpcVar, image.IpcVarFile(id)); err != nil {
+		if n.ipc, err = ns.ReadIPC(dir, id); err != nil {
 			return nil, err
+		}
+	}
+	if n.mqFiles, err = ns.ReadMqueueFiles(dir, n.ids["ipc"], root.GetIpcNsId()); err != nil {
+		return nil, err
+	}
+	for id, f := range n.mqFiles {
+		if f.Queue != nil && !n.ipc.HasQueue(f.GetQueue()) {
+			return nil, fmt.Errorf("%s: file %d: message queue %d is not in %s", image.GocrMqueueFilesFile, id, f.GetQueue(), image.GocrMqueueFile(n.ids["ipc"]))
 		}
 	}
 	if id, ok := n.ids["net"]; ok {
@@ -447,9 +475,11 @@ func (r *restorer) restoreNamespaces() error {
 		}
 	}
 	if n.ipc != nil {
-		if err := ns.RestoreIPC(pid, n.ipc); err != nil {
+		res, err := ns.RestoreIPC(pid, r.dir, n.ipc, n.idMap(), n.mqFiles)
+		if err != nil {
 			return fmt.Errorf("restore ipc namespace %d: %w", n.ids["ipc"], err)
 		}
+		r.ipc, r.fr.MqueueFds = res, res.MqueueFiles
 	}
 	if n.has("net") {
 		if err := ns.RestoreNet(pid, n.net); err != nil {

@@ -176,6 +176,7 @@ type restorer struct {
 	scratch  uint64            // the scratch area, at the same address in every stub
 	hostTid  map[int]int       // image tid → tid in gocr's pid namespace, the whole tree
 	shm      map[uint64]int    // shared anonymous memory objects: gocr's fd of each, by shmid
+	ipc      *ns.IPCRestored   // the tree's own ipc namespace, once made
 	mounts   *mount.Set        // every mount namespace's filesystems and mounts
 	external map[string]string // --external mnt[KEY]:HOSTPATH
 	// mntNS is the first process of each mount namespace: the one that
@@ -274,6 +275,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	r.fr = files.NewRestorer(r.img.files, "")
 	r.fr.PipeData = r.img.pipeData
 	r.fr.FifoData = r.img.fifoData
+	r.fr.MqueueFiles = r.img.ns.mqFiles
 	r.fr.Mounts = r.mounts
 	r.fr.ShellJob = o.ShellJob
 	if r.fr.TtyInfos, err = r.ttyInfosOutside(); err != nil {
@@ -298,6 +300,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	for _, fd := range r.shm {
 		unix.Close(fd)
 	}
+	r.ipc.Close()
 	if err != nil {
 		r.killAll()
 		var te *TaskError
@@ -415,7 +418,7 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 	shmSize := map[uint64]uint64{}
 	for _, p := range img.procs {
 		for _, v := range p.mm.GetVmas() {
-			if v.GetStatus()&mem.AnonShared != 0 {
+			if v.GetStatus()&mem.AnonShared != 0 && !mem.IsSysV(v) {
 				shmSize[v.GetShmid()] = max(shmSize[v.GetShmid()], v.GetPgoff()+v.GetEnd()-v.GetStart())
 			}
 		}
@@ -689,6 +692,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"prepare the stub", "prepare", r.prepare},
 		{"make the tree", "tree", r.makeTree},
 		{"restore memory", "memory", each((*procRestorer).restoreMemory)},
+		{"remove SysV segments removed while attached", "", r.removeShm},
 		{"restore files", "files", r.restoreFiles},
 		{"restore process state", "process", each((*procRestorer).restoreProcess)},
 		{"remove ghost files", "", r.fr.RemoveGhosts}, // every process has what it needs of them
@@ -1092,8 +1096,12 @@ func (r *procRestorer) restoreMemory() error {
 	if err != nil {
 		return err
 	}
+	// SysV attachments first: shmat wants its whole range free.
+	if err := mem.AttachSysV(t, r.pid, img.mm.GetVmas()); err != nil {
+		return err
+	}
 	for _, v := range img.mm.GetVmas() {
-		if mem.IsVDSO(v) || v.GetStatus()&mem.AreaVsyscall != 0 {
+		if mem.IsVDSO(v) || v.GetStatus()&mem.AreaVsyscall != 0 || mem.IsSysV(v) {
 			continue
 		}
 		fd := -1
@@ -1128,6 +1136,17 @@ func (r *procRestorer) restoreMemory() error {
 	return nil
 }
 
+// removeShm removes again the SysV shm segments of the tree's ipc
+// namespace that the dump found removed but still attached (SHM_DEST): the
+// restored processes have attached them by now, and the last detach
+// destroys them, as it would have.
+func (r *restorer) removeShm() error {
+	if r.ipc == nil {
+		return nil
+	}
+	return ns.RemoveShm(r.procs[0].pid, r.ipc.Removed)
+}
+
 // restoreShmem gives the stub each shared anonymous memory object its
 // VMAs map, and returns the stub's fd of each. The first process that
 // needs an object makes it: mapped anonymous and shared at a free spot (so
@@ -1140,14 +1159,14 @@ func (r *procRestorer) restoreShmem(stubMaps []procfs.VMA) (map[uint64]int, erro
 	size := map[uint64]uint64{}
 	for _, p := range r.img.procs {
 		for _, v := range p.mm.GetVmas() {
-			if v.GetStatus()&mem.AnonShared != 0 {
+			if v.GetStatus()&mem.AnonShared != 0 && !mem.IsSysV(v) {
 				size[v.GetShmid()] = max(size[v.GetShmid()], v.GetPgoff()+v.GetEnd()-v.GetStart())
 			}
 		}
 	}
 	var ids []uint64
 	for _, v := range r.img.mm.GetVmas() {
-		if v.GetStatus()&mem.AnonShared != 0 && !slices.Contains(ids, v.GetShmid()) {
+		if v.GetStatus()&mem.AnonShared != 0 && !mem.IsSysV(v) && !slices.Contains(ids, v.GetShmid()) {
 			ids = append(ids, v.GetShmid())
 		}
 	}

@@ -242,6 +242,9 @@ func critDecode(t *testing.T, dir string) {
 		if strings.HasSuffix(n, ".tar.gz.img") || strings.HasPrefix(n, "pages-") {
 			continue // raw data, not protobuf
 		}
+		if strings.HasPrefix(n, "gocr-mqueue") {
+			continue // gocr's own magic, which crit does not know (see image.GocrMqueue)
+		}
 		if b, err := exec.Command(crit, "decode", "-i", filepath.Join(dir, n)).CombinedOutput(); err != nil {
 			t.Errorf("crit decode %s: %v: %s", n, err, b)
 		}

@@ -316,7 +316,7 @@ func (d *dumper) pstreeEntry(p *procDump) *pstree.PstreeEntry {
 
 // writeTreeImages writes what the whole tree shares: pstree, the files,
 // what stands in for deleted ones (their ghosts are written as found),
-// pipe contents, and the inventory last — a directory with one holds
+// pipe contents and message queues, and the inventory last — a directory with one holds
 // a finished dump.
 func (d *dumper) writeTreeImages() error {
 	w, err := d.dir.Writer(image.Pstree, image.PstreeFile)
@@ -383,6 +383,9 @@ func (d *dumper) writeTreeImages() error {
 		if err := w.Close(); err != nil {
 			return err
 		}
+	}
+	if err := d.files.Mqueues.Write(d.dir); err != nil {
+		return err
 	}
 	if err := d.writeSkQueues(); err != nil {
 		return err

@@ -24,6 +24,11 @@ func TestSizes(t *testing.T) {
 		{"stack_t", unsafe.Sizeof(StackT{}), 24},
 		{"struct termios", unsafe.Sizeof(Termios{}), 36}, // 4 flags, c_line, c_cc[19]
 		{"struct winsize", unsafe.Sizeof(Winsize{}), 8},
+		{"ipc64_perm", unsafe.Sizeof(IpcPerm{}), 48},
+		{"shmid64_ds", unsafe.Sizeof(ShmidDS{}), 112},
+		{"semid64_ds", unsafe.Sizeof(SemidDS{}), 104},
+		{"msqid64_ds", unsafe.Sizeof(MsqidDS{}), 120},
+		{"mq_attr", unsafe.Sizeof(MqAttr{}), 64},
 	} {
 		if c.got != c.want {
 			t.Errorf("sizeof(%s) = %d, want %d", c.name, c.got, c.want)
@@ -36,6 +41,8 @@ func TestOffsets(t *testing.T) {
 	var r PtraceRegs
 	var s Siginfo
 	var c CloneArgs
+	var sem SemidDS
+	var msq MsqidDS
 	for _, o := range []struct {
 		name      string
 		got, want uintptr
@@ -48,6 +55,9 @@ func TestOffsets(t *testing.T) {
 		{"siginfo union", unsafe.Offsetof(s.Data), 16},
 		{"clone_args.set_tid", unsafe.Offsetof(c.SetTid), 64},
 		{"clone_args.cgroup", unsafe.Offsetof(c.Cgroup), 80},
+		{"semid64_ds.sem_nsems", unsafe.Offsetof(sem.Nsems), 80},
+		{"msqid64_ds.msg_qbytes", unsafe.Offsetof(msq.Qbytes), 88},
+		{"msqid64_ds.msg_lspid", unsafe.Offsetof(msq.Lspid), 96},
 	} {
 		if o.got != o.want {
 			t.Errorf("offsetof(%s) = %d, want %d", o.name, o.got, o.want)

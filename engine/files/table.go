@@ -16,7 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/image"
+	"github.com/gocr/gocr/engine/image/gocrpb"
 	"github.com/gocr/gocr/engine/mount"
+	"github.com/gocr/gocr/engine/ns"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/remote"
 )
@@ -77,6 +79,9 @@ type Set struct {
 	// holders lists every descriptor of the tree on each unix socket.
 	holders    map[uint32][]fdHolder
 	pendingFds []int // gocr's sockets of TakePending
+	// Mqueues collects the tree's open POSIX message queues (and the
+	// unlinked queues of the tree's own ipc namespace they keep).
+	Mqueues *ns.Mqueues
 }
 
 // NewSet starts an empty set whose ghost files go to dir.
@@ -117,6 +122,8 @@ func (s *Set) add(e *fdinfo.FileEntry) uint32 {
 		e.Tty.Id = ptr(id)
 	case e.Usk != nil:
 		e.Usk.Id = ptr(id)
+	case e.Ext != nil:
+		e.Ext.Id = ptr(id)
 	}
 	s.Entries = append(s.Entries, e)
 	return id
@@ -242,6 +249,9 @@ func fdEntry(fd Fd, id uint32, typ fdinfo.FdTypes) *fdinfo.FdinfoEntry {
 func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	t := fd.Target
 	switch {
+	case strings.HasPrefix(t, "/") && isMqueue(pid, fd.Fd):
+		id, err := s.dumpMqueue(pid, fd)
+		return id, fdinfo.FdTypes_EXT, err
 	case strings.HasPrefix(t, memfdPrefix) && strings.HasSuffix(t, " (deleted)"):
 		id, err := s.dumpMemfd(pid, fd)
 		return id, fdinfo.FdTypes_MEMFD, err
@@ -364,6 +374,12 @@ type Restorer struct {
 	ptys      map[uint32]*ptyPair       // pty index → the pty gocr made
 	ptyMaster map[uint32]uint32         // pty index → the file id of its master
 	ptySlaves map[uint32][]uint32       // pty index → the file ids of its slaves
+
+	// MqueueFiles are the open message queues (EXT files), by file id;
+	// MqueueFds gocr's fds of those of the tree's own ipc namespace,
+	// opened when it was restored (ns.RestoreIPC), by file id.
+	MqueueFiles map[uint32]*gocrpb.MqueueFileEntry
+	MqueueFds   map[uint32]int
 }
 
 // NewRestorer indexes the file entries of files.img.
@@ -422,6 +438,8 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = r.openTty(id, e.Tty)
 	case e.Usk != nil:
 		fd, err = r.openUnix(e)
+	case e.Ext != nil:
+		fd, err = r.openMqueue(id)
 	default:
 		err = fmt.Errorf("type %s is not supported yet", e.GetType())
 	}

@@ -3,6 +3,7 @@ package image
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,6 +160,25 @@ func TestCritDecode(t *testing.T) {
 		{RemapFpathFile, "REMAP_FPATH", func(i critImage) bool {
 			return num(get(i.Entries, 0, "orig_id")) == idGhost && get(i.Entries, 0, "remap_type") == "GHOST" &&
 				num(get(i.Entries, 1, "remap_id")) == idLinkRemap && get(i.Entries, 1, "remap_type") == "LINKED"
+		}},
+		{MmFile(sampleChild), "MM", func(i critImage) bool {
+			return num(get(i.Entries, 0, "vmas", 2, "shmid")) == sampleShmID && int(num(get(i.Entries, 0, "vmas", 2, "status")))&(1<<10) != 0
+		}},
+		{IpcVarFile(sampleIpcNS), "IPC_VAR", func(i critImage) bool {
+			return num(get(i.Entries, 0, "msg_ctlmax")) == 8192 && num(get(i.Entries, 0, "shm_next_id")) == 7
+		}},
+		{IpcnsShmFile(sampleIpcNS), "IPCNS_SHM", func(i critImage) bool {
+			return len(i.Entries) == 2 && num(get(i.Entries, 0, "desc", "id")) == sampleShmID && b64(get(i.Entries, 0, "extra")) == sampleShm[0] &&
+				num(get(i.Entries, 1, "size")) == float64(len(sampleShm[1])) && b64(get(i.Entries, 1, "extra")) == sampleShm[1]
+		}},
+		{IpcnsSemFile(sampleIpcNS), "IPCNS_SEM", func(i critImage) bool {
+			return len(i.Entries) == 2 && fmt.Sprint(get(i.Entries, 0, "extra")) == "[1 2 3]" && fmt.Sprint(get(i.Entries, 1, "extra")) == "[7]" &&
+				num(get(i.Entries, 1, "desc", "cuid")) == 18943
+		}},
+		{IpcnsMsgFile(sampleIpcNS), "IPCNS_MSG", func(i critImage) bool {
+			// crit gives a queue's messages as [header, data, header, data, ...]
+			return len(i.Entries) == 2 && num(get(i.Entries, 0, "qnum")) == 3 && b64(get(i.Entries, 0, "extra", 5)) == "third message" &&
+				num(get(i.Entries, 0, "extra", 4, "mtype")) == 3 && b64(get(i.Entries, 1, "extra", 1)) == "x"
 		}},
 	}
 	for _, c := range checks {

@@ -94,7 +94,7 @@ func openRoot(dir string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open image directory: %w", err)
 	}
-	return &Dir{path: dir, root: root, magics: magic.LoadMagic(), limits: DefaultLimits()}, nil
+	return &Dir{path: dir, root: root, magics: loadMagics(), limits: DefaultLimits()}, nil
 }
 
 // checkDir refuses a directory someone else could have planted images in.

@@ -49,10 +49,12 @@ import (
 	_ "github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
 	_ "github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	_ "github.com/checkpoint-restore/go-criu/v7/crit/images/utsns"
+
+	"github.com/gocr/gocr/engine/image/gocrpb"
 )
 
 func TestKindsResolve(t *testing.T) {
-	m := magic.LoadMagic()
+	m := loadMagics()
 	for _, k := range Kinds() {
 		if _, err := headerWords(k, m); err != nil {
 			t.Errorf("%v: %v", k, err)
@@ -62,6 +64,19 @@ func TestKindsResolve(t *testing.T) {
 			if _, err := protoregistry.GlobalTypes.FindMessageByName(name); err != nil {
 				t.Errorf("%v: message %s: %v", k, name, err)
 			}
+		}
+	}
+}
+
+// gocr's own magics must never be taken for one of CRIU's.
+func TestGocrMagicsApart(t *testing.T) {
+	criu := magic.LoadMagic()
+	for name, v := range gocrMagics {
+		if other, ok := criu.ByValue[uint64(v)]; ok {
+			t.Errorf("%s = %#x is CRIU's %s", name, v, other)
+		}
+		if _, ok := criu.ByName[name]; ok {
+			t.Errorf("%s: CRIU has a magic of that name", name)
 		}
 	}
 }
@@ -397,5 +412,59 @@ func TestSigactionIndex(t *testing.T) {
 	}
 	if SigactionSignal(NumSigactions-1) != 64 {
 		t.Fatal("last sigaction is not signal 64")
+	}
+}
+
+// gocr's own message queue images: gocr's magic in the header, messages
+// padded to 8 bytes, read back entry by entry.
+func TestGocrMqueueImage(t *testing.T) {
+	d, err := Create(filepath.Join(t.TempDir(), "img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	msgs := []string{"hello", "", "a message of 17 b"}
+	w, err := d.Writer(GocrMqueue, GocrMqueueFile(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &gocrpb.MqueueEntry{Id: u32(9), Name: proto.String("q"), Uid: u32(1), Gid: u32(2), Mode: u32(0o640), Maxmsg: u64(10),
+		Msgsize: u64(64), Curmsgs: u32(uint32(len(msgs)))}
+	if err := w.Write(e); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range msgs {
+		if err := w.WritePayload(&gocrpb.MqueueMsg{Prio: u32(uint32(i)), Size: u32(uint32(len(m)))}, strings.NewReader(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := words(t, filepath.Join(d.Path(), GocrMqueueFile(4)), 2)
+	if got[0] != uint32(magic.LoadMagic().ByName["IMG_COMMON"]) || got[1] != gocrMagics["GOCR_MQUEUE"] {
+		t.Errorf("header %#x", got)
+	}
+	r, err := d.Reader(GocrMqueue, GocrMqueueFile(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var back gocrpb.MqueueEntry
+	if !r.Next(&back) || !proto.Equal(&back, e) {
+		t.Fatalf("entry: %v, %v", &back, r.Err())
+	}
+	for i, m := range msgs {
+		var hm gocrpb.MqueueMsg
+		if !r.Next(&hm) {
+			t.Fatalf("message %d: %v", i, r.Err())
+		}
+		b, _ := io.ReadAll(r.Payload())
+		if hm.GetPrio() != uint32(i) || string(b) != m {
+			t.Errorf("message %d: priority %d %q", i, hm.GetPrio(), b)
+		}
+	}
+	if r.Next(&back) || r.Err() != nil {
+		t.Errorf("more entries, or %v", r.Err())
 	}
 }

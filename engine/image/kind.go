@@ -61,6 +61,10 @@ const (
 	BpfmapData                   // bpfmap-data.img: entry + keys + values
 	Apparmor                     // apparmor.img
 	IrmapCache                   // irmap-cache
+	// gocr's own kinds, for state CRIU's format has no entry for; their
+	// magics are gocr's (gocrMagics) and their messages engine/image/gocrpb.
+	GocrMqueue      // gocr-mqueue-<ipc ns id>.img: POSIX message queues, each + its messages
+	GocrMqueueFiles // gocr-mqueue-files.img: open message queues
 	lastKind
 )
 
@@ -192,6 +196,12 @@ func kindInfo(k Kind) (info, bool) {
 		return one("bpfmap-data", "BPFMAP_DATA", "bpfmap_data_entry"), true
 	case Apparmor:
 		return one("apparmor", "APPARMOR", "apparmor_entry"), true
+	case GocrMqueue:
+		i := one("gocr-mqueue", "GOCR_MQUEUE", "gocr.mqueue_entry")
+		i.types = append(i.types, "gocr.mqueue_msg")
+		return i, true
+	case GocrMqueueFiles:
+		return one("gocr-mqueue-files", "GOCR_MQUEUE_FILES", "gocr.mqueue_file_entry"), true
 	}
 	return info{}, false
 }
@@ -211,6 +221,25 @@ func Kinds() []Kind {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// gocrMagics are the magics of gocr's own kinds, kept apart from CRIU's
+// (crit and CRIU refuse a file with one, rather than misread it). They
+// follow CRIU's habit of numbers nobody else uses: "GOCR" and "GOCQ" in
+// ASCII, little-endian.
+var gocrMagics = map[string]uint32{
+	"GOCR_MQUEUE":       0x52434f47,
+	"GOCR_MQUEUE_FILES": 0x51434f47,
+}
+
+// loadMagics is go-criu's magic table with gocr's own added.
+func loadMagics() magic.MagicMap {
+	m := magic.LoadMagic()
+	for name, v := range gocrMagics {
+		m.ByName[name] = uint64(v)
+		m.ByValue[uint64(v)] = name
+	}
+	return m
 }
 
 // headerWords resolves a kind's header to the 32-bit words written at the

@@ -47,6 +47,9 @@ const (
 	// will read it, and CRIU has no way to save such data. CRIU ignores
 	// the file; crit decodes it.
 	SkPendingFile = "gocr-sk-pending.img"
+	// GocrMqueueFilesFile is gocr's own: the open POSIX message queues
+	// (gocrpb.MqueueFileEntry), which files.img lists as EXT files.
+	GocrMqueueFilesFile = "gocr-mqueue-files.img"
 )
 
 // Per-task images, named by thread id (core) or process id.
@@ -84,6 +87,10 @@ func TimensFile(nsID uint32) string   { return fmt.Sprintf("timens-%d.img", nsID
 func PidnsFile(nsID uint32) string    { return fmt.Sprintf("pidns-%d.img", nsID) }
 func NetnsFile(nsID uint32) string    { return fmt.Sprintf("netns-%d.img", nsID) }
 func NetdevFile(nsID uint32) string   { return fmt.Sprintf("netdev-%d.img", nsID) }
+
+// GocrMqueueFile is gocr's own: the POSIX message queues of an ipc
+// namespace the tree owns, with their messages (gocrpb.MqueueEntry).
+func GocrMqueueFile(nsID uint32) string { return fmt.Sprintf("gocr-mqueue-%d.img", nsID) }
 
 // partSuffix marks a file still being written; see doc.go.
 const partSuffix = ".part"

@@ -12,6 +12,8 @@ import (
 	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
 	tcp_stream "github.com/checkpoint-restore/go-criu/v7/crit/images/tcp-stream"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/gocr/gocr/engine/image/gocrpb"
 )
 
 // payload is the raw data that follows an entry: n bytes, then zero
@@ -36,12 +38,18 @@ func payloadOf(m proto.Message) payload {
 	case *bpfmap_data.BpfmapDataEntry:
 		return plain(uint64(e.GetKeysBytes()) + uint64(e.GetValuesBytes()))
 	case *ipc_shm.IpcShmEntry:
+		if e.GetInPagemaps() {
+			return payload{} // CRIU ≥ 3.14 keeps the pages in pagemap-shmem-<id>.img
+		}
 		return payload{n: e.GetSize(), padded: roundUp(e.GetSize(), 4)}
 	case *ipc_sem.IpcSemEntry:
 		n := 2 * uint64(e.GetNsems())
 		return payload{n: n, padded: roundUp(n, 8)}
 	case *ipc_msg.IpcMsg:
 		n := uint64(e.GetMsize())
+		return payload{n: n, padded: roundUp(n, 8)}
+	case *gocrpb.MqueueMsg:
+		n := uint64(e.GetSize())
 		return payload{n: n, padded: roundUp(n, 8)}
 	case *ghost_file.GhostChunkEntry:
 		return plain(e.GetLen())

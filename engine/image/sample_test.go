@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +17,11 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fsnotify"
 	ghost_file "github.com/checkpoint-restore/go-criu/v7/crit/images/ghost-file"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
+	ipc_desc "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-desc"
+	ipc_msg "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-msg"
+	ipc_sem "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-sem"
+	ipc_shm "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-shm"
+	ipc_var "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-var"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/memfd"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe"
@@ -49,7 +55,64 @@ const (
 	ghostChunk1, ghostChunk2 = "first run of data", "second run, past a hole"
 	ghostChunk2At            = 1 << 20
 	ghostSparseSize          = 3 << 20
+	sampleIpcNS              = 4 // sampleIDs().IpcNsId
+	sampleShmID              = 32769
+	shmText                  = "a SysV segment's bytes"
 )
+
+// The sample ipc namespace's SysV objects: two of each kind, so a decoder
+// must find where one's raw data ends and the next entry starts.
+var (
+	sampleShm  = []string{shmText, "second segment!"} // sizes 22 and 15: padded to 4
+	sampleSems = [][]uint16{{1, 2, 3}, {7}}           // padded to 8
+	sampleMsgs = [][]string{{"first", "", "third message"}, {"x"}}
+)
+
+func ipcDesc(id uint32) *ipc_desc.IpcDescEntry {
+	return &ipc_desc.IpcDescEntry{Key: u32(0x1000 + id), Uid: u32(18943), Gid: u32(58467), Cuid: u32(18943), Cgid: u32(58467),
+		Mode: u32(0o640), Id: u32(id)}
+}
+
+// writeSampleIPC writes the sample ipc namespace's images.
+func writeSampleIPC(t testing.TB, d *Dir) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(d.WriteOne(IpcVar, IpcVarFile(sampleIpcNS), &ipc_var.IpcVarEntry{SemCtls: []uint32{32000, 1024000000, 500, 32000},
+		MsgCtlmax: u32(8192), MsgCtlmnb: u32(16384), MsgCtlmni: u32(32000), AutoMsgmni: u32(0), ShmCtlmax: u64(1 << 40),
+		ShmCtlall: u64(1 << 40), ShmCtlmni: u32(4096), ShmRmidForced: u32(0), MqQueuesMax: u32(256), MqMsgMax: u32(10),
+		MqMsgsizeMax: u32(8192), ShmNextId: u32(7)}))
+	w, err := d.Writer(IpcnsShm, IpcnsShmFile(sampleIpcNS))
+	must(err)
+	for i, text := range sampleShm {
+		e := &ipc_shm.IpcShmEntry{Desc: ipcDesc(sampleShmID + uint32(i)), Size: u64(uint64(len(text)))}
+		must(w.WritePayload(e, strings.NewReader(text)))
+	}
+	must(w.Close())
+	w, err = d.Writer(IpcnsSem, IpcnsSemFile(sampleIpcNS))
+	must(err)
+	for i, vals := range sampleSems {
+		b := make([]byte, 2*len(vals))
+		for j, v := range vals {
+			b[2*j], b[2*j+1] = byte(v), byte(v>>8)
+		}
+		must(w.WritePayload(&ipc_sem.IpcSemEntry{Desc: ipcDesc(uint32(i)), Nsems: u32(uint32(len(vals)))}, bytes.NewReader(b)))
+	}
+	must(w.Close())
+	w, err = d.Writer(IpcnsMsg, IpcnsMsgFile(sampleIpcNS))
+	must(err)
+	for i, msgs := range sampleMsgs {
+		must(w.Write(&ipc_msg.IpcMsgEntry{Desc: ipcDesc(uint32(i)), Qbytes: u32(16384), Qnum: u32(uint32(len(msgs)))}))
+		for j, m := range msgs {
+			must(w.WritePayload(&ipc_msg.IpcMsg{Mtype: u64(uint64(j + 1)), Msize: u32(uint32(len(m)))}, strings.NewReader(m)))
+		}
+	}
+	must(w.Close())
+}
 
 // File ids in files.img.
 const (
@@ -327,7 +390,11 @@ func writeSample(t testing.TB, path string) *Dir {
 		ids := sampleIDs()
 		must(d.WriteOne(Ids, IdsFile(pid), ids))
 		must(d.WriteOne(Core, CoreFile(pid), sampleCore(pid, true)))
-		must(d.WriteOne(Mm, MmFile(pid), sampleMM()))
+		m := sampleMM()
+		if pid == sampleChild { // a SysV attachment, before the stack
+			m.Vmas = slices.Insert(m.Vmas, 2, vmaEntry(0x7f00_0010_0000, 0x7f00_0010_1000, 1, 0x21, 1|1<<8|1<<10, sampleShmID))
+		}
+		must(d.WriteOne(Mm, MmFile(pid), m))
 		must(d.WriteOne(Fs, FsFile(pid), &fsimg.FsEntry{CwdId: u32(idRoot), RootId: u32(idRoot), Umask: u32(0o22)}))
 		must(d.WriteOne(Creds, CredsFile(pid), sampleCreds()))
 
@@ -341,6 +408,7 @@ func writeSample(t testing.TB, path string) *Dir {
 		must(pw.Close())
 	}
 	must(d.WriteOne(Core, CoreFile(sampleThread), sampleCore(sampleThread, false)))
+	writeSampleIPC(t, d)
 
 	// The memfd last: the tasks' pages keep pages ids 1 and 2.
 	must(d.WriteOne(MemfdInode, MemfdFile, &memfd.MemfdInodeEntry{Name: proto.String(memfdName), Uid: u32(1000), Gid: u32(1000),

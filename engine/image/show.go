@@ -12,11 +12,17 @@ import (
 	criu_sa "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-sa"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	fsimg "github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
+	ipc_msg "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-msg"
+	ipc_sem "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-sem"
+	ipc_shm "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-shm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/utsns"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gocr/gocr/engine/image/gocrpb"
 )
 
 // Show writes a readable summary of an image directory for `gocr show`:
@@ -50,9 +56,10 @@ func (e *errWriter) Write(p []byte) (int, error) {
 }
 
 type shower struct {
-	d     *Dir
-	out   *errWriter
-	files map[uint32]*fdinfo.FileEntry
+	d       *Dir
+	out     *errWriter
+	files   map[uint32]*fdinfo.FileEntry
+	mqueues map[uint32]*gocrpb.MqueueFileEntry // by file id
 }
 
 func (s *shower) printf(format string, args ...any) { fmt.Fprintf(s.out, format, args...) }
@@ -80,6 +87,16 @@ func (s *shower) run() {
 	} else {
 		for _, f := range files {
 			s.files[f.GetId()] = f
+		}
+	}
+	s.mqueues = map[uint32]*gocrpb.MqueueFileEntry{}
+	if s.d.Exists(GocrMqueueFilesFile) {
+		if mq, err := ReadAll[gocrpb.MqueueFileEntry](s.d, GocrMqueueFiles, GocrMqueueFilesFile); err != nil {
+			s.problem("", GocrMqueueFilesFile, err)
+		} else {
+			for _, e := range mq {
+				s.mqueues[e.GetId()] = e
+			}
 		}
 	}
 	tree, err := ReadAll[pstree.PstreeEntry](s.d, Pstree, PstreeFile)
@@ -140,6 +157,8 @@ func (s *shower) namespaces(root *criu_core.TaskKobjIdsEntry, p *pstree.PstreeEn
 			if u, err := ReadOne[utsns.UtsnsEntry](s.d, Utsns, UtsnsFile(*k.task)); err == nil {
 				d += fmt.Sprintf(" (hostname %q)", u.GetNodename())
 			}
+		case "ipc":
+			d += s.ipcObjects(*k.task)
 		case "user":
 			if u, err := ReadOne[userns.UsernsEntry](s.d, Userns, UsernsFile(*k.task)); err == nil && len(u.GetUidMap()) > 0 {
 				m := u.GetUidMap()[0]
@@ -151,6 +170,42 @@ func (s *shower) namespaces(root *criu_core.TaskKobjIdsEntry, p *pstree.PstreeEn
 	if len(own) > 0 {
 		s.printf("\nnamespaces of its own: %s\n", strings.Join(own, ", "))
 	}
+}
+
+// ipcObjects counts the objects saved of an ipc namespace.
+func (s *shower) ipcObjects(id uint32) string {
+	// count counts the entries of kind head in a file; follow says how
+	// many entries of which kind follow each (a queue's messages).
+	count := func(k Kind, name string, head proto.Message, follow func() (int, proto.Message)) int {
+		if !s.d.Exists(name) {
+			return 0
+		}
+		r, err := s.d.Reader(k, name)
+		if err != nil {
+			return 0
+		}
+		defer r.Close()
+		n := 0
+		for r.Next(head) {
+			n++
+			if follow == nil {
+				continue
+			}
+			k, m := follow()
+			for range k {
+				if !r.Next(m) {
+					return n
+				}
+			}
+		}
+		return n
+	}
+	msg, mq := &ipc_msg.IpcMsgEntry{}, &gocrpb.MqueueEntry{}
+	return fmt.Sprintf(" (SysV: %d shm, %d sem, %d msg; %d POSIX message queues)",
+		count(IpcnsShm, IpcnsShmFile(id), &ipc_shm.IpcShmEntry{}, nil),
+		count(IpcnsSem, IpcnsSemFile(id), &ipc_sem.IpcSemEntry{}, nil),
+		count(IpcnsMsg, IpcnsMsgFile(id), msg, func() (int, proto.Message) { return int(msg.GetQnum()), &ipc_msg.IpcMsg{} }),
+		count(GocrMqueue, GocrMqueueFile(id), mq, func() (int, proto.Message) { return int(mq.GetCurmsgs()), &gocrpb.MqueueMsg{} }))
 }
 
 func (s *shower) task(p *pstree.PstreeEntry) {
@@ -220,10 +275,10 @@ func (s *shower) backing(status uint32, shmid, pgoff uint64) string {
 			name += fmt.Sprintf(" +%#x", pgoff)
 		}
 		return name
+	case status&(1<<10) != 0: // with 1<<8 too, as CRIU marks it
+		return fmt.Sprintf("sysv shm %d", shmid)
 	case status&(1<<8) != 0:
 		return fmt.Sprintf("shmem %#x", shmid)
-	case status&(1<<10) != 0:
-		return fmt.Sprintf("sysv shm %#x", shmid)
 	case status&(1<<1) != 0:
 		return "[stack]"
 	case status&vmaAreaVsys != 0:
@@ -303,6 +358,9 @@ func (s *shower) fds(pid uint32, core *criu_core.CoreEntry) {
 				name := "?"
 				if f, ok := s.files[fd.GetId()]; ok {
 					name = describeFile(f)
+				}
+				if q, ok := s.mqueues[fd.GetId()]; ok {
+					name = fmt.Sprintf("mqueue /%s", q.GetName())
 				}
 				s.printf("    %d\t%s\t%s\n", fd.GetFd(), fd.GetType(), name)
 			}

@@ -42,6 +42,8 @@ var probes = []probe{
 	{"open-tree", "5.2", "detached mounts cannot be used to rebuild the mount tree", true, probeOpenTree},
 	{"move-mount-set-group", "5.15", "mount propagation peer groups cannot be rebuilt exactly", true, probeMoveMountSetGroup},
 	{"tcp-repair", "3.5", "established TCP connections cannot be dumped", true, probeTCPRepair},
+	{"ipc-msg-copy", "3.8", "SysV message queues of the tree's ipc namespace cannot be read without emptying them: refused", true, probeIPCMsgCopy},
+	{"ipc-next-id", "3.8", "SysV objects of the tree's ipc namespace cannot get their ids back on restore", true, probeIPCNextID},
 }
 
 // probeEnv carries what several probes share, so each underlying test

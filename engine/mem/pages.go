@@ -198,8 +198,8 @@ func DumpShmem(tasks []TaskVMAs, dir *image.Dir) (uint64, error) {
 	var ids []uint64
 	for _, task := range tasks {
 		for _, v := range task.Vmas {
-			if v.GetStatus()&AnonShared == 0 {
-				continue
+			if v.GetStatus()&AnonShared == 0 || IsSysV(v) {
+				continue // a SysV segment is saved with its namespace
 			}
 			id := v.GetShmid()
 			o := objs[id]

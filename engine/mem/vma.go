@@ -73,6 +73,9 @@ func DumpVMA(v procfs.VMA, fileID FileIDs) (*vma.VmaEntry, error) {
 	case procfs.MapVsyscall:
 		status = AreaVsyscall
 	case procfs.MapHeap, procfs.MapStack, procfs.MapAnon, procfs.MapFile:
+		if IsSysVShm(v) {
+			return dumpSysVVMA(v, e)
+		}
 		if IsSharedAnon(v) {
 			// Shared anonymous memory is a shmem file the kernel made
 			// ("/dev/zero (deleted)"): its inode is its id, and its pages
@@ -226,12 +229,17 @@ func MapVMA(t *remote.Task, e *vma.VmaEntry, fd int) error {
 	if got != start {
 		return fmt.Errorf("map VMA %#x-%#x: mapped at %#x", start, e.GetEnd(), got)
 	}
+	return advise(t, e)
+}
+
+// advise sets again the madvise bits the VMA had.
+func advise(t *remote.Task, e *vma.VmaEntry) error {
 	for _, m := range madvFlags {
 		if e.GetMadv()&(1<<m.advice) == 0 {
 			continue
 		}
-		if _, err := t.Syscall(unix.SYS_MADVISE, start, length, uint64(m.advice)); err != nil {
-			return fmt.Errorf("VMA %#x-%#x: madvise %d: %w", start, e.GetEnd(), m.advice, err)
+		if _, err := t.Syscall(unix.SYS_MADVISE, e.GetStart(), e.GetEnd()-e.GetStart(), uint64(m.advice)); err != nil {
+			return fmt.Errorf("VMA %#x-%#x: madvise %d: %w", e.GetStart(), e.GetEnd(), m.advice, err)
 		}
 	}
 	return nil

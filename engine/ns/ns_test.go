@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-var"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"golang.org/x/sys/unix"
 
@@ -69,7 +70,7 @@ func TestDumpRestoreUTSNetIPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ipc, err := DumpIPC(a)
+	ipc, err := dumpIPCVarOf(a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,12 +83,12 @@ func TestDumpRestoreUTSNetIPC(t *testing.T) {
 	if err := RestoreNet(b, devs); err != nil {
 		t.Fatal(err)
 	}
-	if err := RestoreIPC(b, ipc); err != nil {
+	if err := Enter(b, "ipc", func() error { return restoreIPCVar(ipc) }); err != nil {
 		t.Fatal(err)
 	}
 	uts2, _ := DumpUTS(b)
 	devs2, _ := DumpNet(b)
-	ipc2, _ := DumpIPC(b)
+	ipc2, _ := dumpIPCVarOf(b)
 	if uts2.GetNodename() != "gocr-a" || uts2.GetDomainname() != "dom-a" || devs2[0].GetFlags()&unix.IFF_UP == 0 || ipc2.GetMsgCtlmax() != 4242 {
 		t.Fatalf("restore: uts %v devs %v msgmax %d", uts2, devs2, ipc2.GetMsgCtlmax())
 	}
@@ -97,6 +98,11 @@ func TestDumpRestoreUTSNetIPC(t *testing.T) {
 	if unix.ByteSliceToString(u.Nodename[:]) == "gocr-a" {
 		t.Fatal("hostname leaked into the host's uts namespace")
 	}
+}
+
+func dumpIPCVarOf(pid int) (e *ipc_var.IpcVarEntry, err error) {
+	err = Enter(pid, "ipc", func() error { e, err = dumpIPCVar(); return err })
+	return e, err
 }
 
 func TestUserMapTranslation(t *testing.T) {

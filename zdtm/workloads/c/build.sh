@@ -11,6 +11,7 @@
 #   signalfd timerfd inotify memfd eventfd_tree  static: fd kinds
 #   unix_*       static: unix sockets (pairs, bound datagrams, a listener,
 #                an fd in flight that the dump must refuse)
+#   sysv_shm sysv_sem sysv_msg posix_mq   static: SysV IPC and POSIX message queues
 set -eu
 out=${1:?usage: build.sh OUTDIR}
 src=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +22,9 @@ $CC $CFLAGS -static -o "$out/sigaltstack" "$src/sigaltstack.c" "$src/zdtmlib.c"
 $CC $CFLAGS -static -o "$out/sigpending_shared" "$src/sigpending_shared.c" "$src/zdtmlib.c"
 $CC $CFLAGS -o "$out/vdso_rseq" "$src/vdso_rseq.c" "$src/zdtmlib.c"
 for t in tree pipe_tree fifo shared_anon shared_file pty_pair; do
+	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
+done
+for t in sysv_shm sysv_sem sysv_msg posix_mq; do
 	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
 done
 for w in mnt_nested mnt_files mnt_external mnt_shapes mnt_stack mnt_ghost; do
