@@ -625,20 +625,8 @@ func (r *restorer) restoreMemory() error {
 	if err != nil {
 		return err
 	}
-	for _, v := range img.mm.GetVmas() {
-		if mem.IsVDSO(v) || v.GetStatus()&mem.AreaVsyscall != 0 {
-			continue
-		}
-		fd := -1
-		switch {
-		case v.GetStatus()&(mem.FilePrivate|mem.FileShared) != 0:
-			fd = inStub[uint32(v.GetShmid())]
-		case v.GetStatus()&mem.AnonShared != 0:
-			fd = shm[v.GetShmid()]
-		}
-		if err := mem.MapVMA(t, v, fd); err != nil {
-			return err
-		}
+	if err := mem.MapVMAs(t, img.mm.GetVmas(), mem.Fds{Files: inStub, Shmem: shm}); err != nil {
+		return err
 	}
 	pr, err := r.dir.PageReader(uint32(r.vpid))
 	if err != nil {

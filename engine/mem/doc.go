@@ -1,3 +1,4 @@
-// Package mem dumps and restores a task's address space: the VMAs (vma.go)
-// and the contents of the pages that matter (pages.go).
+// Package mem dumps and restores a task's address space: the VMAs (vma.go;
+// mapvmas.go maps a whole image's with few injected calls) and the
+// contents of the pages that matter (pages.go).
 package mem

@@ -215,15 +215,7 @@ func MapVMA(t *remote.Task, e *vma.VmaEntry, fd int) error {
 	if got != start {
 		return fmt.Errorf("map VMA %#x-%#x: mapped at %#x", start, e.GetEnd(), got)
 	}
-	for _, m := range madvFlags {
-		if e.GetMadv()&(1<<m.advice) == 0 {
-			continue
-		}
-		if _, err := t.Syscall(unix.SYS_MADVISE, start, length, uint64(m.advice)); err != nil {
-			return fmt.Errorf("VMA %#x-%#x: madvise %d: %w", start, e.GetEnd(), m.advice, err)
-		}
-	}
-	return nil
+	return advise(t, start, e.GetEnd(), e.GetMadv())
 }
 
 // UnmapExcept removes every mapping of the task (as /proc/PID/maps lists
