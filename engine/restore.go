@@ -27,6 +27,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
@@ -114,7 +115,7 @@ const (
 	restoreScratch = 64 << 10
 	insnOff        = restoreScratch - 16 // `syscall` lives here
 	scratchData    = restoreScratch - 4096
-	fdPassOff      = 16 << 10 // SCM_RIGHTS buffers (about 1.2 KiB)
+	fdPassOff      = 16 << 10 // SCM_RIGHTS buffers: from here to the end of the data area, during a Send only
 	mmMapOff       = 20 << 10 // prctl_mm_map
 	auxvOff        = 21 << 10 // saved auxv
 	pathOff        = 24 << 10 // path strings (PATH_MAX)
@@ -1100,20 +1101,14 @@ func (r *procRestorer) restoreMemory() error {
 	if err := mem.AttachSysV(t, r.pid, img.mm.GetVmas()); err != nil {
 		return err
 	}
+	var vmas []*vma.VmaEntry
 	for _, v := range img.mm.GetVmas() {
-		if mem.IsVDSO(v) || v.GetStatus()&mem.AreaVsyscall != 0 || mem.IsSysV(v) {
-			continue
+		if !mem.IsSysV(v) {
+			vmas = append(vmas, v)
 		}
-		fd := -1
-		switch {
-		case v.GetStatus()&(mem.FilePrivate|mem.FileShared) != 0:
-			fd = inStub[uint32(v.GetShmid())]
-		case v.GetStatus()&mem.AnonShared != 0:
-			fd = shm[v.GetShmid()]
-		}
-		if err := mem.MapVMA(t, v, fd); err != nil {
-			return err
-		}
+	}
+	if err := mem.MapVMAs(t, vmas, mem.Fds{Files: inStub, Shmem: shm}); err != nil {
+		return err
 	}
 	pr, err := r.dir.PageReader(uint32(r.vpid))
 	if err != nil {

@@ -496,96 +496,20 @@ func (r *Restorer) mountsPid() int {
 }
 
 // RestoreTable gives the task its fd table: every file of fds is opened in
-// gocr, passed in, and moved to its number with its close-on-exec flag;
-// then epolls get their targets, which needs every fd in place (epoll
-// knows a target by file and fd number). The task's own fds other than
-// sock (its end of p) must be closed already; sock is closed at the end.
-// off is scratch memory the calls may use.
+// gocr and passed in so that it lands on its number (see placement), with
+// its close-on-exec flag, in a few injected calls whatever the size of the
+// table; then epolls get their targets, which needs every fd in place
+// (epoll knows a target by file and fd number). The task's own fds other
+// than sock (its end of p) must be closed already; sock is closed too, or
+// replaced by the table's fd of that number. off is scratch memory the
+// calls may use, up to the end of the data area.
 func (r *Restorer) RestoreTable(t *remote.Task, p *remote.FdPasser, sock int, off uint64, fds []*fdinfo.FdinfoEntry) error {
-	// One passed fd per file id, in the order the table names them.
-	var ids []uint32
-	var local []int
-	seen := map[uint32]bool{}
-	maxFd := sock
-	for _, f := range fds {
-		maxFd = max(maxFd, int(f.GetFd()))
-		if seen[f.GetId()] {
-			continue
-		}
-		seen[f.GetId()] = true
-		fd, err := r.Open(f.GetId())
-		if err != nil {
-			return fmt.Errorf("fd %d: %w", f.GetFd(), err)
-		}
-		ids = append(ids, f.GetId())
-		local = append(local, fd)
-	}
-	// Move our socket above every number the table uses, so placing fds
-	// never lands on it.
-	hi := uint64(maxFd + 1)
-	moved, err := t.Syscall(unix.SYS_FCNTL, uint64(sock), unix.F_DUPFD_CLOEXEC, hi)
-	if err != nil {
-		return fmt.Errorf("move fd passing socket: %w", err)
-	}
-	if _, err := t.Syscall(unix.SYS_CLOSE, uint64(sock)); err != nil {
-		return fmt.Errorf("close fd passing socket: %w", err)
-	}
-	sock = int(moved)
-	got, err := p.Send(t, sock, off, local)
+	slots, local, err := r.tableSlots(fds)
 	if err != nil {
 		return err
 	}
-	// cur: where each file's passed fd is now; at: what sits on a number.
-	cur := map[uint32]int{}
-	at := map[int]uint32{}
-	for i, id := range ids {
-		cur[id], at[got[i]] = got[i], id
-	}
-	placed := map[int]bool{}
-	for _, f := range fds {
-		fd, id := int(f.GetFd()), f.GetId()
-		cloexec := f.GetFlags()&unix.FD_CLOEXEC != 0
-		if other, busy := at[fd]; busy && other != id && !placed[fd] {
-			// A passed fd still waiting to be placed sits on our number:
-			// move it out of the way first.
-			nfd, err := t.Syscall(unix.SYS_FCNTL, uint64(fd), unix.F_DUPFD, hi)
-			if err != nil {
-				return fmt.Errorf("fd %d: move passed fd away: %w", fd, err)
-			}
-			cur[other], at[int(nfd)] = int(nfd), other
-			delete(at, fd)
-		}
-		src := cur[id]
-		if src == fd {
-			flag := uint64(0)
-			if cloexec {
-				flag = unix.FD_CLOEXEC
-			}
-			if _, err := t.Syscall(unix.SYS_FCNTL, uint64(fd), unix.F_SETFD, flag); err != nil {
-				return fmt.Errorf("fd %d: set close-on-exec: %w", fd, err)
-			}
-		} else {
-			flag := uint64(0)
-			if cloexec {
-				flag = unix.O_CLOEXEC
-			}
-			if _, err := t.Syscall(unix.SYS_DUP3, uint64(src), uint64(fd), flag); err != nil {
-				return fmt.Errorf("fd %d: dup3 from passed fd %d: %w", fd, src, err)
-			}
-		}
-		placed[fd] = true
-		at[fd] = id
-	}
-	// Close the passed fds that are not table entries themselves.
-	for _, fd := range cur {
-		if !placed[fd] {
-			if _, err := t.Syscall(unix.SYS_CLOSE, uint64(fd)); err != nil {
-				return fmt.Errorf("close passed fd %d: %w", fd, err)
-			}
-		}
-	}
-	if _, err := t.Syscall(unix.SYS_CLOSE, uint64(sock)); err != nil {
-		return fmt.Errorf("close fd passing socket %d: %w", sock, err)
+	if err := place(t, p, sock, off, planPlacement(slots, sock), local); err != nil {
+		return err
 	}
 	// Epoll targets last: all fds are at their numbers now. An epoll
 	// reached by several fds is filled once.

@@ -3,6 +3,7 @@ package kernel
 import (
 	"fmt"
 	"os"
+	"sync"
 	"unsafe"
 
 	"github.com/gocr/gocr/engine/procfs"
@@ -161,4 +162,37 @@ func probeMemfd(*probeEnv) (bool, string) {
 	}
 	unix.Close(fd)
 	return true, "memfd_create works"
+}
+
+// MremapMultiVMA says whether one mremap moves a range that spans several
+// VMAs (6.17; one VMA at a time before) and, with MREMAP_DONTUNMAP, leaves
+// the source range mapped: a copy of a layout of VMAs in one call, which
+// restore uses to rebuild a layout that repeats (engine/mem MapVMAs). It is
+// tried once per process, on memory of its own.
+var MremapMultiVMA = sync.OnceValues(tryMremapMultiVMA)
+
+func probeMremapMultiVMA(*probeEnv) (bool, string) { return MremapMultiVMA() }
+
+// tryMremapMultiVMA maps four pages read-only, makes the second writable
+// (two VMAs) and copies the first two pages onto the last two.
+func tryMremapMultiVMA() (bool, string) {
+	ps := uintptr(os.Getpagesize())
+	mem, err := unix.Mmap(-1, 0, 4*int(ps), unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return false, fmt.Sprintf("mmap: %v", err)
+	}
+	defer unix.Munmap(mem)
+	a := uintptr(unsafe.Pointer(&mem[0]))
+	if err := unix.Mprotect(mem[ps:2*ps], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		return false, fmt.Sprintf("mprotect: %v", err)
+	}
+	got, _, errno := unix.Syscall6(unix.SYS_MREMAP, a, 2*ps, 2*ps,
+		unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED|unix.MREMAP_DONTUNMAP, a+2*ps, 0)
+	if errno != 0 {
+		return false, fmt.Sprintf("mremap of two VMAs with MREMAP_DONTUNMAP: %v", errno)
+	}
+	if got != a+2*ps {
+		return false, fmt.Sprintf("mremap of two VMAs went to %#x, not %#x", got, a+2*ps)
+	}
+	return true, "mremap copied two VMAs in one call"
 }

@@ -33,6 +33,7 @@ var probes = []probe{
 	{"userfaultfd", "4.3", "no lazy (post-copy) restore", true, probeUserfaultfd},
 	{"uffd-wp", "5.7", "no write tracking through userfaultfd", true, probeUffdWP},
 	{"uffd-wp-async", "6.7", "no incremental dumps where soft-dirty is missing", true, probeUffdWPAsync},
+	{"mremap-multi-vma", "6.17", "restore maps a repeating layout of VMAs with a call per VMA, not a few per layout", true, probeMremapMultiVMA},
 	{"vvar-vclock", "6.13", "none: [vvar_vclock] does not exist before 6.13", true, probeVvarVclock},
 	{"time-ns", "5.6", "time namespaces cannot be dumped; monotonic clocks jump on migration", true, probeTimeNS},
 	{"pidfd", "5.3", "pidfds cannot be restored", true, probePidfd},

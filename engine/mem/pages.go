@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"golang.org/x/sys/unix"
@@ -127,8 +128,8 @@ func covered(vmas []*vma.VmaEntry, start, end uint64) bool {
 	return start >= end
 }
 
-// restoreChunk is how much of the pages file is read per write into the
-// task.
+// restoreChunk is how much of the pages file is written into the task per
+// call, and how much of gocr's mapping of it is dropped at a time.
 const restoreChunk = 8 << 20
 
 // RestorePages fills the task's memory from the pages file, in big chunks:
@@ -150,6 +151,19 @@ func RestorePages(pid int, pr *image.PageReader) (uint64, error) {
 		}
 		defer unix.Munmap(data)
 	}
+	w := newMemWriter(pid)
+	defer w.close()
+	// Drop what was written from gocr's mapping (the page cache keeps
+	// it) every restoreChunk: mapped file pages count in gocr's RSS, which
+	// must not grow with the size of the task.
+	var dropped int64
+	drop := func(upTo int64) {
+		if upTo > dropped {
+			unix.Madvise(data[dropped:upTo], unix.MADV_DONTNEED)
+			dropped = upTo
+		}
+	}
+	defer func() { drop(int64(len(data))) }()
 	var pages uint64
 	for pr.Next() {
 		r := pr.Run()
@@ -159,15 +173,13 @@ func RestorePages(pid int, pr *image.PageReader) (uint64, error) {
 		for done := int64(0); done < r.Len(); {
 			n := min(restoreChunk, r.Len()-done)
 			addr := r.Vaddr + uint64(done)
-			chunk := data[r.Offset+done : r.Offset+done+n]
-			if err := ptrace.WriteMem(pid, addr, chunk); err != nil {
+			if err := w.write(addr, data[r.Offset+done:r.Offset+done+n]); err != nil {
 				return pages, fmt.Errorf("pages %#x-%#x: %w", addr, addr+uint64(n), err)
 			}
-			// Drop the chunk from gocr's mapping (the page cache keeps
-			// it): mapped file pages count in gocr's RSS, which must not
-			// grow with the size of the task.
-			unix.Madvise(chunk, unix.MADV_DONTNEED)
 			done += n
+			if end := r.Offset + done; end-dropped >= restoreChunk {
+				drop(end &^ (image.PageSize - 1))
+			}
 		}
 		pages += r.NrPages
 	}
@@ -178,6 +190,58 @@ func RestorePages(pid int, pr *image.PageReader) (uint64, error) {
 type TaskVMAs struct {
 	Pid  int
 	Vmas []*vma.VmaEntry
+}
+
+// memWriter writes into a task's memory as ptrace.WriteMem does, but keeps
+// /proc/PID/mem open once a write needed it: an image of thousands of small
+// read-only runs would otherwise open it thousands of times, which cost
+// more than the rest of the restore of those pages.
+type memWriter struct {
+	pid int
+	mem int // /proc/PID/mem, or -1 while unopened
+}
+
+func newMemWriter(pid int) *memWriter { return &memWriter{pid: pid, mem: -1} }
+
+func (w *memWriter) write(addr uint64, b []byte) error {
+	local := []unix.Iovec{{Base: &b[0]}}
+	local[0].SetLen(len(b))
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}
+	n, err := unix.ProcessVMWritev(w.pid, local, remote, 0)
+	if err == nil && n == len(b) {
+		return nil
+	}
+	if n > 0 {
+		addr, b = addr+uint64(n), b[n:]
+	}
+	if w.mem < 0 {
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/mem", w.pid), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("write memory of pid %d at %#x: %w", w.pid, addr, err)
+		}
+		w.mem = fd
+	}
+	for len(b) > 0 {
+		// The offset is the address, taken as unsigned by the kernel.
+		n, _, errno := unix.Syscall6(unix.SYS_PWRITE64, uintptr(w.mem), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(addr), 0, 0)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno != 0:
+			return fmt.Errorf("write memory of pid %d at %#x: %w", w.pid, addr, errno)
+		case n == 0:
+			return fmt.Errorf("write memory of pid %d at %#x: %w", w.pid, addr, unix.EIO)
+		}
+		addr, b = addr+uint64(n), b[n:]
+	}
+	return nil
+}
+
+func (w *memWriter) close() {
+	if w.mem >= 0 {
+		unix.Close(w.mem)
+		w.mem = -1
+	}
 }
 
 // DumpShmem saves the pages of shared anonymous memory: one

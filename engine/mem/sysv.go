@@ -143,7 +143,7 @@ func (a *sysvAttachment) attach(t *remote.Task, pid int) error {
 				return fmt.Errorf("mprotect %#x-%#x to %#x: %w", e.GetStart(), e.GetEnd(), e.GetProt(), err)
 			}
 		}
-		if err := advise(t, e); err != nil {
+		if err := advise(t, e.GetStart(), e.GetEnd(), e.GetMadv()); err != nil {
 			return err
 		}
 	}

@@ -229,20 +229,7 @@ func MapVMA(t *remote.Task, e *vma.VmaEntry, fd int) error {
 	if got != start {
 		return fmt.Errorf("map VMA %#x-%#x: mapped at %#x", start, e.GetEnd(), got)
 	}
-	return advise(t, e)
-}
-
-// advise sets again the madvise bits the VMA had.
-func advise(t *remote.Task, e *vma.VmaEntry) error {
-	for _, m := range madvFlags {
-		if e.GetMadv()&(1<<m.advice) == 0 {
-			continue
-		}
-		if _, err := t.Syscall(unix.SYS_MADVISE, e.GetStart(), e.GetEnd()-e.GetStart(), uint64(m.advice)); err != nil {
-			return fmt.Errorf("VMA %#x-%#x: madvise %d: %w", e.GetStart(), e.GetEnd(), m.advice, err)
-		}
-	}
-	return nil
+	return advise(t, start, e.GetEnd(), e.GetMadv())
 }
 
 // UnmapExcept removes every mapping of the task (as /proc/PID/maps lists
