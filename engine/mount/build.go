@@ -404,20 +404,17 @@ func (b *builder) build(mntNsFd int) error {
 
 // makeSuperblock creates a fresh filesystem, detached, and fills a tmpfs.
 func (b *builder) makeSuperblock(sb *superblock) error {
-	m := sb.creator
-	if fd, err := b.opts.Set.superblock(sb.dev); err != nil || fd >= 0 {
-		if err != nil {
-			return m.err("share "+sb.fstype, err)
-		}
+	// Older kernels (5.10 here; 6.18 allows it) refuse to clone a mount
+	// that is not in the caller's namespace (open_tree on a detached mount
+	// gives EINVAL): there each namespace gets a filesystem of its own.
+	if fd, err := b.opts.Set.superblock(sb.dev); err == nil && fd >= 0 {
 		sb.fd = fd // made for another namespace, contents and all
 		return nil
 	}
 	if err := b.newSuperblock(sb); err != nil {
 		return err
 	}
-	if err := b.opts.Set.keepSuperblock(sb.dev, sb.fd); err != nil {
-		return m.err("share "+sb.fstype, err)
-	}
+	_ = b.opts.Set.keepSuperblock(sb.dev, sb.fd) // best effort, see above
 	return nil
 }
 
