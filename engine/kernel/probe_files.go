@@ -2,6 +2,8 @@ package kernel
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -22,6 +24,25 @@ func probeTimerfdSetTicks(*probeEnv) (bool, string) {
 		return false, fmt.Sprintf("ioctl TFD_IOC_SET_TICKS: %v", errno)
 	}
 	return true, "ioctl TFD_IOC_SET_TICKS works"
+}
+
+// probeEventfdSemaphore looks for the eventfd-semaphore line in the fdinfo
+// of an eventfd made with EFD_SEMAPHORE: without it (before 6.6) nothing
+// outside the task shows the mode.
+func probeEventfdSemaphore(*probeEnv) (bool, string) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_SEMAPHORE)
+	if err != nil {
+		return false, fmt.Sprintf("eventfd: %v", err)
+	}
+	defer unix.Close(fd)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+	if err != nil {
+		return false, err.Error()
+	}
+	if !strings.Contains(string(b), "eventfd-semaphore:") {
+		return false, "fdinfo of an eventfd has no eventfd-semaphore line"
+	}
+	return true, "fdinfo shows eventfd-semaphore"
 }
 
 // probeInotifySetNextWd asks a fresh inotify instance for watch
