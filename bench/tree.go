@@ -15,7 +15,14 @@ import (
 // (the bench_tree workload) and prints both times.
 func (b *bench) tree(procs, pipes int) bool {
 	fmt.Printf("== a tree of %d processes sharing %d pipes\n", procs, pipes)
-	pid, dir, err := b.startWorkload("bench_tree", fmt.Sprintf("--procs=%d", procs), fmt.Sprintf("--pipes=%d", pipes))
+	return b.cycle("bench_tree", fmt.Sprintf("--procs=%d", procs), fmt.Sprintf("--pipes=%d", pipes))
+}
+
+// cycle starts a workload, dumps it (killing it), restores it and prints
+// both times, frozen time and peak RSS, then lets the restored workload
+// check itself.
+func (b *bench) cycle(name string, args ...string) bool {
+	pid, dir, err := b.startWorkload(name, args...)
 	defer os.RemoveAll(dir)
 	if err != nil {
 		fmt.Println("  cannot start workload:", err)
@@ -70,29 +77,5 @@ func reapOrphans() {
 // n tmpfs mounts (the bench_mounts workload) and prints both times.
 func (b *bench) mounts(n int) bool {
 	fmt.Printf("== a mount namespace of %d mounts\n", n)
-	pid, dir, err := b.startWorkload("bench_mounts", fmt.Sprintf("--mounts=%d", n))
-	defer os.RemoveAll(dir)
-	if err != nil {
-		fmt.Println("  cannot start workload:", err)
-		return false
-	}
-	img := filepath.Join(dir, "img")
-	d := b.gocrRun("dump", "-t", strconv.Itoa(pid), "-D", img, "-o", "dump.log", "-v4")
-	if d.err != nil {
-		fmt.Printf("  gocr dump failed: %v\n%s", d.err, d.out)
-		stop(pid, dir)
-		return false
-	}
-	reap(pid)
-	reapOrphans()
-	fmt.Printf("  gocr dump      %7.3f s (frozen %s), peak RSS %d MiB\n", d.wall.Seconds(), frozen(b.gocr, img), d.rssKB>>10)
-	r := b.gocrRun("restore", "-D", img, "-d", "-o", "restore.log", "-v4")
-	if r.err != nil {
-		fmt.Printf("  gocr restore failed: %v\n%s", r.err, r.out)
-		return false
-	}
-	fmt.Printf("  gocr restore   %7.3f s, peak RSS %d MiB\n", r.wall.Seconds(), r.rssKB>>10)
-	v := stop(pid, dir)
-	fmt.Printf("  restored workload says: %s\n", v)
-	return strings.Contains(v, "PASS")
+	return b.cycle("bench_mounts", fmt.Sprintf("--mounts=%d", n))
 }

@@ -23,17 +23,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[PATH_MAX / 2];
-/* at gives dir/rel, in one of a few buffers: two at once can be
- * arguments of one call. */
-static const char *at(const char *rel)
-{
-	static char path[4][PATH_MAX];
-	static int next;
-	char *p = path[next++ % 4];
-	snprintf(p, PATH_MAX, "%s/%s", dir, rel);
-	return p;
-}
+/* The test directory and paths in it, from mntlib. */
+#define dir mnt_dir
+#define at mnt_at
 
 static int outer_fd; /* opened by the root before the fork */
 
@@ -90,10 +82,7 @@ static void run_a(void)
 int main(int argc, char **argv)
 {
 	test_init(argc, argv, true);
-	const char *d = test_opt("dirname");
-	if (!d)
-		fail("no --dirname");
-	snprintf(dir, sizeof dir, "%s", d);
+	mnt_init();
 	if (mkdir(dir, 0755) < 0)
 		fail("mkdir %s: %m", dir);
 	mkfile(at("same.txt"), "root's same.txt");

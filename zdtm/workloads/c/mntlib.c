@@ -5,10 +5,30 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+char mnt_dir[PATH_MAX / 2];
+
+void mnt_init(void)
+{
+	const char *d = test_opt("dirname");
+	if (!d)
+		fail("no --dirname");
+	snprintf(mnt_dir, PATH_MAX / 2, "%s", d);
+}
+
+const char *mnt_at(const char *rel)
+{
+	static char path[4][PATH_MAX];
+	static int next;
+	char *p = path[next++ % 4];
+	snprintf(p, PATH_MAX, "%s/%s", mnt_dir, rel);
+	return p;
+}
 
 void must(int ret, const char *what)
 {

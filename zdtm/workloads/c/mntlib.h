@@ -27,6 +27,13 @@ void mnt_snapshot(char *buf, size_t n, const char *under);
  * mount belongs to another namespace). */
 void fd_snapshot(char *buf, size_t n);
 
+/* mnt_dir is the workload's test directory (--dirname), set by
+ * mnt_init; mnt_at gives mnt_dir/rel in one of a few buffers, so that two
+ * can be arguments of one call. */
+extern char mnt_dir[];
+void mnt_init(void);
+const char *mnt_at(const char *rel);
+
 /* mkfile creates path with the given contents (a failure ends the
  * workload before test_daemon, so the launcher reports it). */
 void mkfile(const char *path, const char *contents);
