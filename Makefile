@@ -61,15 +61,15 @@ vet:
 	$(GO) vet ./...
 
 # Unit tests: parsers, image codec, harness self-tests, engine primitives;
-# then every fuzz target for a couple of seconds (FUZZTIME=).
-FUZZTIME   ?= 2s
+# then every fuzz target for 2000 executions (FUZZTIME=, a count or a duration).
+FUZZTIME   ?= 2000x
 unit: vet
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/zdtm$$')
 	bash ci/fuzz.sh $(FUZZTIME)
 
 # Every fuzz target for a minute each (FUZZTIME=10m for longer).
 fuzz:
-	bash ci/fuzz.sh $(if $(filter 2s,$(FUZZTIME)),60s,$(FUZZTIME))
+	bash ci/fuzz.sh $(if $(filter 2000x,$(FUZZTIME)),60s,$(FUZZTIME))
 
 # The zdtm suite. Prints "zdtm: N passed, N failed, N skipped" and writes a
 # JUnit report; failing specs keep their images and logs under $(RESULTS).
