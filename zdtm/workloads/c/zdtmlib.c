@@ -404,6 +404,10 @@ static void switch_ids(void)
 		die("setresgid %s: %m", gid);
 	if (uid && setresuid(atoi(uid), atoi(uid), atoi(uid)))
 		die("setresuid %s: %m", uid);
+	/* A change of credentials clears dumpable on older kernels (5.10),
+	 * and then the process can't even read its own /proc/self/fdinfo. */
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
+		die("PR_SET_DUMPABLE: %m");
 }
 
 static void write_file(const char *path, const char *data)
@@ -553,6 +557,8 @@ void test_init(int argc, char **argv, bool suid)
 	close(sync[0]);
 	if (uns && (setresgid(0, 0, 0) || setresuid(0, 0, 0)))
 		die("become root in the user namespace: %m");
+	if (uns && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
+		die("PR_SET_DUMPABLE: %m");
 	if (ns) {
 		if (unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET))
 			die("unshare namespaces: %m");
