@@ -109,7 +109,21 @@ var Threads = lib.Workload{Name: "threads", Run: func(t *lib.T) {
 	for i, w := range ws {
 		before[i] = w.a.Load()
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Every thread must count on. A thread is given seconds to show it, not
+	// a fixed slice of time: on a loaded machine a thread that sleeps 500µs
+	// at a time can wait tens of milliseconds for its turn, while one that
+	// restore left stuck never moves again.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		moved := 0
+		for i, w := range ws {
+			if w.a.Load() > before[i] {
+				moved++
+			}
+		}
+		if moved == len(ws) {
+			break
+		}
+	}
 	stop.Store(true)
 	wg.Wait()
 	for i, w := range ws {
