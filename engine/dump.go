@@ -163,7 +163,13 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 
 // at is a named step of the dump checklist: fault injection, and the place
 // a cancelled context (SIGINT, SIGTERM) stops the dump.
-func (d *dumper) at(step string) error { return d.o.Fault.At(d.ctx, fault.Dump, step) }
+// At -v4 it logs the step and the time since the tree was frozen.
+func (d *dumper) at(step string) error {
+	if !d.frozenAt.IsZero() {
+		d.log.Debug("dump step", "step", step, "frozen_for", time.Since(d.frozenAt))
+	}
+	return d.o.Fault.At(d.ctx, fault.Dump, step)
+}
 
 type dumper struct {
 	ctx    context.Context
