@@ -83,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if mount.IsFsmountHelper(args) {
 		return mount.RunFsmountHelper(args)
 	}
+	if mount.IsDigoutHelper(args) {
+		return mount.RunDigoutHelper(args)
+	}
 	cmd, args := args[0], args[1:]
 	table := map[string][]option{"dump": dumpOpts, "restore": restoreOpts, "check": checkOpts, "show": commonOpts, "version": nil}
 	opts, ok := table[cmd]

@@ -56,5 +56,8 @@
 // the rest of gocr never runs in a namespace it did not expect. Dump never
 // changes the victim: it reads mountinfo, opens mounts with O_PATH and
 // reads tmpfs contents through a private, detached clone of the mount
-// (open_tree), which also shows the files hidden under submounts.
+// (open_tree), which also shows the files hidden under submounts. A tmpfs
+// hidden under another mount is cloned by a helper process, driven by
+// injected calls, in a private copy of the namespace made from inside the
+// user namespace that owns it (digout.go).
 package mount

@@ -36,8 +36,14 @@ func needRoot(t *testing.T) {
 // "ready"; the process is killed and reaped when the test ends.
 func startIn(t *testing.T, script string) *exec.Cmd {
 	t.Helper()
+	return startWith(t, script, &syscall.SysProcAttr{Cloneflags: nsFlags})
+}
+
+// startWith is startIn with the namespaces (and id maps) of attr.
+func startWith(t *testing.T, script string, attr *syscall.SysProcAttr) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: nsFlags}
+	cmd.SysProcAttr = attr
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -50,11 +50,11 @@ func writeTmpfs(pid int, dir *image.Dir, list []tmpfsDump) error {
 		return fmt.Errorf("open %s: %w", nsPath, err)
 	}
 	defer unix.Close(nsFd)
+	var hidden []int
 	err = onThrowawayThread(func() error {
 		if err := setns(nsFd, unix.CLONE_NEWNS, nsPath); err != nil {
 			return err
 		}
-		var hidden []int
 		for i, t := range list {
 			if t.fd < 0 {
 				hidden = append(hidden, i)
@@ -71,15 +71,15 @@ func writeTmpfs(pid int, dir *image.Dir, list []tmpfsDump) error {
 			}
 			clones[i] = cloneForReading(fd)
 		}
-		if len(hidden) > 0 {
-			if err := digOut(list, hidden, clones); err != nil {
-				return err
-			}
-		}
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if len(hidden) > 0 {
+		if err := digOut(pid, list, hidden, clones); err != nil {
+			return err
+		}
 	}
 	root, err := os.OpenRoot(dir.Path())
 	if err != nil {
@@ -112,67 +112,6 @@ func cloneForReading(fd int) int {
 		Propagation: unix.MS_PRIVATE,
 	})
 	return fd
-}
-
-// digOut reaches tmpfs mounts hidden under other mounts (a tmpfs over a
-// tmpfs, a mount point covered later). It runs on the dump thread, already
-// in the victim's namespace: it unshares a private copy of that namespace
-// for itself, makes every mount of the copy private so nothing it does
-// propagates back, then detaches, in the copy only, whatever covers each
-// hidden mount, deepest mount points first, until the path shows the
-// hidden superblock, and clones it. The victim's namespace is not touched.
-// Paths are taken from the namespace's root, so a victim chrooted inside
-// its namespace is not supported here.
-func digOut(list []tmpfsDump, hidden []int, clones []int) error {
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("unshare a private copy of the namespace: %w", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make the private copy private: %w", err)
-	}
-	sort.SliceStable(hidden, func(a, b int) bool {
-		return strings.Count(list[hidden[a]].mount.m.MountPoint, "/") > strings.Count(list[hidden[b]].mount.m.MountPoint, "/")
-	})
-	slash, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(slash)
-	for _, i := range hidden {
-		m := list[i].mount.m
-		want := unix.Mkdev(m.Major, m.Minor)
-		found := false
-		for try := 0; try < 64 && !found; try++ {
-			fd, err := openPath(slash, m.MountPoint)
-			if err == nil {
-				var st unix.Stat_t
-				if unix.Fstat(fd, &st) == nil && st.Dev == want {
-					c, err := unix.OpenTree(fd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
-					unix.Close(fd)
-					if err != nil {
-						return list[i].mount.err("clone hidden tmpfs for reading (open_tree)", err)
-					}
-					clones[i] = cloneForReading(c)
-					found = true
-					continue
-				}
-				unix.Close(fd)
-			}
-			// Detach what covers it: the mount on its mount point, else the
-			// nearest covering mount above.
-			uncovered := false
-			for q := m.MountPoint; q != "/" && !uncovered; q = path.Dir(q) {
-				uncovered = unix.Unmount(q, unix.MNT_DETACH) == nil
-			}
-			if !uncovered {
-				break
-			}
-		}
-		if !found {
-			return list[i].mount.err("dump tmpfs", fmt.Errorf("hidden under other mounts and could not be uncovered in a private copy of the namespace: %w", ErrUnsupported))
-		}
-	}
-	return nil
 }
 
 // writeTar writes name.part in root with the tar of the tree at fd and

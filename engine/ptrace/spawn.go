@@ -1,7 +1,6 @@
 package ptrace
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"syscall"
@@ -18,7 +17,8 @@ type StubSpec struct {
 	// namespace, innermost first. The stub is born in the tracer thread's
 	// pid namespace for children (setns there first for a nested one), so
 	// with one entry per level the last is the pid in the tracer's
-	// namespace, which SpawnStub returns.
+	// namespace, which SpawnStub returns. Empty lets the kernel choose,
+	// for a helper whose pid does not matter.
 	Tids []int
 	// Flags are extra clone flags, e.g. CLONE_NEWPID|CLONE_NEWNS to start
 	// the stub as pid 1 of fresh namespaces (Tids is then [1, pid outside]).
@@ -47,11 +47,12 @@ type StubSpec struct {
 	RetryFor time.Duration
 }
 
-// SpawnStub starts a restore stub with exactly the requested pid: clone3
-// with set_tid, traced from birth (PTRACE_TRACEME), and run to the
-// syscall-exit stop of its execve — stopping earlier would let execve's
-// return value overwrite rax later. It returns the pid, stopped there and
-// traced by this tracer, with every signal blocked (see forkStub).
+// SpawnStub starts a restore stub with exactly the requested pid (clone3
+// with set_tid; without Tids, a helper with any pid), traced from birth
+// (PTRACE_TRACEME), and run to the syscall-exit stop of its execve —
+// stopping earlier would let execve's return value overwrite rax later.
+// It returns the pid, stopped there and traced by this tracer, with every
+// signal blocked (see forkStub).
 //
 // The stub is a child of the tracer thread; KillAndReap disposes of it. If
 // the tracer is closed first, the stub is detached and runs on with every
@@ -68,9 +69,6 @@ func (t *Tracer) SpawnStub(s StubSpec) (int, error) {
 }
 
 func (t *Tracer) spawnStub(s StubSpec) (int, error) {
-	if len(s.Tids) == 0 {
-		return 0, errors.New("spawn stub: no pid requested")
-	}
 	path, err := unix.BytePtrFromString(s.Path)
 	if err != nil {
 		return 0, fmt.Errorf("spawn stub %s: %w", s.Path, err)
@@ -87,11 +85,10 @@ func (t *Tracer) spawnStub(s StubSpec) (int, error) {
 	for i, v := range s.Tids {
 		tids[i] = int32(v)
 	}
-	clone := &abi.CloneArgs{
-		Flags:      s.Flags,
-		ExitSignal: uint64(unix.SIGCHLD),
-		SetTid:     uint64(uintptr(unsafe.Pointer(&tids[0]))),
-		SetTidSize: uint64(len(tids)),
+	clone := &abi.CloneArgs{Flags: s.Flags, ExitSignal: uint64(unix.SIGCHLD)}
+	if len(tids) > 0 {
+		clone.SetTid = uint64(uintptr(unsafe.Pointer(&tids[0])))
+		clone.SetTidSize = uint64(len(tids))
 	}
 	args := &stubArgs{clone: clone, path: path, argv: &argv[0], envv: &envv[0], root: s.Root}
 
@@ -115,6 +112,9 @@ func (t *Tracer) spawnStub(s StubSpec) (int, error) {
 		}
 		if errno == unix.EEXIST {
 			return 0, fmt.Errorf("clone3 set_tid %v: %s (gave up after %v): %w", s.Tids, pidHolder(s.Tids[len(s.Tids)-1]), retry, errno)
+		}
+		if len(s.Tids) == 0 {
+			return 0, fmt.Errorf("clone3: %w", errno)
 		}
 		return 0, fmt.Errorf("clone3 set_tid %v: %w", s.Tids, errno)
 	}

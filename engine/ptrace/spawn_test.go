@@ -71,6 +71,20 @@ func TestSpawnStubExactPid(t *testing.T) {
 	}
 }
 
+// TestSpawnStubAnyPid: without Tids the kernel picks the pid (a helper,
+// such as the one that digs out hidden mounts).
+func TestSpawnStubAnyPid(t *testing.T) {
+	tr := newTracer(t)
+	pid := spawnStub(t, tr, nil, unix.PTRACE_O_EXITKILL)
+	r := beginInject(t, tr, pid)
+	if got, err := r.Syscall(unix.SYS_GETPID); err != nil || int(got) != pid {
+		t.Fatalf("injected getpid = %d, %v; want %d", got, err, pid)
+	}
+	if err := r.End(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSpawnStubPidTaken(t *testing.T) {
 	tr := newTracer(t)
 	cmd := exec.Command("sleep", "1000")

@@ -1,12 +1,10 @@
 /*
  * mnt_stack: a tmpfs mounted over another tmpfs, in a mount namespace a
  * child makes, with a file open in each: the lower one is hidden, and its
- * contents must still be saved and its file reopened on it.
- *
- * Not in the uns flavor: to read a hidden tmpfs the dump detaches what
- * covers it in a private copy of the namespace, and a copy made by gocr
- * (in the initial user namespace) of a namespace owned by another user
- * namespace has every mount locked, so nothing can be detached there.
+ * contents must still be saved and its file reopened on it. In the uns
+ * flavor the dump must detach the upper tmpfs in a copy of the namespace
+ * made from inside the tree's user namespace: a copy made from outside it
+ * has every mount locked.
  */
 #define _GNU_SOURCE
 #include "mntlib.h"
