@@ -1368,7 +1368,31 @@ func (r *procRestorer) restoreItimers(tc *criu_core.TaskCoreEntry) error {
 		}
 		return nil
 	}
+	// The tick is measured once, on ITIMER_VIRTUAL, before that timer is
+	// set: measuring it later would disarm a timer already restored. The
+	// task runs no user code meanwhile, so its virtual clock stands still
+	// and what comes back is 1 s + tick (less, if a tick of user time was
+	// charged in between: then no tick is taken off).
 	var tick uint64 // in µs
+	armed := func(it *timer.ItimerEntry) bool {
+		return it.GetIsec()|it.GetIusec()|it.GetVsec()|it.GetVusec() != 0
+	}
+	if armed(tm.GetVirt()) || armed(tm.GetProf()) {
+		if err := set(unix.ITIMER_VIRTUAL, [4]uint64{0, 0, 1, 0}); err != nil {
+			return err
+		}
+		if _, err := t.Syscall(unix.SYS_GETITIMER, unix.ITIMER_VIRTUAL, t.Scratch); err != nil {
+			return fmt.Errorf("getitimer: %w", err)
+		}
+		var got [4]uint64
+		if err := remote.ReadStruct(t, 0, &got); err != nil {
+			return err
+		}
+		tick = max(got[2]*1e6+got[3], 1e6) - 1e6
+		if err := set(unix.ITIMER_VIRTUAL, [4]uint64{}); err != nil {
+			return err
+		}
+	}
 	for which, it := range []*timer.ItimerEntry{tm.GetReal(), tm.GetVirt(), tm.GetProf()} {
 		v := [4]uint64{it.GetIsec(), it.GetIusec(), it.GetVsec(), it.GetVusec()}
 		if v == [4]uint64{} {
@@ -1380,29 +1404,9 @@ func (r *procRestorer) restoreItimers(tc *criu_core.TaskCoreEntry) error {
 			// let it expire again at once; the signals merge.
 			v[3] = 1
 		}
-		if which != unix.ITIMER_REAL {
-			if tick == 0 {
-				// The task runs no user code meanwhile: its virtual
-				// clock stands still, and what comes back is 1 s + tick.
-				if err := set(unix.ITIMER_VIRTUAL, [4]uint64{0, 0, 1, 0}); err != nil {
-					return err
-				}
-				if _, err := t.Syscall(unix.SYS_GETITIMER, unix.ITIMER_VIRTUAL, t.Scratch); err != nil {
-					return fmt.Errorf("getitimer: %w", err)
-				}
-				var got [4]uint64
-				if err := remote.ReadStruct(t, 0, &got); err != nil {
-					return err
-				}
-				tick = max(got[2]*1e6+got[3], 1e6) - 1e6
-				if err := set(unix.ITIMER_VIRTUAL, [4]uint64{}); err != nil {
-					return err
-				}
-			}
-			if us := v[2]*1e6 + v[3]; us > tick {
-				us -= tick
-				v[2], v[3] = us/1e6, us%1e6
-			}
+		if us := v[2]*1e6 + v[3]; which != unix.ITIMER_REAL && us > tick {
+			us -= tick
+			v[2], v[3] = us/1e6, us%1e6
 		}
 		if err := set(which, v); err != nil {
 			return err

@@ -33,6 +33,14 @@ var (
 
 func TestZdtm(t *testing.T) {
 	cfg, cfgErr = harness.ConfigFromEnv()
+	// Ginkgo runs no BeforeSuite when there are no specs, so a bad
+	// configuration or descriptor, which leaves none, is reported here.
+	if cfgErr == nil {
+		_, cfgErr = allWorkloads()
+	}
+	if cfgErr != nil {
+		t.Fatalf("zdtm: %v", cfgErr)
+	}
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "zdtm")
 }

@@ -36,10 +36,10 @@ func main() {
 		out      = flag.String("out", filepath.Join(os.TempDir(), "gocr-vmtest"), "results directory")
 		cache    = flag.String("cache", kernel.DefaultCacheDir(), "kernel cache ($KCACHE)")
 		refresh  = flag.Duration("refresh", 24*time.Hour, "ask Debian's archive again when the cached package lists are older than this (0: always)")
-		mem      = flag.Int("mem", 2048, "guest memory, MiB")
+		mem      = flag.Int("mem", 0, "guest memory, MiB (0: 2048 without checkpoints, 4096 with: images live in the guest's RAM)")
 		cpus     = flag.Int("cpus", 0, "vCPUs per guest (0: 2 for one VM, 1 when VMs run side by side under TCG)")
 		jobs     = flag.Int("j", 0, "VMs at once (0: one per host CPU under TCG, at most the kernels)")
-		timeout  = flag.Duration("timeout", 20*time.Minute, "wall clock per VM")
+		timeout  = flag.Duration("timeout", 0, "wall clock per VM (0: 20m for engine none, 90m for an engine that checkpoints: every spec is dumped and restored, in three modes, under TCG)")
 		kvm      = flag.String("kvm", "auto", "use KVM: auto (when /dev/kvm opens), on, off")
 		inject   = flag.String("inject", "", "make the guest misbehave to prove the host notices: panic, hang")
 		appendKA = flag.String("append", "", "extra kernel command line")
@@ -49,6 +49,18 @@ func main() {
 		quiet    = flag.Bool("q", false, "do not stream the guests' consoles")
 	)
 	flag.Parse()
+	if *mem == 0 {
+		*mem = 4096
+		if *engine == "none" {
+			*mem = 2048
+		}
+	}
+	if *timeout == 0 {
+		*timeout = 90 * time.Minute
+		if *engine == "none" {
+			*timeout = 20 * time.Minute
+		}
+	}
 	log := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "vmtest: "+format+"\n", args...)
 	}
