@@ -406,7 +406,8 @@ func readNamespaces(dir *image.Dir, img *restoreImages, root, task *criu_core.Ta
 
 // checkMountNamespaces gives every process its mount namespace (a zombie
 // its parent's) and checks the image of every namespace the restore
-// makes: each but gocr's own (the h flavor's root stays in it).
+// makes: each but gocr's own (the h flavor's root stays in it), listed
+// in img.mntNSs.
 func checkMountNamespaces(dir *image.Dir, img *restoreImages, gocrNS uint32) error {
 	for _, p := range img.procs {
 		if p.zombie || p.mntNS == 0 {
@@ -415,14 +416,23 @@ func checkMountNamespaces(dir *image.Dir, img *restoreImages, gocrNS uint32) err
 			}
 			continue
 		}
-		if p.mntNS == gocrNS {
+		if p.mntNS == gocrNS || slices.Contains(img.mntNSs, p.mntNS) {
 			continue
 		}
 		if _, err := mount.ReadNS(dir, p.mntNS); err != nil {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
+		img.mntNSs = append(img.mntNSs, p.mntNS)
 	}
 	return nil
+}
+
+// planMounts plans the propagation of every mount namespace the restore
+// makes at once: a peer group made before a process unshared has members
+// in several (see mount.Set.Plan). It refuses, before anything is made, a
+// tree whose peer groups this kernel cannot rebuild.
+func (r *restorer) planMounts() error {
+	return r.mounts.Plan(r.dir, r.img.mntNSs, nil)
 }
 
 // enterMountNS puts a stub just forked into its mount namespace: the one

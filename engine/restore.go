@@ -137,6 +137,7 @@ type restoreImages struct {
 	memfds    map[uint64]*memfd.MemfdInodeEntry // memfd.img, by inode id
 	pages     uint64
 	ns        *nsImages
+	mntNSs    []uint32 // the mount namespaces the restore makes, in tree order
 	// ttyInfos are tty-info.img's entries by id; ctty the pty that is
 	// the controlling terminal of each session, by its leader's pid.
 	ttyInfos map[uint32]*tty.TtyInfoEntry
@@ -251,6 +252,9 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if err := checkPrivileges(r.img); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if err := r.planMounts(); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	byPid := map[int]*procRestorer{}

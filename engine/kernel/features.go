@@ -87,6 +87,20 @@ func Require(f Features, name string) error {
 	return &NotSupportedError{Feature: ft.Name, Since: ft.Since, Detail: ft.Detail}
 }
 
+// Check runs the probe of one feature alone, now, and answers as Require
+// does: for a caller that has no Features at hand and needs one cheap
+// probe (those of the mount API touch no mount), not the whole table.
+func Check(name string) error {
+	for _, p := range probes {
+		if p.name == name {
+			found, detail := p.fn(&probeEnv{})
+			f := Features{List: []Feature{{Name: p.name, Found: found, Detail: detail, Since: p.since, Cost: p.cost, Optional: p.optional}}}
+			return Require(f, name)
+		}
+	}
+	return &NotSupportedError{Feature: name, Detail: "no such feature is probed"}
+}
+
 // Names lists every feature name Probe reports, in order.
 func Names() []string {
 	out := make([]string, len(probes))

@@ -163,3 +163,18 @@ func TestMoveMountFlagOrder(t *testing.T) {
 		t.Errorf("move_mount with an unknown flag: %v, want EINVAL", err)
 	}
 }
+
+// Check runs one probe and answers as Require on the full table does.
+func TestCheck(t *testing.T) {
+	var nse *NotSupportedError
+	if err := Check("nonsense"); !errors.As(err, &nse) {
+		t.Errorf("unknown feature: %v", err)
+	}
+	f := probed(t)
+	for _, name := range []string{"open-tree", "move-mount-set-group"} {
+		want, got := Require(f, name), Check(name)
+		if (want == nil) != (got == nil) {
+			t.Errorf("%s: Check says %v, the table %v", name, got, want)
+		}
+	}
+}

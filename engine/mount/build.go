@@ -69,7 +69,7 @@ type builder struct {
 	mounts  []*rmount // parent before child
 	root    *rmount
 	sbs     []*superblock
-	shared  map[uint32]bool // every shared_id of the namespace
+	shared  map[uint32]bool // every shared_id of the restore's namespaces
 	groups  []*group
 	nsFds   map[string]int // net, ipc, cgroup, pid of NsPid, when not ours
 	stageFd int
@@ -93,7 +93,7 @@ func RestoreNS(mntNsFd int, dir *image.Dir, nsID uint32, opts RestoreOptions) er
 	if err != nil {
 		return err
 	}
-	b, err := plan(entries, opts)
+	b, err := plan(nsID, entries, opts)
 	if err != nil {
 		return fmt.Errorf("restore mount namespace %d: %w", nsID, err)
 	}
@@ -126,18 +126,23 @@ func RestoreNSOf(pid int, dir *image.Dir, nsID uint32, opts RestoreOptions) erro
 	return RestoreNS(fd, dir, nsID, opts)
 }
 
-// plan orders the mounts, finds the fresh superblocks and the peer groups.
-func plan(entries []*mnt.MntEntry, opts RestoreOptions) (*builder, error) {
+// plan orders the mounts, finds the fresh superblocks and the peer
+// groups: those of the namespaces of opts.Set together (see peers.go).
+func plan(nsID uint32, entries []*mnt.MntEntry, opts RestoreOptions) (*builder, error) {
 	b := &builder{opts: opts, shared: map[uint32]bool{}, nsFds: map[string]int{}, stageFd: -1, topRoot: -1}
+	peers, err := opts.Set.peersOf(nsID, entries)
+	if err != nil {
+		return nil, err
+	}
+	for id := range peers.byID {
+		b.shared[id] = true
+	}
 	byID := map[uint32]*rmount{}
 	var all []*rmount
 	for _, e := range entries {
 		m := &rmount{e: e, fd: -1}
 		byID[e.GetMntId()] = m
 		all = append(all, m)
-		if e.GetSharedId() != 0 {
-			b.shared[e.GetSharedId()] = true
-		}
 	}
 	for _, m := range all {
 		p, ok := byID[m.e.GetParentMntId()]
@@ -184,19 +189,15 @@ func plan(entries []*mnt.MntEntry, opts RestoreOptions) (*builder, error) {
 	for _, m := range b.mounts {
 		e := m.e
 		if e.GetExtMount() {
-			key := e.GetExtKey()
-			p, ok := opts.External[key]
-			if !ok {
-				p, ok = strings.CutPrefix(key, HostKeyPrefix)
-			}
-			if !ok || !path.IsAbs(p) {
-				return nil, m.err("plan", fmt.Errorf("external mount with key %q has no host path: pass --external mnt[%s]:PATH", key, key))
+			p, err := hostPathOf(e, opts.External)
+			if err != nil {
+				return nil, m.err("plan", err)
 			}
 			m.hostPath = p
 			continue
 		}
 		if m.extMaster(b.shared) {
-			return nil, m.err("plan", fmt.Errorf("slave of peer group %d, which is not in the namespace, but not an external bind", e.GetMasterId()))
+			return nil, m.err("plan", fmt.Errorf("slave of peer group %d, which is outside the restore's mount namespaces (in gocr's own, say), but not an external bind", e.GetMasterId()))
 		}
 		sb := bySb[e.GetRootDev()]
 		if sb == nil {
@@ -212,11 +213,24 @@ func plan(entries []*mnt.MntEntry, opts RestoreOptions) (*builder, error) {
 	for i, sb := range b.sbs {
 		sb.stage = fmt.Sprintf("sb/%d", i)
 	}
-	var err error
-	if b.groups, err = planGroups(b.mounts, b.shared); err != nil {
+	if err := b.planGroups(peers); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// hostPathOf is the host path an external mount binds: the caller's
+// mapping of its key, or the path in a key DumpNS made.
+func hostPathOf(e *mnt.MntEntry, external map[string]string) (string, error) {
+	key := e.GetExtKey()
+	p, ok := external[key]
+	if !ok {
+		p, ok = strings.CutPrefix(key, HostKeyPrefix)
+	}
+	if !ok || !path.IsAbs(p) {
+		return "", fmt.Errorf("external mount with key %q has no host path: pass --external mnt[%s]:PATH", key, key)
+	}
+	return p, nil
 }
 
 func (b *builder) openImages(dir *image.Dir) error {

@@ -42,12 +42,21 @@
 // unbindable is kept as MS_UNBINDABLE in flags. Restore builds the whole
 // tree private, then rebuilds every peer group with MOVE_MOUNT_SET_GROUP
 // (Linux 5.15) from a helper mount of the superblock's root, masters before
-// their slaves, and finally marks unbindable mounts. Peer groups that
-// reached into gocr's own namespace are rebuilt inside the namespace only:
-// relinking them to the host would let the workload's mounts leak into the
-// host. A mount that was the slave of a host peer group and is restored as
-// an external bind becomes the slave of the host mount it is bound from
-// again (if that host mount is shared).
+// their slaves, and finally marks unbindable mounts. Peer groups are
+// global in the kernel: a group made before a process unshared its
+// namespace has members in both, and a slave in one namespace may receive
+// from a group of another. So the groups of all the namespaces of one
+// restore (a Set) are planned together (Set.Plan, before anything is
+// built, which also refuses peer groups on a kernel without
+// MOVE_MOUNT_SET_GROUP, naming the group): a group's helper is made by the
+// first namespace built that needs it and kept in the Set, and the
+// namespaces built later join their members and slaves to that same
+// helper. Peer groups that reached into gocr's own namespace are rebuilt
+// inside the restore's namespaces only: relinking them to the host would
+// let the workload's mounts leak into the host. A mount that was the slave
+// of a host peer group (one in no namespace of the restore) and is
+// restored as an external bind becomes the slave of the host mount it is
+// bound from again (if that host mount is shared).
 //
 // # Threads
 //

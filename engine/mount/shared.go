@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/mnt"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,12 +16,18 @@ import (
 // RestoreNS that needs a superblock makes it, the others mount clones of
 // it. And every mount made is kept by its image mount id, so each file
 // can be reopened on the very mount it was opened on, in whichever
-// namespace that is (see Open).
+// namespace that is (see Open). Peer groups are planned over all its
+// namespaces, as the kernel has them (see Plan).
 type Set struct {
 	sbs    map[uint32]int      // image dev → detached clone of the superblock's root
 	mounts map[uint32]*mountFd // image mount id → the restored mount
 	want   map[uint32][]string // image mount id → paths files will be opened at
 	found  map[string]int      // fileKey → O_PATH fd found as its mount was attached
+
+	nss     map[uint32][]*mnt.MntEntry // namespace id → its mounts, for the plan
+	nsOrder []uint32                   // the namespaces in the order added
+	peers   *peerTable                 // the peer groups of all of them
+	helpers map[uint32]int             // peer group id → its helper, set up
 }
 
 type mountFd struct {
@@ -30,7 +37,8 @@ type mountFd struct {
 
 // NewSet starts an empty set.
 func NewSet() *Set {
-	return &Set{sbs: map[uint32]int{}, mounts: map[uint32]*mountFd{}, want: map[uint32][]string{}, found: map[string]int{}}
+	return &Set{sbs: map[uint32]int{}, mounts: map[uint32]*mountFd{}, want: map[uint32][]string{}, found: map[string]int{},
+		nss: map[uint32][]*mnt.MntEntry{}, helpers: map[uint32]int{}}
 }
 
 // Want says a file will be opened at path p on the mount with image id
@@ -80,6 +88,10 @@ func (s *Set) Close() {
 	for k, fd := range s.found {
 		unix.Close(fd)
 		delete(s.found, k)
+	}
+	for id, fd := range s.helpers {
+		unix.Close(fd)
+		delete(s.helpers, id)
 	}
 }
 

@@ -27,7 +27,7 @@ done
 for t in sysv_shm sysv_sem sysv_msg posix_mq; do
 	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
 done
-for w in mnt_nested mnt_files mnt_external mnt_shapes mnt_stack mnt_ghost; do
+for w in mnt_nested mnt_files mnt_external mnt_shapes mnt_stack mnt_ghost mnt_peers; do
 	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/mntlib.c" "$src/zdtmlib.c"
 done
 $CC $CFLAGS -static -o "$out/ghost_small" "$src/ghost_small.c" "$src/zdtmlib.c"
