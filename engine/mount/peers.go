@@ -163,8 +163,8 @@ func (s *Set) Plan(dir *image.Dir, nsIDs []uint32, features *kernel.Features) er
 			return err
 		}
 	}
-	if len(s.peers.order) == 0 {
-		return nil
+	if s.peers == nil || len(s.peers.order) == 0 {
+		return nil // no namespace of the tree's own, or no peer group
 	}
 	var err error
 	if features != nil {

@@ -212,6 +212,13 @@ func TestPlanNeedsSetGroup(t *testing.T) {
 	if err := s2.Plan(dir, []uint32{4}, &old); err != nil {
 		t.Errorf("no peer groups on an old kernel: %v", err)
 	}
+	// A tree with no mount namespace of its own (the h flavor) plans
+	// nothing.
+	s3 := NewSet()
+	defer s3.Close()
+	if err := s3.Plan(dir, nil, &old); err != nil {
+		t.Errorf("no namespaces: %v", err)
+	}
 }
 
 // TestPeersAcrossNamespaces restores two namespaces whose tmpfs is one
