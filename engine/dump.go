@@ -569,6 +569,9 @@ func (d *dumper) writeImages(p *procDump, status procfs.TaskStatus, threads []*t
 		FsId: ptr(uint32(d.vtid[p.fsOwner.pid])), SighandId: ptr(pid)}
 	setNsIDs(ids, d.nsIDs)
 	ids.MntNsId = ptr(uint32(p.mntNS))
+	if p.timeNS != 0 {
+		ids.TimeNsId = ptr(uint32(p.timeNS))
+	}
 	// The ids live in core too; crit's tools still read ids-PID.img.
 	if err := d.dir.WriteOne(image.Ids, image.IdsFile(pid), ids); err != nil {
 		return err

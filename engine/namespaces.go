@@ -5,12 +5,14 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 
 	creds_img "github.com/checkpoint-restore/go-criu/v7/crit/images/creds"
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/netdev"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pidns"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/timens"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/utsns"
 	"golang.org/x/sys/unix"
@@ -18,6 +20,7 @@ import (
 	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/image/gocrpb"
+	"github.com/gocr/gocr/engine/kernel"
 	"github.com/gocr/gocr/engine/mount"
 	"github.com/gocr/gocr/engine/ns"
 	"github.com/gocr/gocr/engine/procfs"
@@ -34,8 +37,10 @@ import (
 // their state is restored.
 var restorableNS = []string{"user", "pid", "mnt", "uts", "ipc", "net"}
 
-// refusedNS are kinds gocr does not restore yet.
-var refusedNS = []string{"cgroup", "time"}
+// refusedNS are kinds gocr does not restore yet. Time namespaces are
+// restored but not by kind like the others: the stub cannot be born in a
+// fresh one (see ns/time.go and dumpTimeNamespace).
+var refusedNS = []string{"cgroup"}
 
 // dumpNamespaces finds the task's own namespaces, refuses what gocr cannot
 // restore, works out the pids the task sees, and writes the namespaces'
@@ -77,17 +82,18 @@ func (d *dumper) dumpNamespaces() error {
 		}
 		p.mntNS = ids["mnt"]
 		for _, kind := range slices.Sorted(maps.Keys(ids)) {
-			if kind != "mnt" && ids[kind] != theirs[kind] {
+			if kind != "mnt" && !strings.HasPrefix(kind, "time") && ids[kind] != theirs[kind] {
 				return fmt.Errorf("pid %d is in another %s namespace (%d) than the tree's root %d (%d): nested namespaces are not supported yet",
 					p.pid, kind, ids[kind], pid, theirs[kind])
 			}
 		}
 	}
-	for _, kind := range []string{"pid", "time"} {
-		if theirs[kind+"_for_children"] != theirs[kind] {
-			return fmt.Errorf("pid %d unshared a %s namespace its children would be born in (%s_for_children %d, its own %d): not supported",
-				pid, kind, kind, theirs[kind+"_for_children"], theirs[kind])
-		}
+	if theirs["pid_for_children"] != theirs["pid"] {
+		return fmt.Errorf("pid %d unshared a pid namespace its children would be born in (pid_for_children %d, its own %d): not supported",
+			pid, theirs["pid_for_children"], theirs["pid"])
+	}
+	if err := d.dumpTimeNamespace(); err != nil {
+		return err
 	}
 
 	if own["user"] {
@@ -185,6 +191,54 @@ func (d *dumper) dumpNamespaces() error {
 	return nil
 }
 
+// dumpTimeNamespace finds the time namespace the tree has of its own, if
+// any: the one its root is in, or the one the root made for its children
+// (see ns/time.go), gives every process its time namespace id and saves
+// the namespace's clocks.
+func (d *dumper) dumpTimeNamespace() error {
+	if _, ok := d.nsIDs["time"]; !ok {
+		return nil // a kernel without time namespaces
+	}
+	var tasks []ns.TimeTask
+	for _, p := range d.procs {
+		if p.zombie {
+			continue
+		}
+		t, err := ns.ReadTimeTask(p.pid, p.tids)
+		if err != nil {
+			return err
+		}
+		p.timeNS = t.Time
+		tasks = append(tasks, t)
+	}
+	l, err := ns.TreeTime(tasks, d.rootNsIDs["time"])
+	if err != nil {
+		return err
+	}
+	for _, p := range d.procs {
+		if p.zombie {
+			// Gone from every namespace; it was born in the one its
+			// parent's children are.
+			p.timeNS = d.nsIDs["time"]
+			if l.ID != 0 {
+				p.timeNS = l.ID
+			}
+		}
+	}
+	if l.ID == 0 {
+		return nil
+	}
+	// The root's time_for_children is the namespace either way.
+	inside, ref, err := ns.DumpTime(d.o.Pid)
+	if err != nil {
+		return fmt.Errorf("dump time namespace %d: %w", l.ID, err)
+	}
+	if err := d.dir.WriteOne(image.Timens, image.TimensFile(uint32(l.ID)), inside); err != nil {
+		return err
+	}
+	return d.dir.WriteOne(image.Timens, image.GocrTimensRefFile, ref)
+}
+
 // idMap translates ids between gocr's user namespace and the tree's.
 func (d *dumper) idMap() ns.IDMap {
 	if d.userns == nil {
@@ -275,6 +329,15 @@ type nsImages struct {
 	mqFiles  map[uint32]*gocrpb.MqueueFileEntry // open message queues, by file id
 	net      []*netdev.NetDeviceEntry
 	hostTids map[int]int // image tid → tid outside; absent if unknown
+	time     *timeImages // nil: no time namespace of its own
+}
+
+// timeImages is the tree's time namespace: how the tree uses it, its
+// clocks at dump time and the dumper's at the same instant (nil in images
+// gocr did not write).
+type timeImages struct {
+	layout      ns.TimeLayout
+	inside, ref *timens.TimensEntry
 }
 
 // kinds lists the namespace kinds the restore creates, for the clone flags.
@@ -337,6 +400,9 @@ func readNamespaces(dir *image.Dir, img *restoreImages, root, task *criu_core.Ta
 		n.ids[kind] = *t
 	}
 	var err error
+	if n.time, err = readTimeNamespace(dir, img, root); err != nil {
+		return nil, err
+	}
 	if id, ok := n.ids["user"]; ok {
 		if n.user, err = image.ReadOne[userns.UsernsEntry](dir, image.Userns, image.UsernsFile(id)); err != nil {
 			return nil, err
@@ -402,6 +468,101 @@ func readNamespaces(dir *image.Dir, img *restoreImages, root, task *criu_core.Ta
 		}
 	}
 	return n, nil
+}
+
+// readTimeNamespace finds the time namespace the tree had of its own from
+// its processes' ids (see ns.TreeTimeFromIDs) and reads its images.
+func readTimeNamespace(dir *image.Dir, img *restoreImages, root *criu_core.TaskKobjIdsEntry) (*timeImages, error) {
+	if root.TimeNsId == nil {
+		return nil, nil // dumped where there are no time namespaces
+	}
+	var tasks []ns.TimeTask
+	for _, p := range img.procs {
+		if !p.zombie {
+			tasks = append(tasks, ns.TimeTask{Pid: p.pid, Time: uint64(p.timeNS)})
+		}
+	}
+	l, err := ns.TreeTimeFromIDs(tasks, uint64(root.GetTimeNsId()))
+	if err != nil {
+		return nil, fmt.Errorf("ids.time_ns_id: %w", err)
+	}
+	if l.ID == 0 {
+		return nil, nil
+	}
+	if _, err := os.Stat("/proc/self/ns/time"); err != nil {
+		return nil, fmt.Errorf("the tree has a time namespace of its own (id %d): %w", l.ID,
+			&kernel.NotSupportedError{Feature: "time-ns", Since: "5.6", Detail: err.Error()})
+	}
+	t := &timeImages{layout: l}
+	name := image.TimensFile(uint32(l.ID))
+	if t.inside, err = image.ReadOne[timens.TimensEntry](dir, image.Timens, name); err != nil {
+		return nil, err
+	}
+	if err := ns.CheckTime(t.inside); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if dir.Exists(image.GocrTimensRefFile) {
+		if t.ref, err = image.ReadOne[timens.TimensEntry](dir, image.Timens, image.GocrTimensRefFile); err != nil {
+			return nil, err
+		}
+		if err := ns.CheckTime(t.ref); err != nil {
+			return nil, fmt.Errorf("%s: %w", image.GocrTimensRefFile, err)
+		}
+	}
+	return t, nil
+}
+
+// makeTimeNamespace gives the tree its time namespace (see ns/time.go):
+// the root's stub unshares one and gocr sets its offsets while no process
+// has been in it; then the stub joins it itself (setns, which a time
+// namespace allows only to a single-threaded process: the stub has no
+// thread yet) when the whole tree was in it, or leaves it to the children
+// it forks next when the root had made it for them. A tree all inside
+// gets its clocks carried on from the dumped values, as CRIU does; one
+// whose root stays outside keeps the distance between the root's clocks
+// and its children's.
+func (r *restorer) makeTimeNamespace() error {
+	tn := r.img.ns.time
+	if tn == nil {
+		return nil
+	}
+	root, id := r.procs[0], tn.layout.ID
+	if _, err := root.t.Syscall(unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
+		return fmt.Errorf("unshare time namespace %d: %w", id, err)
+	}
+	ref := tn.ref
+	if tn.layout.RootInside {
+		ref = nil
+	}
+	off, err := ns.RestoreTimeOffsets(tn.inside, ref)
+	if err != nil {
+		return fmt.Errorf("time namespace %d: %w", id, err)
+	}
+	if err := ns.WriteTimeOffsets(root.pid, off); err != nil {
+		return fmt.Errorf("time namespace %d: %w", id, err)
+	}
+	r.log.Debug("time namespace made", "id", id, "root inside", tn.layout.RootInside, "monotonic", off.Monotonic, "boottime", off.Boottime)
+	if !tn.layout.RootInside {
+		return nil
+	}
+	nsPath := fmt.Sprintf("/proc/%d/ns/time_for_children", root.pid)
+	fd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("time namespace %d: open %s: %w", id, nsPath, err)
+	}
+	got, err := r.pass.Send(root.t, r.sock, fdPassOff, []int{fd})
+	unix.Close(fd)
+	if err != nil {
+		return fmt.Errorf("time namespace %d: %w", id, err)
+	}
+	_, err = root.t.Syscall(unix.SYS_SETNS, uint64(got[0]), unix.CLONE_NEWTIME)
+	if _, cerr := root.t.Syscall(unix.SYS_CLOSE, uint64(got[0])); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("join time namespace %d: %w", id, err)
+	}
+	return nil
 }
 
 // checkMountNamespaces gives every process its mount namespace (a zombie

@@ -154,6 +154,7 @@ type procImages struct {
 	zombie   bool                         // only tree and the leader's core are read
 	exitCode int                          // a zombie's wait status
 	mntNS    uint32                       // the id of its mount namespace
+	timeNS   uint32                       // the id of its time namespace, 0 if the image has none
 	filesID  uint32                       // whose fd table it has: its own pid, or its parent's table's
 	fsID     uint32                       // whose fs info (cwd, root, umask) it has
 	mm       *mm.MmEntry
@@ -210,7 +211,8 @@ type procRestorer struct {
 // its own (pid 1 of a fresh pid namespace, with its old pid outside too; a
 // fresh user namespace gets its maps before the stub executes); rebuild
 // their state (mount tree first, then hostname, ipc limits, network
-// devices) before anything is opened; fork every other process's stub
+// devices) before anything is opened; make the tree's time namespace, if
+// it has one, before anything is born in it; fork every other process's stub
 // from its parent's with its pid, sessions as they are made (a session
 // leader takes its controlling terminal right after its setsid), then
 // process groups and the terminals' foreground groups, then zombies die
@@ -569,6 +571,7 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 		filesID = ids.GetFilesId()
 	}
 	p.mntNS = p.cores[p.pid].GetIds().GetMntNsId()
+	p.timeNS = p.cores[p.pid].GetIds().GetTimeNsId()
 	p.filesID, p.fsID = filesID, uint32(p.pid)
 	if ids := p.cores[p.pid].GetIds(); ids != nil && ids.FsId != nil {
 		p.fsID = ids.GetFsId()
@@ -695,6 +698,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"start the stub", "spawn", r.spawn},
 		{"restore namespaces", "namespaces", r.restoreNamespaces},
 		{"prepare the stub", "prepare", r.prepare},
+		{"make the time namespace", "", r.makeTimeNamespace},
 		{"make the tree", "tree", r.makeTree},
 		{"restore memory", "memory", each((*procRestorer).restoreMemory)},
 		{"remove SysV segments removed while attached", "", r.removeShm},

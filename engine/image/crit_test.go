@@ -164,6 +164,13 @@ func TestCritDecode(t *testing.T) {
 		{MmFile(sampleChild), "MM", func(i critImage) bool {
 			return num(get(i.Entries, 0, "vmas", 2, "shmid")) == sampleShmID && int(num(get(i.Entries, 0, "vmas", 2, "status")))&(1<<10) != 0
 		}},
+		{TimensFile(sampleTimeNS), "TIMENS", func(i critImage) bool {
+			return num(get(i.Entries, 0, "monotonic", "tv_sec")) == 885296 && num(get(i.Entries, 0, "monotonic", "tv_nsec")) == 135818880 &&
+				num(get(i.Entries, 0, "boottime", "tv_sec")) == 1749296 && num(get(i.Entries, 0, "boottime", "tv_nsec")) == 5
+		}},
+		{GocrTimensRefFile, "TIMENS", func(i critImage) bool {
+			return num(get(i.Entries, 0, "monotonic", "tv_sec")) == 21296 && num(get(i.Entries, 0, "boottime", "tv_nsec")) == 5
+		}},
 		{IpcVarFile(sampleIpcNS), "IPC_VAR", func(i critImage) bool {
 			return num(get(i.Entries, 0, "msg_ctlmax")) == 8192 && num(get(i.Entries, 0, "shm_next_id")) == 7
 		}},

@@ -47,6 +47,14 @@ const (
 	// will read it, and CRIU has no way to save such data. CRIU ignores
 	// the file; crit decodes it.
 	SkPendingFile = "gocr-sk-pending.img"
+	// GocrTimensRefFile is gocr's own: the dumper's monotonic and boot-time
+	// clocks (a timens_entry, so crit decodes it; CRIU ignores the file)
+	// at the instant the clocks of the tree's time namespace in
+	// timens-ID.img were taken. With it a restore keeps the distance
+	// between the two, which is what a root that made the namespace for
+	// its children (and stays in the dumper's) knows of it. Written only
+	// when the tree has a time namespace of its own.
+	GocrTimensRefFile = "gocr-timens-ref.img"
 	// GocrMqueueFilesFile is gocr's own: the open POSIX message queues
 	// (gocrpb.MqueueFileEntry), which files.img lists as EXT files.
 	GocrMqueueFilesFile = "gocr-mqueue-files.img"

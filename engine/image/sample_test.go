@@ -34,6 +34,7 @@ import (
 	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
 	sk_unix "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-unix"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/timens"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timerfd"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
@@ -56,6 +57,7 @@ const (
 	ghostChunk2At            = 1 << 20
 	ghostSparseSize          = 3 << 20
 	sampleIpcNS              = 4 // sampleIDs().IpcNsId
+	sampleTimeNS             = 8 // a time namespace of the tree's children
 	sampleShmID              = 32769
 	shmText                  = "a SysV segment's bytes"
 )
@@ -409,6 +411,10 @@ func writeSample(t testing.TB, path string) *Dir {
 	}
 	must(d.WriteOne(Core, CoreFile(sampleThread), sampleCore(sampleThread, false)))
 	writeSampleIPC(t, d)
+	// A time namespace's clocks inside at dump time, and the dumper's.
+	clock := func(sec, nsec uint64) *timens.Timespec { return &timens.Timespec{TvSec: u64(sec), TvNsec: u64(nsec)} }
+	must(d.WriteOne(Timens, TimensFile(sampleTimeNS), &timens.TimensEntry{Monotonic: clock(885296, 135818880), Boottime: clock(1749296, 5)}))
+	must(d.WriteOne(Timens, GocrTimensRefFile, &timens.TimensEntry{Monotonic: clock(21296, 135818880), Boottime: clock(21296, 5)}))
 
 	// The memfd last: the tasks' pages keep pages ids 1 and 2.
 	must(d.WriteOne(MemfdInode, MemfdFile, &memfd.MemfdInodeEntry{Name: proto.String(memfdName), Uid: u32(1000), Gid: u32(1000),

@@ -17,6 +17,7 @@ import (
 	ipc_shm "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-shm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/timens"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/utsns"
 	"golang.org/x/sys/unix"
@@ -105,7 +106,7 @@ func (s *shower) run() {
 	} else {
 		s.tree(tree)
 		if len(tree) > 0 && inv != nil {
-			s.namespaces(inv.GetRootIds(), tree[0])
+			s.namespaces(inv.GetRootIds(), tree)
 		}
 		for _, p := range tree {
 			s.task(p)
@@ -129,8 +130,10 @@ func (s *shower) tree(tree []*pstree.PstreeEntry) {
 }
 
 // namespaces lists the namespaces the tree's root had of its own (its ids
-// differ from the inventory's root_ids) with what gocr saved of them.
-func (s *shower) namespaces(root *criu_core.TaskKobjIdsEntry, p *pstree.PstreeEntry) {
+// differ from the inventory's root_ids) with what gocr saved of them, and
+// a time namespace the root made for its children.
+func (s *shower) namespaces(root *criu_core.TaskKobjIdsEntry, tree []*pstree.PstreeEntry) {
+	p := tree[0]
 	core, err := ReadOne[criu_core.CoreEntry](s.d, Core, CoreFile(p.GetPid()))
 	if err != nil || core.GetIds() == nil || root == nil {
 		return
@@ -164,12 +167,33 @@ func (s *shower) namespaces(root *criu_core.TaskKobjIdsEntry, p *pstree.PstreeEn
 				m := u.GetUidMap()[0]
 				d += fmt.Sprintf(" (uid %d is %d outside, %d ids)", m.GetFirst(), m.GetLowerFirst(), m.GetCount())
 			}
+		case "time":
+			d += s.timeClocks(*k.task)
 		}
 		own = append(own, d)
+	}
+	// A root that made a time namespace for its children stays out of it.
+	if rt := root.TimeNsId; rt != nil && ids.TimeNsId != nil && *rt == *ids.TimeNsId && len(tree) > 1 {
+		if c, err := ReadOne[criu_core.CoreEntry](s.d, Core, CoreFile(tree[1].GetPid())); err == nil {
+			if t := c.GetIds().TimeNsId; t != nil && *t != *rt {
+				own = append(own, fmt.Sprintf("time %d of the root's children%s", *t, s.timeClocks(*t)))
+			}
+		}
 	}
 	if len(own) > 0 {
 		s.printf("\nnamespaces of its own: %s\n", strings.Join(own, ", "))
 	}
+}
+
+// timeClocks gives the clocks saved of a time namespace: as they read
+// inside it at dump time.
+func (s *shower) timeClocks(id uint32) string {
+	e, err := ReadOne[timens.TimensEntry](s.d, Timens, TimensFile(id))
+	if err != nil {
+		return ""
+	}
+	m, b := e.GetMonotonic(), e.GetBoottime()
+	return fmt.Sprintf(" (clocks inside at dump: monotonic %d.%09ds, boottime %d.%09ds)", m.GetTvSec(), m.GetTvNsec(), b.GetTvSec(), b.GetTvNsec())
 }
 
 // ipcObjects counts the objects saved of an ipc namespace.

@@ -36,7 +36,7 @@ var probes = []probe{
 	{"uffd-wp-async", "6.7", "no incremental dumps where soft-dirty is missing", true, probeUffdWPAsync},
 	{"mremap-multi-vma", "6.17", "restore maps a repeating layout of VMAs with a call per VMA, not a few per layout", true, probeMremapMultiVMA},
 	{"vvar-vclock", "6.13", "none: [vvar_vclock] does not exist before 6.13", true, probeVvarVclock},
-	{"time-ns", "5.6", "time namespaces cannot be dumped; monotonic clocks jump on migration", true, probeTimeNS},
+	{"time-ns", "5.6", "trees in time namespaces cannot be dumped or restored; monotonic clocks jump on migration", true, probeTimeNS},
 	{"pidfd", "5.3", "pidfds cannot be restored", true, probePidfd},
 	{"pidfd-getfd", "5.6", "unix sockets and ptys cannot be dumped (gocr reads their state through its copy of the fd)", true, probePidfdGetfd},
 	{"unix-diag", "3.3", "unix sockets cannot be dumped: their peers, names and pending connections are unknown", true, probeUnixDiag},

@@ -1,10 +1,11 @@
 // Package ns dumps and restores the namespaces a task lives in when they
 // are not gocr's own: uts (uts.go), ipc (ipc.go: limits; ipc_shm.go,
 // ipc_sem.go, ipc_msg.go: SysV objects; mqueue.go: POSIX message queues
-// and their open files), net (net.go), pid (pid.go) and user (user.go:
+// and their open files), net (net.go), pid (pid.go), user (user.go:
 // uid/gid maps, written by gocr into the restore stub's fresh namespace
-// before it executes). The mount namespace has a package of its own,
-// engine/mount.
+// before it executes) and time (time.go: clock offsets, written before any
+// process is in the namespace). The mount namespace has a package of its
+// own, engine/mount.
 //
 // A namespace the task shares with gocr is left alone on restore; one it
 // does not share gets an image and is created afresh, as CRIU does.

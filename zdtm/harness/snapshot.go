@@ -3,6 +3,7 @@ package harness
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,7 +45,16 @@ type ProcState struct {
 var statusKeys = []string{"Name", "Umask", "Uid", "Gid", "Groups", "SigBlk", "SigIgn", "SigCgt",
 	"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"}
 
-var nsKinds = []string{"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"}
+// nsKinds are the links of /proc/PID/ns compared. time_for_children is
+// among them: a process that made a time namespace for its children stays
+// out of it (see labelSpace).
+var nsKinds = []string{"cgroup", "ipc", "mnt", "net", "pid", "time", "time_for_children", "user", "uts"}
+
+// labelSpace is the kind whose labels a kind of namespace link shares:
+// time_for_children names time namespaces, and the same namespace must
+// get the same label as a process's time_for_children and as its
+// children's time.
+func labelSpace(kind string) string { return strings.TrimSuffix(kind, "_for_children") }
 
 // TreePids lists root and every descendant, parents before children: the
 // children of each thread, zombies and orphans the root adopted among them.
@@ -128,11 +138,13 @@ func TakeSnapshot(root int) (*Snapshot, error) {
 				ps.Tids = append(ps.Tids, tid)
 			}
 		}
-		for kind, ino := range namespaces(pid) {
-			if ino == own[kind] {
+		// In a fixed order: two kinds share labels (labelSpace).
+		nss := namespaces(pid)
+		for _, kind := range slices.Sorted(maps.Keys(nss)) {
+			if ino := nss[kind]; ino == own[kind] {
 				ps.Namespaces[kind] = "host"
 			} else {
-				ps.Namespaces[kind] = label(kind, ino)
+				ps.Namespaces[kind] = label(labelSpace(kind), ino)
 			}
 		}
 		// A zombie has no mount namespace left to read.

@@ -12,6 +12,9 @@
 #   unix_*       static: unix sockets (pairs, bound datagrams, a listener,
 #                an fd in flight that the dump must refuse)
 #   sysv_shm sysv_sem sysv_msg posix_mq   static: SysV IPC and POSIX message queues
+#   timens timens_outer timens_nested  static, one source: a time namespace
+#                the root made for its children, one the whole tree is in,
+#                and two (refused)
 set -eu
 out=${1:?usage: build.sh OUTDIR}
 src=$(cd "$(dirname "$0")" && pwd)
@@ -37,3 +40,6 @@ done
 for t in unix_pair unix_dgram_bound unix_listen unix_scm_refused; do
 	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
 done
+$CC $CFLAGS -static -o "$out/timens" "$src/timens.c" "$src/zdtmlib.c"
+$CC $CFLAGS -DTIMENS_OUTER -static -o "$out/timens_outer" "$src/timens.c" "$src/zdtmlib.c"
+$CC $CFLAGS -DTIMENS_NESTED -static -o "$out/timens_nested" "$src/timens.c" "$src/zdtmlib.c"

@@ -30,6 +30,10 @@
 #define TREE_TIMEOUT_MS 30000
 
 static struct { const char *name, *value; } opts[MAX_OPTS];
+static struct {
+	bool set;
+	long monotonic, boottime;
+} timens;
 static int nopts;
 static const char *outfile;
 static int ready_fd = -1;
@@ -428,6 +432,13 @@ static void write_pidfile(const char *pidfile, pid_t pid)
 		die("write %s: %m", pidfile);
 }
 
+void test_timens(long monotonic, long boottime)
+{
+	timens.set = true;
+	timens.monotonic = monotonic;
+	timens.boottime = boottime;
+}
+
 void test_init(int argc, char **argv, bool suid)
 {
 	for (int i = 1; i < argc; i++) {
@@ -488,6 +499,15 @@ void test_init(int argc, char **argv, bool suid)
 	int ready[2], pidp[2], sync[2];
 	if (pipe2(ready, O_CLOEXEC) || pipe2(pidp, O_CLOEXEC) || pipe2(sync, O_CLOEXEC))
 		die("pipe: %m");
+	if (timens.set) {
+		/* Children born from here on are in it; its offsets can be
+		 * written until the first one is. */
+		char off[128];
+		if (unshare(CLONE_NEWTIME))
+			die("unshare time namespace: %m");
+		pathf(off, "monotonic %ld 0\nboottime %ld 0\n", timens.monotonic, timens.boottime);
+		write_file("/proc/self/timens_offsets", off);
+	}
 	fflush(NULL);
 	pid_t child = fork();
 	if (child < 0)

@@ -21,6 +21,11 @@
 /* test_init parses the options and starts the daemon: it returns only in
  * the daemon. suid workloads keep root; others switch to ZDTM_UID etc. */
 void test_init(int argc, char **argv, bool suid);
+/* test_timens, called before test_init, makes test_init start the daemon
+ * in a fresh time namespace with these clock offsets (seconds), as a
+ * container runtime would: the launcher unshares CLONE_NEWTIME and writes
+ * /proc/self/timens_offsets before it forks, so the whole tree is in it. */
+void test_timens(long monotonic, long boottime);
 /* test_opt returns the value of --name=value, or NULL. */
 const char *test_opt(const char *name);
 /* test_daemon tells the launcher the state is built (async-signal-safe). */
