@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,13 @@ import (
 // GuestModules are the modules every guest needs unless they are built
 // in: the virtio-serial port the results come out through.
 var GuestModules = []string{"virtio_console", "virtio_pci"}
+
+// OptionalGuestModules are loaded when the kernel ships them: features the
+// engine uses that Debian builds as modules on some kernels (unix_diag on
+// 5.10 and 6.1), and the guest has no modprobe to load them on demand. A
+// kernel without one runs the suite with the workloads that need it
+// skipped, the feature named.
+var OptionalGuestModules = []string{"unix_diag"}
 
 // Options of a run.
 type Options struct {
@@ -93,6 +101,18 @@ func runKernel(ctx context.Context, k *kernel.Kernel, p *Payload, o Options, r *
 	cfg := guest.Config{Kernel: k.Line, Inject: o.Inject, InjectAfter: 10}
 	for _, m := range mods {
 		cfg.Modules = append(cfg.Modules, filepath.Base(m))
+	}
+	for _, m := range OptionalGuestModules {
+		files, err := k.ResolveModules([]string{m})
+		if err != nil {
+			continue // neither built in nor shipped
+		}
+		for _, f := range files {
+			if b := filepath.Base(f); !slices.Contains(cfg.Modules, b) && !slices.Contains(cfg.Optional, b) {
+				mods = append(mods, f)
+				cfg.Optional = append(cfg.Optional, b)
+			}
+		}
 	}
 	cfg.Env = []string{"ZDTM_ENGINE=" + o.Engine, "ZDTM_TESTS=" + o.Tests, "ZDTM_FLAVORS=" + o.Flavors, "ZDTM_MODES=" + o.Modes}
 	// The suite must end before the wall clock does, so a hang inside it

@@ -21,8 +21,11 @@ const PortName = "results"
 type Config struct {
 	Kernel  string   // the matrix line, e.g. "6.1", for messages
 	Modules []string // file names under ModulesDir, in load order
-	Env     []string // added to the suite's environment (ZDTM_*)
-	Args    []string // arguments of the test binary
+	// Optional modules are loaded after Modules; one that fails to load
+	// is logged, and the workloads needing it are skipped by feature.
+	Optional []string
+	Env      []string // added to the suite's environment (ZDTM_*)
+	Args     []string // arguments of the test binary
 	// Inject makes the guest misbehave on purpose, to prove that the host
 	// notices: "panic" (a kernel panic mid-suite) or "hang" (never power
 	// off). Empty in real runs.

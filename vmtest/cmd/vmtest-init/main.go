@@ -108,6 +108,13 @@ func setup(st *guest.Status) (guest.Config, error) {
 		}
 		st.Modules = append(st.Modules, m)
 	}
+	for _, m := range cfg.Optional {
+		if err := loadModule(filepath.Join(guest.ModulesDir, m)); err != nil {
+			logf("optional %v", err)
+			continue
+		}
+		st.Modules = append(st.Modules, m)
+	}
 	if cfg.Inject == "panic" {
 		go func() {
 			time.Sleep(time.Duration(cfg.InjectAfter) * time.Second)
