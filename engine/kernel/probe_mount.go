@@ -17,6 +17,21 @@ func probeOpenTree(*probeEnv) (bool, string) {
 	return true, "open_tree works"
 }
 
+// probeMountSetattr calls mount_setattr on an invalid fd: ENOSYS before
+// 5.12, EBADF where it exists. Without it the propagation of a detached
+// mount (a peer group's helper) cannot be changed: the mount(2) fallback
+// goes through a path, and a detached mount has none.
+func probeMountSetattr(*probeEnv) (bool, string) {
+	err := unix.MountSetattr(-1, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Propagation: unix.MS_PRIVATE})
+	switch err {
+	case unix.EBADF:
+		return true, "mount_setattr on a bad fd: EBADF"
+	case nil:
+		return false, "mount_setattr on a bad fd succeeded?"
+	}
+	return false, fmt.Sprintf("mount_setattr: %v", err)
+}
+
 // probeMoveMountSetGroup calls move_mount with MOVE_MOUNT_SET_GROUP and
 // invalid fds. The kernel checks the flags first: one that does not know
 // the flag says EINVAL, one that does goes on to the fds and says EBADF.

@@ -167,10 +167,17 @@ func (s *Set) Plan(dir *image.Dir, nsIDs []uint32, features *kernel.Features) er
 		return nil // no namespace of the tree's own, or no peer group
 	}
 	var err error
-	if features != nil {
-		err = kernel.Require(*features, "move-mount-set-group")
-	} else {
-		err = kernel.Check("move-mount-set-group")
+	// A group is made on a detached helper mount (its propagation set
+	// with mount_setattr) and joined with MOVE_MOUNT_SET_GROUP.
+	for _, name := range []string{"move-mount-set-group", "mount-setattr"} {
+		if features != nil {
+			err = kernel.Require(*features, name)
+		} else {
+			err = kernel.Check(name)
+		}
+		if err != nil {
+			break
+		}
 	}
 	if err != nil {
 		more := ""
