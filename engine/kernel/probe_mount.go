@@ -17,6 +17,27 @@ func probeOpenTree(*probeEnv) (bool, string) {
 	return true, "open_tree works"
 }
 
+// probeCloneDetached clones (open_tree) a detached mount: a clone of / is
+// cloned again. Restore keeps each filesystem it makes as such a clone and
+// clones it into every other mount namespace of the tree that mounts it.
+// Kernels that refuse (6.1 does, 6.18 does not) make restore give each
+// namespace a filesystem of its own, so one tmpfs seen in two namespaces
+// comes back as two, and a peer group spanning them cannot be rebuilt.
+// Nothing is mounted: both clones stay detached and go with their fds.
+func probeCloneDetached(*probeEnv) (bool, string) {
+	first, err := unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return false, fmt.Sprintf("open_tree(OPEN_TREE_CLONE) of /: %v", err)
+	}
+	defer unix.Close(first)
+	second, err := unix.OpenTree(first, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return false, fmt.Sprintf("open_tree(OPEN_TREE_CLONE) of a detached mount: %v", err)
+	}
+	unix.Close(second)
+	return true, "open_tree clones a detached mount"
+}
+
 // probeMountSetattr calls mount_setattr on an invalid fd: ENOSYS before
 // 5.12, EBADF where it exists. Without it the propagation of a detached
 // mount (a peer group's helper) cannot be changed: the mount(2) fallback

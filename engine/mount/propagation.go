@@ -229,7 +229,7 @@ func sameSuperblock(g *group) error {
 		return g.at.err("stat", err)
 	}
 	if h.Dev != m.Dev {
-		return g.at.err("rebuild mount propagation", fmt.Errorf("peer group %d spans mount namespaces, but this kernel could not share the filesystem between them (it refuses to clone a mount of another namespace), so its mounts here cannot join the group: %w", g.id, ErrUnsupported))
+		return g.at.err("rebuild mount propagation", fmt.Errorf("peer group %d spans mount namespaces, but this kernel could not share the filesystem between them (it refuses to clone a detached mount: gocr check --feature clone-detached-mount), so its mounts here cannot join the group: %w", g.id, ErrUnsupported))
 	}
 	return nil
 }
