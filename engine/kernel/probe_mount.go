@@ -20,7 +20,7 @@ func probeOpenTree(*probeEnv) (bool, string) {
 // probeCloneDetached clones (open_tree) a detached mount: a clone of / is
 // cloned again. Restore keeps each filesystem it makes as such a clone and
 // clones it into every other mount namespace of the tree that mounts it.
-// Kernels that refuse (6.1 does, 6.18 does not) make restore give each
+// Kernels that refuse (5.10, 6.1 and 6.12 do, 6.18 does not) make restore give each
 // namespace a filesystem of its own, so one tmpfs seen in two namespaces
 // comes back as two, and a peer group spanning them cannot be rebuilt.
 // Nothing is mounted: both clones stay detached and go with their fds.

@@ -43,7 +43,7 @@ var probes = []probe{
 	{"unix-peek-off", "3.4", "unix sockets with data queued cannot be dumped: the queue cannot be read without taking it", true, probeUnixPeekOff},
 	{"open-tree", "5.2", "detached mounts cannot be used to rebuild the mount tree", true, probeOpenTree},
 	{"move-mount-set-group", "5.15", "mount propagation peer groups cannot be rebuilt exactly", true, probeMoveMountSetGroup},
-	{"clone-detached-mount", "6.12", "a filesystem mounted in two of the tree's mount namespaces comes back as two, and a peer group spanning them is refused", true, probeCloneDetached},
+	{"clone-detached-mount", "6.15", "a filesystem mounted in two of the tree's mount namespaces comes back as two, and a peer group spanning them is refused", true, probeCloneDetached},
 	{"mount-setattr", "5.12", "a detached mount's propagation cannot be set: peer groups cannot be rebuilt, mount flags go through a bind remount", true, probeMountSetattr},
 	{"tcp-repair", "3.5", "established TCP connections cannot be dumped", true, probeTCPRepair},
 	{"ipc-msg-copy", "3.8", "SysV message queues of the tree's ipc namespace cannot be read without emptying them: refused", true, probeIPCMsgCopy},
