@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unsafe"
@@ -20,6 +21,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/abi"
@@ -46,13 +48,13 @@ const scratchSize = 64 << 10
 // before children (each stops where it is; see tree.go), save the
 // namespaces the tree has of its own (user, pid, mnt, uts, ipc, net; see
 // namespaces.go), then for each process read what /proc and ptrace show
-// from outside, copy memory, and read by injected system calls what only
-// the task itself can see (dispositions, timers, brk, per-thread kernel
-// pointers); check the controlling terminals (terminal.go: a terminal
-// outside the tree only with --shell-job); write the images, what the
-// processes share last (pstree, files and ttys, shared memory, inventory),
-// and finally kill the tree or let it
-// run on. Whatever fails, no process that is not dumped to the end is
+// from outside, and read by injected system calls what only the task
+// itself can see (dispositions, timers, brk, per-thread kernel pointers)
+// while its memory is copied (see dumpProc); check the controlling
+// terminals (terminal.go: a terminal outside the tree only with
+// --shell-job); write the images, what the processes share last (pstree,
+// files and ttys, shared memory, inventory), and finally kill the tree or
+// let it run on. Whatever fails, no process that is not dumped to the end is
 // harmed: each is detached with its registers and masks as they were, and
 // runs on untouched.
 func Dump(ctx context.Context, o DumpOptions) (err error) {
@@ -206,6 +208,8 @@ type threadState struct {
 	pending   []abi.Siginfo
 	rseq      abi.PtraceRseqConfiguration
 	hasRseq   bool
+	rseqArea  []byte // the contents of the rseq area as the thread stopped
+	noRseqCfg bool   // the kernel cannot tell where that area is (PTRACE_GET_RSEQ_CONFIGURATION is 5.13's)
 	comm      string
 	clearTid  uint64
 	sas       abi.StackT
@@ -216,11 +220,46 @@ type threadState struct {
 
 // dumpProc dumps one process of the tree: a zombie by its exit status
 // alone, a live one whole.
-func (d *dumper) dumpProc(p *procDump) error {
+//
+// Its pages are copied (a second a GiB) in a goroutine from the start,
+// while the registers are read, the system calls injected, the files read
+// and the other images written: the tree is frozen until the copy ends,
+// and the rest then costs it little more. The overlap is safe because
+// nothing else the dump does changes the memory the copy reads, but one
+// thing: the kernel rewrites each thread's rseq area (cpu ids, rseq_cs)
+// whenever an injected call returns to user mode. Those areas are read
+// with the registers, and from before the first injection the copy puts
+// them back into the pages as they were (see mem.Overlays). Otherwise
+// the injected calls write only into the scratch mapping, which is not
+// among the VMAs copied; every signal is blocked while they run, so no
+// handler frame lands on a stack; and registers and files are read from
+// outside. The copy shares nothing with the rest of the dump: it has its
+// own VMA list (copyList) and page writer.
+func (d *dumper) dumpProc(p *procDump) (err error) {
 	if p.zombie {
 		return d.writeZombie(p)
 	}
 	pid := p.pid
+	// The copy starts first: it needs only where the VMAs with contents
+	// are, which /proc/PID/maps tells at once (see copyList).
+	copyVMAs, err := copyList(pid)
+	if err != nil {
+		return err
+	}
+	var rseqAreas mem.Overlays
+	md, err := d.startMemDump(pid, copyVMAs, &rseqAreas)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil { // stop the copy; its own error matters only if it failed by itself
+			merr := md.wait(true)
+			if merr != nil && !errors.Is(merr, context.Canceled) && !errors.Is(merr, context.DeadlineExceeded) {
+				err = errors.Join(err, merr)
+			}
+		}
+	}()
+
 	stat, err := procfs.Stat(pid)
 	if err != nil {
 		return err
@@ -229,44 +268,60 @@ func (d *dumper) dumpProc(p *procDump) error {
 	if err != nil {
 		return err
 	}
-	vmas, err := procfs.MapsWithFlags(pid)
+	// Registers before any injection, untouched by anything gocr does;
+	// smaps meanwhile (it walks the page tables: ~10 ms a GiB).
+	type smapsResult struct {
+		vmas []procfs.VMA
+		err  error
+	}
+	smapsc := make(chan smapsResult, 1)
+	go func() {
+		vmas, err := procfs.MapsWithFlags(pid)
+		smapsc <- smapsResult{vmas, err}
+	}()
+	threads := make([]*threadState, len(p.tids))
+	err = d.tr.Do(func() error { // one hand-off to the tracer thread for them all
+		for i, tid := range p.tids {
+			th, err := d.readThread(pid, tid)
+			if err != nil {
+				return fmt.Errorf("thread %d: %w", tid, err)
+			}
+			threads[i] = th
+		}
+		return nil
+	})
+	sm := <-smapsc
 	if err != nil {
 		return err
 	}
-	// Registers first, untouched by anything gocr does.
-	threads := make([]*threadState, len(p.tids))
-	for i, tid := range p.tids {
-		if threads[i], err = d.readThread(pid, tid); err != nil {
-			return fmt.Errorf("thread %d: %w", tid, err)
+	if sm.err != nil {
+		return sm.err
+	}
+	mmEntry, err := d.dumpMM(pid, stat, sm.vmas)
+	if err != nil {
+		return err
+	}
+	if err := sameContents(copyVMAs, mmEntry.Vmas); err != nil {
+		return err
+	}
+	// From here on the copy puts the rseq areas back as they were: given
+	// before the first injection, they cover every read that could see
+	// them rewritten.
+	var areas []mem.Overlay
+	for _, th := range threads {
+		if th.rseqArea != nil {
+			areas = append(areas, mem.Overlay{Addr: th.rseq.RseqAbiPointer, Data: th.rseqArea})
+		}
+	}
+	rseqAreas.Set(areas)
+	if slices.ContainsFunc(threads, func(th *threadState) bool { return th.noRseqCfg }) {
+		// Areas that cannot be found cannot be put back: the copy ends
+		// before the first injection, as on kernels before 5.13 it must.
+		if err := md.wait(false); err != nil {
+			return err
 		}
 	}
 	if err := d.at("registers"); err != nil {
-		return err
-	}
-	// Memory before any injection: the kernel rewrites the rseq area on
-	// each return to user mode, and injected calls return to user mode.
-	mmEntry, err := d.dumpMM(pid, stat, vmas)
-	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	pw, err := d.dir.PageWriter(uint32(d.vtid[pid]))
-	if err != nil {
-		return err
-	}
-	ps, err := mem.DumpPages(pid, mmEntry.Vmas, pw)
-	if err != nil {
-		pw.Abort()
-		return fmt.Errorf("dump memory: %w", err)
-	}
-	if err := pw.Close(); err != nil {
-		return err
-	}
-	d.memStats.Scanned += ps.Scanned
-	d.memStats.Written += ps.Written
-	d.shmem = append(d.shmem, mem.TaskVMAs{Pid: pid, Vmas: mmEntry.Vmas})
-	d.memTime += time.Since(t0)
-	if err := d.at("memory"); err != nil {
 		return err
 	}
 
@@ -288,7 +343,7 @@ func (d *dumper) dumpProc(p *procDump) error {
 		return err
 	}
 
-	// Files after memory: file mappings already have their ids.
+	// Files after dumpMM: file mappings already have their ids.
 	var fdEntries []*fdinfo.FdinfoEntry
 	if p.filesOwner == p { // else its parent's table, dumped with the parent
 		if fdEntries, err = d.files.DumpTable(pid); err != nil {
@@ -335,10 +390,114 @@ func (d *dumper) dumpProc(p *procDump) error {
 	if err := d.at("files"); err != nil {
 		return err
 	}
+	// The copy writes only the pagemap and pages images: the others need
+	// not wait for it.
 	if err := d.writeImages(p, status, threads, tc, mmEntry, fdEntries, cwdID, rootID); err != nil {
 		return err
 	}
-	return d.at("images")
+	if err := d.at("images"); err != nil {
+		return err
+	}
+	if err := md.wait(false); err != nil {
+		return err
+	}
+	d.memStats.Scanned += md.stats.Scanned
+	d.memStats.Written += md.stats.Written
+	d.memTime += md.took
+	d.shmem = append(d.shmem, mem.TaskVMAs{Pid: pid, Vmas: mmEntry.Vmas})
+	return d.at("memory")
+}
+
+// copyList describes the VMAs of /proc/PID/maps whose pages the dump
+// saves, as far as the memory copy needs: where they are and their status.
+// dumpMM describes them in full from smaps, whose VmFlags change neither;
+// but maps reads fast, where smaps walks the page tables (~10 ms a GiB,
+// far more on a busy machine), so the copy can start at once.
+func copyList(pid int) ([]*vma.VmaEntry, error) {
+	vmas, err := procfs.Maps(pid)
+	if err != nil {
+		return nil, err
+	}
+	noFileID := func(procfs.VMA) (uint32, error) { return 0, nil }
+	var out []*vma.VmaEntry
+	for _, v := range vmas {
+		e, err := mem.DumpVMA(v, noFileID)
+		if err != nil {
+			return nil, err
+		}
+		if mem.HasContents(e) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// sameContents checks that the memory copy, started from copyList, saves
+// the VMAs with contents of the image: the task is stopped, and no VMA
+// may change until its injected calls map the scratch area.
+func sameContents(copied, vmas []*vma.VmaEntry) error {
+	i := 0
+	for _, v := range vmas {
+		if !mem.HasContents(v) {
+			continue
+		}
+		if i >= len(copied) || copied[i].GetStart() != v.GetStart() || copied[i].GetEnd() != v.GetEnd() || copied[i].GetStatus() != v.GetStatus() {
+			return fmt.Errorf("VMA %#x-%#x changed while the task was stopped (maps and smaps disagree)", v.GetStart(), v.GetEnd())
+		}
+		i++
+	}
+	if i < len(copied) {
+		return fmt.Errorf("VMA %#x-%#x changed while the task was stopped (maps and smaps disagree)", copied[i].GetStart(), copied[i].GetEnd())
+	}
+	return nil
+}
+
+// memDump is the copy of one process's pages, running in a goroutine of
+// its own beside the rest of dumpProc.
+type memDump struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	// Set by the goroutine, read after done is closed.
+	stats mem.PageStats
+	took  time.Duration
+	err   error
+}
+
+// startMemDump starts copying pid's pages into its pagemap and pages
+// images.
+func (d *dumper) startMemDump(pid int, vmas []*vma.VmaEntry, overlays *mem.Overlays) (*memDump, error) {
+	pw, err := d.dir.PageWriter(uint32(d.vtid[pid]))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	m := &memDump{cancel: cancel, done: make(chan struct{})}
+	d.log.Debug("dump memory", "pid", pid, "frozen_for", time.Since(d.frozenAt))
+	go func() {
+		defer close(m.done)
+		t0 := time.Now()
+		m.stats, m.err = mem.DumpPages(ctx, pid, vmas, overlays, pw)
+		if m.err != nil {
+			pw.Abort()
+			m.err = fmt.Errorf("dump memory: %w", m.err)
+		} else {
+			m.err = pw.Close()
+		}
+		m.took = time.Since(t0)
+		d.log.Debug("dump memory done", "pid", pid, "took", m.took, "pages", m.stats.Written, "frozen_for", time.Since(d.frozenAt))
+	}()
+	return m, nil
+}
+
+// wait waits for the copy to end, stopping it first if stop is set, and
+// returns its error. It may be called again.
+func (m *memDump) wait(stop bool) error {
+	if stop {
+		m.cancel()
+	}
+	<-m.done
+	m.cancel()
+	return m.err
 }
 
 func mustPersonality(pid int) uint32 {
@@ -346,7 +505,9 @@ func mustPersonality(pid int) uint32 {
 	return p
 }
 
-// readThread reads a stopped thread's state through ptrace alone.
+// readThread reads a stopped thread's state through ptrace alone, and
+// the contents of its rseq area, which injected calls make the kernel
+// rewrite (see dumpProc).
 func (d *dumper) readThread(pid, tid int) (*threadState, error) {
 	t := &threadState{tid: tid}
 	var err error
@@ -367,8 +528,19 @@ func (d *dumper) readThread(pid, tid int) (*threadState, error) {
 	}
 	if rc, err := d.tr.GetRseqConfig(tid); err == nil {
 		t.rseq, t.hasRseq = rc, rc.RseqAbiPointer != 0
-	} else if !errors.Is(err, unix.EIO) && !errors.Is(err, unix.EINVAL) {
+	} else if errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) {
+		t.noRseqCfg = true
+	} else {
 		return nil, err
+	}
+	if t.hasRseq {
+		if t.rseq.RseqAbiSize == 0 || t.rseq.RseqAbiSize > image.PageSize {
+			return nil, fmt.Errorf("rseq area at %#x: size %d", t.rseq.RseqAbiPointer, t.rseq.RseqAbiSize)
+		}
+		t.rseqArea = make([]byte, t.rseq.RseqAbiSize)
+		if err := ptrace.ReadMem(pid, t.rseq.RseqAbiPointer, t.rseqArea); err != nil {
+			return nil, fmt.Errorf("rseq area: %w", err)
+		}
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", pid, tid)); err == nil {
 		t.comm = strings.TrimSuffix(string(b), "\n")

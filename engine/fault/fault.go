@@ -51,15 +51,15 @@ var DumpSteps = []string{
 	"freeze",      // every thread seized and stopped
 	"group-stop",  // the process is in group stop (so a dead gocr leaves it stopped, not running)
 	"namespaces",  // namespace images written
-	"registers",   // registers, FPU state and masks read
-	"memory",      // pages written
+	"registers",   // registers, FPU state and masks read; the pages being copied meanwhile, until "memory"
 	"inject",      // the leader's injection session open (mask changed), nothing mapped
 	"scratch",     // the scratch mapping made in the task
 	"syscalls",    // some injected calls done: rip points at the injected syscall
 	"thread",      // a second thread's session open too (multi-threaded tasks only)
 	"inject-done", // every session ended, scratch unmapped
 	"files",       // the fd table read
-	"images",      // every image written, inventory last
+	"images",      // the process's images written, all but its pages
+	"memory",      // its pages written: the copy is over
 	"resume",      // about to let the task go (or kill it)
 }
 

@@ -1,10 +1,12 @@
 package mem
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
@@ -21,12 +23,47 @@ type PageStats struct {
 	Written uint64 // pages saved
 }
 
+// Overlay is memory of the task saved earlier, at Addr: DumpPages writes
+// Data to the image in place of what it reads there now. It is how a
+// dump keeps bytes the kernel rewrites while the pages are being copied
+// (a thread's rseq area, on each return to user mode).
+type Overlay struct {
+	Addr uint64
+	Data []byte
+}
+
+func (o Overlay) end() uint64 { return o.Addr + uint64(len(o.Data)) }
+
+// Overlays are the overlays of a running DumpPages. They may be set after
+// it started, but before anything changes the memory they cover: each
+// read of the task's memory applies those set by the time it returns, so
+// a read that misses them read before they were set.
+type Overlays struct {
+	list atomic.Pointer[[]Overlay]
+}
+
+// Set replaces the overlays.
+func (o *Overlays) Set(list []Overlay) { o.list.Store(&list) }
+
+func (o *Overlays) get() []Overlay {
+	if o == nil {
+		return nil
+	}
+	if l := o.list.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
 // DumpPages saves the pages of a stopped task that restore cannot get back
 // otherwise: present or swapped pages of private anonymous memory, and of
 // private file mappings only those copied on write (a page still backed by
 // the file reads the same from it after restore). Pages stream from the
-// task to the image, never buffered whole.
-func DumpPages(pid int, vmas []*vma.VmaEntry, pw *image.PageWriter) (PageStats, error) {
+// task to the image, never buffered whole; the bytes of overlays (which
+// may be nil) replace what is read where they fall in a saved page (an
+// overlay on a page not saved is ignored). It stops with ctx's error once
+// ctx is done.
+func DumpPages(ctx context.Context, pid int, vmas []*vma.VmaEntry, overlays *Overlays, pw *image.PageWriter) (PageStats, error) {
 	var st PageStats
 	pm, err := procfs.OpenPagemap(pid)
 	if err != nil {
@@ -37,6 +74,9 @@ func DumpPages(pid int, vmas []*vma.VmaEntry, pw *image.PageWriter) (PageStats, 
 	for _, v := range vmas {
 		if !HasContents(v) {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
 		}
 		start, end := v.GetStart(), v.GetEnd()
 		st.Scanned += (end - start) / image.PageSize
@@ -63,7 +103,11 @@ func DumpPages(pid int, vmas []*vma.VmaEntry, pw *image.PageWriter) (PageStats, 
 		}
 		for _, r := range runs {
 			n := (r.End - r.Start) / image.PageSize
-			if err := pw.Add(r.Start, n, &remoteReader{pid: pid, addr: r.Start, end: r.End}); err != nil {
+			rd := &remoteReader{ctx: ctx, pid: pid, addr: r.Start, end: r.End, overlays: overlays}
+			if err := pw.Add(r.Start, n, rd); err != nil {
+				if cerr := ctx.Err(); cerr != nil {
+					return st, cerr
+				}
 				return st, fmt.Errorf("pages %#x-%#x: %w", r.Start, r.End, err)
 			}
 			st.Written += n
@@ -73,15 +117,20 @@ func DumpPages(pid int, vmas []*vma.VmaEntry, pw *image.PageWriter) (PageStats, 
 }
 
 // remoteReader reads a range of another process's memory in the chunks
-// its caller asks for.
+// its caller asks for, with the overlays applied.
 type remoteReader struct {
+	ctx       context.Context
 	pid       int
 	addr, end uint64
+	overlays  *Overlays
 }
 
 func (r *remoteReader) Read(p []byte) (int, error) {
 	if r.addr >= r.end {
 		return 0, io.EOF
+	}
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
 	}
 	if rest := r.end - r.addr; uint64(len(p)) > rest {
 		p = p[:rest]
@@ -89,8 +138,22 @@ func (r *remoteReader) Read(p []byte) (int, error) {
 	if err := ptrace.ReadMem(r.pid, r.addr, p); err != nil {
 		return 0, fmt.Errorf("read pid %d memory at %#x: %w", r.pid, r.addr, err)
 	}
+	// The overlays as they are now, after the read (see Overlays).
+	applyOverlays(p, r.addr, r.overlays.get())
 	r.addr += uint64(len(p))
 	return len(p), nil
+}
+
+// applyOverlays copies into p, which holds the memory at addr, the bytes
+// of every overlay that falls in it.
+func applyOverlays(p []byte, addr uint64, overlays []Overlay) {
+	end := addr + uint64(len(p))
+	for _, o := range overlays {
+		lo, hi := max(o.Addr, addr), min(o.end(), end)
+		if lo < hi {
+			copy(p[lo-addr:hi-addr], o.Data[lo-o.Addr:hi-o.Addr])
+		}
+	}
 }
 
 // CheckPages walks a pagemap before anything is restored: every run must be

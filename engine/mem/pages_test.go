@@ -40,3 +40,23 @@ func TestMemWriter(t *testing.T) {
 		t.Fatal("memory read back differs from what was written")
 	}
 }
+
+// Overlays replace what was read wherever they fall in a chunk, also in
+// part, across chunk boundaries, and leave the rest alone.
+func TestApplyOverlays(t *testing.T) {
+	mem := bytes.Repeat([]byte{'.'}, 64)
+	overlays := []Overlay{{Addr: 1000 + 6, Data: []byte("abcd")}, {Addr: 1000 + 30, Data: []byte("0123456789")}, {Addr: 990, Data: []byte("xyz")}, {Addr: 1064, Data: []byte("!")}}
+	want := append([]byte(nil), mem...)
+	copy(want[6:], "abcd")
+	copy(want[30:], "0123456789")
+	for _, chunk := range []int{1, 3, 7, 32, 64} {
+		got := append([]byte(nil), mem...)
+		for off := 0; off < len(got); off += chunk {
+			end := min(off+chunk, len(got))
+			applyOverlays(got[off:end], uint64(1000+off), overlays)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("chunks of %d: got %q, want %q", chunk, got, want)
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/engine/image"
+	"github.com/gocr/gocr/engine/ptrace"
+)
+
+// TestDumpKeepsRseqArea: a dump copies the pages while it injects system
+// calls, and the kernel rewrites a thread's rseq area each time one of
+// them returns to user mode; the image must hold the area as the thread
+// stopped. A stopped sleep (glibc ≥ 2.35 registers rseq for it) is given
+// 256 MiB, copied before the area (which lies above, near glibc) so that
+// the injection has begun by the time the copy reaches it, and cpu ids no
+// CPU has in its area: they must be what the image holds.
+func TestDumpKeepsRseqArea(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	waitState(t, pid, "S") // past exec and glibc's start-up
+
+	// Where the area is, and memory to copy first, through a tracer of
+	// our own, gone before the dump.
+	const bigSize = 256 << 20
+	var addr, big uint64
+	func() {
+		tr := ptrace.NewTracer()
+		defer tr.Close()
+		if err := tr.Seize(pid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.Interrupt(pid); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := tr.GetRseqConfig(pid)
+		if err != nil || rc.RseqAbiPointer == 0 {
+			tr.Detach(pid, 0)
+			t.Skipf("sleep has no rseq area (kernel < 5.13, glibc < 2.35, or glibc.pthread.rseq=0): %v", err)
+		}
+		addr = rc.RseqAbiPointer
+		insn, err := ptrace.FindSyscallInsn(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := tr.BeginInject(pid, insn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		big, err = r.Syscall(unix.SYS_MMAP, 0, bigSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		if err := errors.Join(err, r.End(), tr.Detach(pid, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if big > addr {
+		t.Fatalf("256 MiB mapped at %#x, above the rseq area at %#x: it would be copied after it", big, addr)
+	}
+	chunk := bytes.Repeat([]byte("gocr"), 2<<20)
+	for off := uint64(0); off < bigSize; off += uint64(len(chunk)) {
+		if err := ptrace.WriteMem(pid, big+off, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, pid, "T")
+	// struct rseq starts with cpu_id_start and cpu_id (u32 each).
+	mark := []byte{0xad, 0xde, 0xad, 0xde, 0xef, 0xbe, 0xef, 0xbe}
+	if err := ptrace.WriteMem(pid, addr, mark); err != nil {
+		t.Fatal(err)
+	}
+
+	images := filepath.Join(t.TempDir(), "img")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := Dump(ctx, DumpOptions{Pid: pid, ImagesDir: images, LeaveRunning: true}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := image.Open(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	got := pagesAt(t, d, uint32(pid), addr, len(mark))
+	if !bytes.Equal(got, mark) {
+		t.Fatalf("rseq area at %#x in the image: % x, want % x as the task stopped", addr, got, mark)
+	}
+	live := make([]byte, len(mark))
+	if err := ptrace.ReadMem(pid, addr, live); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(live, mark) {
+		t.Log("the kernel did not rewrite the rseq area during the dump: the image was not put to the test")
+	} else {
+		t.Logf("the kernel rewrote the rseq area during the dump (% x); the image kept % x", live, got)
+	}
+}
+
+// waitState waits until pid's state (in /proc/PID/stat) is state.
+func waitState(t *testing.T, pid int, state string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i > 0 && strings.HasPrefix(s[i+1:], " "+state) {
+			return
+		}
+	}
+	t.Fatalf("pid %d never reached state %s", pid, state)
+}
+
+// pagesAt reads n bytes at addr from the pages image of pid.
+func pagesAt(t *testing.T, d *image.Dir, pid uint32, addr uint64, n int) []byte {
+	t.Helper()
+	pr, err := d.PageReader(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	for pr.Next() {
+		r := pr.Run()
+		if r.Present() && r.Vaddr <= addr && addr+uint64(n) <= r.End() {
+			b := make([]byte, n)
+			if _, err := pr.PagesFile().ReadAt(b, r.Offset+int64(addr-r.Vaddr)); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	if err := pr.Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Fatalf("no page at %#x in the image", addr)
+	return nil
+}
