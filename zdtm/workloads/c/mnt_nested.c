@@ -23,66 +23,44 @@
 #define dir mnt_dir
 #define at mnt_at
 
-/* seen is what a process sees of the test directory's mounts and of its
- * own fds. */
-struct seen {
-	char mounts[SNAP_MAX], fds[SNAP_MAX];
-};
-
-static void record(struct seen *s)
-{
-	mnt_snapshot(s->mounts, sizeof s->mounts, dir);
-	fd_snapshot(s->fds, sizeof s->fds);
-}
-
-static void compare(const char *who, const struct seen *before)
-{
-	static struct seen now;
-	record(&now);
-	if (strcmp(now.mounts, before->mounts))
-		fail("%s: mounts changed:\n%s---- was\n%s", who, now.mounts, before->mounts);
-	if (strcmp(now.fds, before->fds))
-		fail("%s: fds changed:\n%s---- was\n%s", who, now.fds, before->fds);
-}
-
 /* B shares A's namespace. */
 static void run_b(void)
 {
-	static struct seen s;
+	static struct mnt_seen s;
 	int fd = open(at("a.txt"), O_RDWR);
 	must(fd, "open a.txt in B");
-	record(&s);
+	mnt_record(&s);
 	test_child_ready();
 	if (!fd_is(fd, "in A"))
 		fail("B: a.txt of namespace A changed");
 	if (!file_is(at("bind/x"), "x in A"))
 		fail("B: bind/x of namespace A changed");
-	compare("B", &s);
+	mnt_compare("B", &s);
 	pass();
 }
 
 /* C makes a namespace inside A's, with a tmpfs of its own. */
 static void run_c(void)
 {
-	static struct seen s;
+	static struct mnt_seen s;
 	must(unshare(CLONE_NEWNS), "unshare in C");
 	must(mount("zdtm-c", at("sub"), "tmpfs", MS_NOSUID, "size=1m,mode=0755"), "mount tmpfs in C");
 	mkfile(at("sub/c.txt"), "in C");
 	int fd = open(at("sub/c.txt"), O_RDONLY);
 	must(fd, "open c.txt");
-	record(&s);
+	mnt_record(&s);
 	test_child_ready();
 	if (!fd_is(fd, "in C"))
 		fail("C: sub/c.txt changed");
 	if (!file_is(at("a.txt"), "in A"))
 		fail("C: a.txt of namespace A changed");
-	compare("C", &s);
+	mnt_compare("C", &s);
 	pass();
 }
 
 static void run_a(void)
 {
-	static struct seen s;
+	static struct mnt_seen s;
 	must(unshare(CLONE_NEWNS), "unshare in A");
 	/* As systemd does for a service: nothing goes back to the parent. */
 	must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make / private in A");
@@ -99,11 +77,11 @@ static void run_a(void)
 		run_b();
 	if (test_fork() == 0)
 		run_c();
-	record(&s);
+	mnt_record(&s);
 	test_child_ready();
 	if (!fd_is(fd, "x in A"))
 		fail("A: x changed");
-	compare("A", &s);
+	mnt_compare("A", &s);
 	pass();
 }
 

@@ -44,27 +44,6 @@
 static int sp[2], pl[2], ls[2];
 static pid_t pid_s, pid_p, pid_l;
 
-/* seen is what a process records before the dump. */
-struct seen {
-	char mounts[SNAP_MAX], fds[SNAP_MAX];
-};
-
-static void record(struct seen *s)
-{
-	mnt_snapshot(s->mounts, sizeof s->mounts, dir);
-	fd_snapshot(s->fds, sizeof s->fds);
-}
-
-static void compare(const char *who, const struct seen *before)
-{
-	static struct seen now;
-	record(&now);
-	if (strcmp(now.mounts, before->mounts))
-		fail("%s: mounts changed:\n%s---- was\n%s", who, now.mounts, before->mounts);
-	if (strcmp(now.fds, before->fds))
-		fail("%s: fds changed:\n%s---- was\n%s", who, now.fds, before->fds);
-}
-
 /* groups finds the mount at mp in pid's mountinfo (0: the caller's) and
  * gives its peer group and master numbers (0 for none). */
 static void groups(pid_t pid, const char *mp, int *shared, int *master)
@@ -181,7 +160,7 @@ static void keep(int in, int out)
 
 static void run_l(void)
 {
-	static struct seen s;
+	static struct mnt_seen s;
 	keep(pl[0], ls[1]);
 	must(unshare(CLONE_NEWNS), "unshare in L");
 	must(mount(NULL, at("shared"), NULL, MS_SLAVE, NULL), "make shared/ a slave in L");
@@ -191,14 +170,14 @@ static void run_l(void)
 	if (read(pl[0], &pid_p, sizeof pid_p) != sizeof pid_p)
 		fail("L: no word from P");
 	check_groups('L', "before the dump");
-	record(&s);
+	mnt_record(&s);
 	pass_on(ls[1]);
 	test_child_ready();
 
 	await(pl[0], "P's checks");
 	if (!fd_is(fd, "in the peer group"))
 		fail("L: shared/f changed");
-	compare("L", &s);
+	mnt_compare("L", &s);
 	check_groups('L', "after restore");
 	pass_on(ls[1]);
 	await(pl[0], "P's propagation");
@@ -211,7 +190,7 @@ static void run_l(void)
 
 static void run_p(void)
 {
-	static struct seen s;
+	static struct mnt_seen s;
 	keep(sp[0], pl[1]);
 	must(unshare(CLONE_NEWNS), "unshare in P");
 	must(mount("zdtm-pre", at("shared/pre"), "tmpfs", 0, "size=1m,mode=0755"), "mount shared/pre in P");
@@ -221,13 +200,13 @@ static void run_p(void)
 	if (write(pl[1], &me, sizeof me) != sizeof me)
 		fail("P: tell L: %m");
 	check_groups('P', "before the dump");
-	record(&s);
+	mnt_record(&s);
 	test_child_ready();
 
 	await(sp[0], "S's checks");
 	if (!fd_is(fd, "in the peer group"))
 		fail("P: shared/f changed");
-	compare("P", &s);
+	mnt_compare("P", &s);
 	check_groups('P', "after restore");
 	pass_on(pl[1]);
 	await(sp[0], "S's propagation");
@@ -243,7 +222,7 @@ static void run_p(void)
  * root itself, which gathers the verdicts of P and L. */
 static void run_s(bool child)
 {
-	static struct seen s;
+	static struct mnt_seen s;
 	pid_s = getpid();
 	if (child) {
 		must(unshare(CLONE_NEWNS), "unshare in S");
@@ -273,7 +252,7 @@ static void run_s(bool child)
 	keep(ls[0], sp[1]);
 	await(ls[0], "P's pre and L's record");
 	check_groups('S', "before the dump");
-	record(&s);
+	mnt_record(&s);
 	if (child)
 		test_child_ready();
 	else {
@@ -285,7 +264,7 @@ static void run_s(bool child)
 
 	if (!fd_is(fd, "in the peer group"))
 		fail("S: shared/f changed");
-	compare("S", &s);
+	mnt_compare("S", &s);
 	check_groups('S', "after restore");
 	pass_on(sp[1]);
 	await(ls[0], "the checks of P and L");

@@ -203,3 +203,19 @@ bool file_is(const char *path, const char *contents)
 	close(fd);
 	return ok;
 }
+
+void mnt_record(struct mnt_seen *s)
+{
+	mnt_snapshot(s->mounts, sizeof s->mounts, mnt_dir);
+	fd_snapshot(s->fds, sizeof s->fds);
+}
+
+void mnt_compare(const char *who, const struct mnt_seen *before)
+{
+	static struct mnt_seen now;
+	mnt_record(&now);
+	if (strcmp(now.mounts, before->mounts))
+		fail("%s: mounts changed:\n%s---- was\n%s", who, now.mounts, before->mounts);
+	if (strcmp(now.fds, before->fds))
+		fail("%s: fds changed:\n%s---- was\n%s", who, now.fds, before->fds);
+}

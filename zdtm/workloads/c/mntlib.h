@@ -27,6 +27,15 @@ void mnt_snapshot(char *buf, size_t n, const char *under);
  * mount belongs to another namespace). */
 void fd_snapshot(char *buf, size_t n);
 
+/* mnt_seen is what a process sees of the test directory's mounts and of
+ * its own fds; mnt_record takes it, mnt_compare fails the workload, naming
+ * who, when it differs from what was recorded before the dump. */
+struct mnt_seen {
+	char mounts[SNAP_MAX], fds[SNAP_MAX];
+};
+void mnt_record(struct mnt_seen *s);
+void mnt_compare(const char *who, const struct mnt_seen *before);
+
 /* mnt_dir is the workload's test directory (--dirname), set by
  * mnt_init; mnt_at gives mnt_dir/rel in one of a few buffers, so that two
  * can be arguments of one call. */
