@@ -7,13 +7,18 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/engine/image"
+	"github.com/gocr/gocr/engine/ns"
 )
 
 // workloadEnv makes the test binary a workload (see TestMain): it counts
@@ -107,6 +112,14 @@ func TestDumpRestoreNamespaces(t *testing.T) {
 	dumpRestore(t, "ns")
 }
 
+// TestDumpRestoreAcrossPidWrap restores a tree whose tids straddle the
+// wrap of the pid allocator at pid_max (32766, 32767, 300, 301, ...), as
+// the CLI does: ReservePids first, then other processes start (they must
+// not take the tree's pids), then the restore.
+func TestDumpRestoreAcrossPidWrap(t *testing.T) {
+	dumpRestore(t, "ns-wrap")
+}
+
 // TestDumpRestoreUserNamespace does it once more inside a user namespace
 // too (root inside is uid 100000 outside), as zdtm's uns flavor does, but
 // in gocr's mount namespace.
@@ -117,6 +130,10 @@ func TestDumpRestoreUserNamespace(t *testing.T) {
 // dumpRestore runs the workload in the given zdtm flavor ("" for h),
 // dumps it, restores it and lets it check itself.
 func dumpRestore(t *testing.T, flavor string) {
+	wrap := flavor == "ns-wrap"
+	if wrap {
+		flavor = "ns"
+	}
 	inNS := flavor != ""
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -157,6 +174,17 @@ func dumpRestore(t *testing.T, flavor string) {
 		}
 	}
 	cmd.Stdout, cmd.Stderr = f, f
+	if wrap {
+		pidMax, err := readPidMax()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The workload and its first thread get the last two pids; its
+		// other threads come after the wrap.
+		if err := ns.SetLastPid(pidMax - 3); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +214,26 @@ func dumpRestore(t *testing.T, flavor string) {
 	}
 	cmd.Wait() // the dump killed it; reap it, or its pid stays taken
 	critDecode(t, images)
+	if wrap {
+		host, err := ReservePids(images)
+		if err != nil || len(host) > 0 {
+			t.Fatalf("ReservePids: %v, held by the test itself: %v", err, host)
+		}
+		tids := hostTidsOf(t, images)
+		if slices.Max(tids) < 32000 || slices.Min(tids) > 1000 {
+			t.Fatalf("workload tids %v do not straddle the wrap of the pid allocator", tids)
+		}
+		// Processes started now take pids from where ReservePids left
+		// the allocator, and hold them during the restore.
+		for range 8 {
+			sleeper := exec.Command("/bin/sleep", "60")
+			if err := sleeper.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer sleeper.Wait()
+			defer sleeper.Process.Kill()
+		}
+	}
 
 	res, err := Restore(ctx, RestoreOptions{ImagesDir: images})
 	if err != nil {
@@ -222,6 +270,27 @@ func dumpRestore(t *testing.T, flavor string) {
 	if !strings.Contains(string(b), "PASS") {
 		t.Fatalf("restored workload output %q", b)
 	}
+}
+
+// hostTidsOf reads the tids the tree had in gocr's pid namespace.
+func hostTidsOf(t *testing.T, dir string) []int {
+	t.Helper()
+	d, err := image.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	host, err := image.ReadAll[pstree.PstreeEntry](d, image.Pstree, image.HostPstreeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tids []int
+	for _, e := range host {
+		for _, tid := range e.GetThreads() {
+			tids = append(tids, int(tid))
+		}
+	}
+	return tids
 }
 
 // critDecode checks that CRIU's crit decodes every protobuf image of dir,
