@@ -87,7 +87,11 @@ type Options struct {
 	MaxListAge time.Duration
 	// Modules the guest needs (with their dependencies) unless built in.
 	Modules []string
-	Log     func(format string, args ...any)
+	// Optional modules are fetched too when the kernel has them, but a
+	// kernel without them (or an archive that cannot be reached for a
+	// cached kernel) is no error.
+	Optional []string
+	Log      func(format string, args ...any)
 }
 
 // DefaultCacheDir is $KCACHE, else $XDG_CACHE_HOME/gocr/kernels, else
@@ -173,6 +177,20 @@ func fetchABI(ctx context.Context, a *apt, line, abi string, o Options) (*Kernel
 	if k, err := loadKernel(dir); err == nil {
 		k.Cached = true
 		o.Log("kernel %s: %s %s from %s (cached in %s)", line, abi, version, a.suite.Name, dir)
+		// A kernel cached before a module was wanted: fetch its
+		// modules package now.
+		if k.needsModulesPackage(slices.Concat(o.Modules, o.Optional)) {
+			switch err := k.unpack(ctx, a, k.ModulesPackage, version); {
+			case err == nil:
+				if err := k.save(); err != nil {
+					return nil, err
+				}
+			case k.needsModulesPackage(o.Modules):
+				return nil, err
+			default:
+				o.Log("warning: %v: optional modules %v are not loaded", err, o.Optional)
+			}
+		}
 		return k, nil
 	}
 	o.Log("kernel %s: %s %s from %s: fetching", line, abi, version, a.suite.Name)
@@ -218,7 +236,7 @@ func fetchABI(ctx context.Context, a *apt, line, abi string, o Options) (*Kernel
 	}
 	// Fetch the modules package now if the guest needs a module that is
 	// not built in, so that a later run needs no network.
-	if ix, err := indexModules(k.ModulesDir); err == nil && len(ix.missing(o.Modules)) > 0 && modPkg != "" {
+	if k.needsModulesPackage(slices.Concat(o.Modules, o.Optional)) {
 		if err := k.unpack(ctx, a, modPkg, version); err != nil {
 			return nil, err
 		}
@@ -248,11 +266,27 @@ func fetchABI(ctx context.Context, a *apt, line, abi string, o Options) (*Kernel
 			o.Log("kernel %s: vmlinux has no PVH entry point: booting the bzImage", line)
 		}
 	}
-	b, _ := json.MarshalIndent(k, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "kernel.json"), b, 0o644); err != nil {
+	if err := k.save(); err != nil {
 		return nil, err
 	}
 	return k, nil
+}
+
+// save writes kernel.json, which marks the cache directory complete.
+func (k *Kernel) save() error {
+	b, _ := json.MarshalIndent(k, "", "  ")
+	return os.WriteFile(filepath.Join(k.Dir, "kernel.json"), b, 0o644)
+}
+
+// needsModulesPackage says whether the modules package, split out of the
+// kernel's and not unpacked yet, is needed for a module of names that is
+// neither built in nor unpacked.
+func (k *Kernel) needsModulesPackage(names []string) bool {
+	if k.ModulesPackage == "" || slices.ContainsFunc(k.Packages, func(p string) bool { return strings.HasPrefix(p, k.ModulesPackage+"=") }) {
+		return false
+	}
+	ix, err := indexModules(k.ModulesDir)
+	return err == nil && len(ix.missing(names)) > 0
 }
 
 // unpack downloads pkg and unpacks it into the kernel's root; the .deb is

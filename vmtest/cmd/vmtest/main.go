@@ -76,7 +76,7 @@ func main() {
 	for _, l := range lines {
 		t := time.Now()
 		k, err := kernel.Fetch(ctx, strings.TrimSpace(l), kernel.Options{CacheDir: *cache, MaxListAge: *refresh,
-			Modules: vmtest.GuestModules, Log: log})
+			Modules: vmtest.GuestModules, Optional: vmtest.OptionalGuestModules, Log: log})
 		if err != nil {
 			log("%v", err)
 			os.Exit(1)
