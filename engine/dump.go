@@ -541,6 +541,9 @@ func (d *dumper) readThread(pid, tid int) (*threadState, error) {
 		if err := ptrace.ReadMem(pid, t.rseq.RseqAbiPointer, t.rseqArea); err != nil {
 			return nil, fmt.Errorf("rseq area: %w", err)
 		}
+		if err := d.abortRseqCS(pid, t); err != nil {
+			return nil, fmt.Errorf("rseq critical section: %w", err)
+		}
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", pid, tid)); err == nil {
 		t.comm = strings.TrimSuffix(string(b), "\n")

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/ptrace"
+	"github.com/gocr/gocr/internal/rseqtest"
 )
 
 // TestDumpKeepsRseqArea: a dump copies the pages while it injects system
@@ -153,4 +155,36 @@ func pagesAt(t *testing.T, d *image.Dir, pid uint32, addr uint64, n int) []byte 
 	}
 	t.Fatalf("no page at %#x in the image", addr)
 	return nil
+}
+
+// TestDumpAbortsRseqCS: a thread stopped inside an rseq critical section
+// must run on from the section's abort handler, as the kernel would send
+// it there, and the image must say so too: injected calls make the kernel
+// forget the section, so the dump moves the thread itself.
+func TestDumpAbortsRseqCS(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	v := rseqtest.Start(t)
+	images := filepath.Join(t.TempDir(), "img")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := Dump(ctx, DumpOptions{Pid: v.Pid, ImagesDir: images, LeaveRunning: true}); err != nil {
+		t.Fatal(err)
+	}
+	if ip := v.IP(t); ip != v.AbortIP {
+		t.Errorf("the task left running goes on at %#x, want its abort handler %#x (stopped at %#x)", ip, v.AbortIP, v.StopIP)
+	}
+	d, err := image.Open(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	core, err := image.ReadOne[criu_core.CoreEntry](d, image.Core, image.CoreFile(uint32(v.Pid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := core.GetThreadInfo().GetGpregs().GetIp(); ip != v.AbortIP {
+		t.Errorf("the image goes on at %#x, want the abort handler %#x", ip, v.AbortIP)
+	}
 }

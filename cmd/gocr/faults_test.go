@@ -31,6 +31,7 @@ import (
 
 	"github.com/gocr/gocr/engine"
 	"github.com/gocr/gocr/engine/fault"
+	"github.com/gocr/gocr/internal/rseqtest"
 	"github.com/gocr/gocr/zdtm/lib"
 	"github.com/gocr/gocr/zdtm/workloads"
 )
@@ -473,6 +474,29 @@ func TestDumpKillPoints(t *testing.T) {
 		}
 	}
 	t.Logf("dump kill points walked: %d steps × %d actions × %d workloads = %d, workload unharmed every time", len(fault.DumpSteps), len(actions), len(victims), walked)
+}
+
+// TestDumpKillPointsRseqCS kills gocr at every step of a dump with
+// --leave-running of a task stopped inside an rseq critical section: it
+// must be left either at its abort handler, or where it stopped with its
+// rseq_cs intact (nothing injected yet, so the kernel still knows the
+// section) — never inside the section with the section forgotten.
+func TestDumpKillPointsRseqCS(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	for _, step := range fault.DumpSteps {
+		if step == "thread" {
+			continue // multi-threaded tasks only
+		}
+		v := rseqtest.Start(t) // a fresh one: a dump that got past its registers has moved the last
+		spec := "dump:" + step + ":kill"
+		r := gocr(t, spec, "dump", "-t", strconv.Itoa(v.Pid), "-D", filepath.Join(dir, "img-"+step), "--leave-running")
+		expectFault(t, spec, r)
+		reapWatchdogs(t)
+		if ip, cs := v.IP(t), v.RseqCS(t); ip != v.AbortIP && (!v.InSection(ip) || cs != v.CS) {
+			t.Fatalf("%s: the task goes on at %#x with rseq_cs %#x; want its abort handler %#x, or inside its section with rseq_cs %#x", spec, ip, cs, v.AbortIP, v.CS)
+		}
+	}
 }
 
 // TestRestoreKillPoints dumps the workload once, then walks every named

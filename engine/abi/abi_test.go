@@ -18,6 +18,7 @@ func TestSizes(t *testing.T) {
 		{"clone_args", unsafe.Sizeof(CloneArgs{}), CloneArgsSize},
 		{"prctl_mm_map", unsafe.Sizeof(PrctlMMMap{}), 104},
 		{"ptrace_rseq_configuration", unsafe.Sizeof(PtraceRseqConfiguration{}), 24}, // u64 + 4*u32, not 32
+		{"struct rseq_cs", unsafe.Sizeof(RseqCS{}), 32},
 		{"ptrace_peeksiginfo_args", unsafe.Sizeof(PtracePeekSiginfoArgs{}), 16},
 		{"siginfo_t", unsafe.Sizeof(Siginfo{}), 128},
 		{"kernel sigaction", unsafe.Sizeof(KernelSigaction{}), 32},

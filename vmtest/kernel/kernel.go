@@ -179,16 +179,14 @@ func fetchABI(ctx context.Context, a *apt, line, abi string, o Options) (*Kernel
 		o.Log("kernel %s: %s %s from %s (cached in %s)", line, abi, version, a.suite.Name, dir)
 		// A kernel cached before a module was wanted: fetch its
 		// modules package now.
-		if k.needsModulesPackage(slices.Concat(o.Modules, o.Optional)) {
-			switch err := k.unpack(ctx, a, k.ModulesPackage, version); {
-			case err == nil:
-				if err := k.save(); err != nil {
-					return nil, err
-				}
-			case k.needsModulesPackage(o.Modules):
+		fetched, err := k.fetchModules(ctx, a, o)
+		if err != nil {
+			return nil, err
+		}
+		if fetched {
+			k.Cached = false
+			if err := k.save(); err != nil {
 				return nil, err
-			default:
-				o.Log("warning: %v: optional modules %v are not loaded", err, o.Optional)
 			}
 		}
 		return k, nil
@@ -236,10 +234,8 @@ func fetchABI(ctx context.Context, a *apt, line, abi string, o Options) (*Kernel
 	}
 	// Fetch the modules package now if the guest needs a module that is
 	// not built in, so that a later run needs no network.
-	if k.needsModulesPackage(slices.Concat(o.Modules, o.Optional)) {
-		if err := k.unpack(ctx, a, modPkg, version); err != nil {
-			return nil, err
-		}
+	if _, err := k.fetchModules(ctx, a, o); err != nil {
+		return nil, err
 	}
 	if _, err := k.ResolveModules(o.Modules); err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", line, err)
@@ -276,6 +272,24 @@ func fetchABI(ctx context.Context, a *apt, line, abi string, o Options) (*Kernel
 func (k *Kernel) save() error {
 	b, _ := json.MarshalIndent(k, "", "  ")
 	return os.WriteFile(filepath.Join(k.Dir, "kernel.json"), b, 0o644)
+}
+
+// fetchModules unpacks the modules package when a wanted module is neither
+// built in nor unpacked. Failing to get it is an error only when a needed
+// module (not an optional one) is missing.
+func (k *Kernel) fetchModules(ctx context.Context, a *apt, o Options) (fetched bool, err error) {
+	if !k.needsModulesPackage(slices.Concat(o.Modules, o.Optional)) {
+		return false, nil
+	}
+	switch err := k.unpack(ctx, a, k.ModulesPackage, k.Version); {
+	case err == nil:
+		return true, nil
+	case k.needsModulesPackage(o.Modules):
+		return false, err
+	default:
+		o.Log("warning: %v: optional modules %v are not loaded", err, o.Optional)
+		return false, nil
+	}
 }
 
 // needsModulesPackage says whether the modules package, split out of the

@@ -1,0 +1,155 @@
+// Package rseqtest starts a victim for the dump tests with a thread
+// stopped inside an rseq critical section.
+package rseqtest
+
+import (
+	"encoding/binary"
+	"errors"
+	"os/exec"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/engine/abi"
+	"github.com/gocr/gocr/engine/procfs"
+	"github.com/gocr/gocr/engine/ptrace"
+)
+
+// Victim is a sleep (glibc ≥ 2.35 registers an rseq area for it), stopped
+// by SIGSTOP with its rseq_cs naming a critical section around where it
+// stopped, as a thread's does when a signal stops it inside one. It stays
+// stopped: its abort handler is not code.
+type Victim struct {
+	Pid int
+	// StopIP is where it stopped, AbortIP the section's abort handler.
+	StopIP, AbortIP uint64
+	// CSAddr is where its rseq_cs is; CS what it holds: the address of
+	// the section's descriptor.
+	CSAddr, CS uint64
+}
+
+// Start starts the victim, or skips the test when sleep has no rseq area.
+// The victim is killed when the test ends.
+func Start(t testing.TB) *Victim {
+	t.Helper()
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	v := &Victim{Pid: cmd.Process.Pid}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	waitState(t, v.Pid, 'S') // past exec and glibc's start-up
+
+	var area, page uint64
+	var sig uint32
+	withTracer(t, v.Pid, func(tr *ptrace.Tracer) {
+		rc, err := tr.GetRseqConfig(v.Pid)
+		if err != nil || rc.RseqAbiPointer == 0 {
+			tr.Detach(v.Pid, 0)
+			t.Skipf("sleep has no rseq area (kernel < 5.13, glibc < 2.35, or glibc.pthread.rseq=0): %v", err)
+		}
+		area, sig = rc.RseqAbiPointer, rc.Signature
+		regs, err := tr.GetRegs(v.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.StopIP = regs.Rip // right after the syscall instruction of its sleep
+		insn, err := ptrace.FindSyscallInsn(v.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := tr.BeginInject(v.Pid, insn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, err = r.Syscall(unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		if err := errors.Join(err, r.End()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The descriptor at page: a section around StopIP (see InSection),
+	// its abort handler at page+132, after the signature.
+	v.CS, v.AbortIP = page, page+132
+	cs := abi.RseqCS{StartIP: v.sectionStart(), PostCommitOffset: sectionLen, AbortIP: v.AbortIP}
+	desc, _ := binary.Append(nil, binary.LittleEndian, &cs)
+	if err := errors.Join(ptrace.WriteMem(v.Pid, page, desc),
+		ptrace.WriteMem(v.Pid, page+128, binary.LittleEndian.AppendUint32(nil, sig))); err != nil {
+		t.Fatal(err)
+	}
+	// Stopped, it stays off the CPU and the kernel leaves rseq_cs alone.
+	if err := unix.Kill(v.Pid, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, v.Pid, 'T')
+	v.CSAddr = area + abi.RseqCSOffset
+	if err := ptrace.WriteMem(v.Pid, v.CSAddr, binary.LittleEndian.AppendUint64(nil, v.CS)); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// InSection reports whether ip lies in the victim's critical section
+// (which holds both where its sleep stopped and the syscall instruction
+// before, where the kernel moves it to restart the sleep).
+func (v *Victim) InSection(ip uint64) bool {
+	return ip-v.sectionStart() < sectionLen
+}
+
+func (v *Victim) sectionStart() uint64 { return v.StopIP - sectionLen/2 }
+
+const sectionLen = 32
+
+// IP is where the victim will run on from.
+func (v *Victim) IP(t testing.TB) uint64 {
+	t.Helper()
+	var ip uint64
+	withTracer(t, v.Pid, func(tr *ptrace.Tracer) {
+		regs, err := tr.GetRegs(v.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip = regs.Rip
+	})
+	return ip
+}
+
+// RseqCS is what its rseq_cs holds now.
+func (v *Victim) RseqCS(t testing.TB) uint64 {
+	t.Helper()
+	b := make([]byte, 8)
+	if err := ptrace.ReadMem(v.Pid, v.CSAddr, b); err != nil {
+		t.Fatal(err)
+	}
+	return binary.LittleEndian.Uint64(b)
+}
+
+// withTracer runs f with the victim seized and stopped by a tracer of the
+// test's own, and lets go of it after.
+func withTracer(t testing.TB, pid int, f func(*ptrace.Tracer)) {
+	t.Helper()
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	if err := tr.Seize(pid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Detach(pid, 0)
+	if _, err := tr.Interrupt(pid); err != nil {
+		t.Fatal(err)
+	}
+	f(tr)
+}
+
+// waitState waits until pid's state in /proc/PID/stat is state.
+func waitState(t testing.TB, pid int, state byte) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		if st, err := procfs.Stat(pid); err == nil && st.State == state {
+			return
+		}
+	}
+	t.Fatalf("pid %d never reached state %c", pid, state)
+}
