@@ -542,7 +542,7 @@ func (d *dumper) readThread(pid, tid int) (*threadState, error) {
 			return nil, fmt.Errorf("rseq area: %w", err)
 		}
 		if err := d.abortRseqCS(pid, t); err != nil {
-			return nil, fmt.Errorf("rseq critical section: %w", err)
+			return nil, err
 		}
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", pid, tid)); err == nil {

@@ -188,3 +188,24 @@ func TestDumpAbortsRseqCS(t *testing.T) {
 		t.Errorf("the image goes on at %#x, want the abort handler %#x", ip, v.AbortIP)
 	}
 }
+
+// TestDumpRefusesRefusedRseqCS: a section whose abort handler lacks the
+// thread's signature is one the kernel refuses, sending SIGSEGV at its
+// next look, which every injected call would be. The dump must refuse the
+// task, naming the section, and leave it as it was.
+func TestDumpRefusesRefusedRseqCS(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	v := rseqtest.StartWrongSignature(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := Dump(ctx, DumpOptions{Pid: v.Pid, ImagesDir: filepath.Join(t.TempDir(), "img"), LeaveRunning: true})
+	if err == nil || !strings.Contains(err.Error(), "critical section the kernel refuses") {
+		t.Fatalf("dump: %v, want a refusal naming the critical section", err)
+	}
+	t.Log(err)
+	if ip, cs := v.IP(t), v.RseqCS(t); !v.InSection(ip) || cs != v.CS {
+		t.Errorf("after the refused dump the task goes on at %#x with rseq_cs %#x, want inside its section (at %#x) with %#x", ip, cs, v.StopIP, v.CS)
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -30,10 +31,16 @@ func (d *dumper) abortRseqCS(pid int, t *threadState) error {
 	}
 	var cs abi.RseqCS
 	buf := unsafe.Slice((*byte)(unsafe.Pointer(&cs)), unsafe.Sizeof(cs))
-	if err := ptrace.ReadMem(pid, addr, buf); err != nil || cs.Version != 0 {
-		// A descriptor the kernel cannot use either: it kills the
-		// thread at its next look, as it would have without the dump.
-		return nil
+	why := ""
+	if err := ptrace.ReadMem(pid, addr, buf); err != nil {
+		why = "it cannot be read"
+	} else {
+		why = rseqCSRefusal(pid, &cs, t.rseq.Signature)
+	}
+	if why != "" {
+		// Each injected call would make the kernel send SIGSEGV again;
+		// left alone, the thread gets it as it runs on.
+		return fmt.Errorf("rseq_cs %#x names a critical section the kernel refuses, killing the thread: %s", addr, why)
 	}
 	if !cs.Contains(t.regs.Rip) {
 		return nil
@@ -52,4 +59,23 @@ func (d *dumper) abortRseqCS(pid int, t *threadState) error {
 	d.log.Info("thread stopped inside an rseq critical section: sent to its abort handler", "pid", pid, "tid", t.tid, "ip", t.regs.Rip, "abort_ip", cs.AbortIP)
 	t.regs = regs
 	return nil
+}
+
+// rseqCSRefusal says why the kernel refuses a critical section, "" if it
+// does not: as it checks a descriptor before looking at the thread's ip.
+func rseqCSRefusal(pid int, cs *abi.RseqCS, signature uint32) string {
+	var sig [4]byte
+	switch {
+	case cs.Version != 0:
+		return fmt.Sprintf("version %d", cs.Version)
+	case cs.StartIP+cs.PostCommitOffset < cs.StartIP:
+		return "the section wraps around"
+	case cs.Contains(cs.AbortIP):
+		return fmt.Sprintf("abort handler %#x inside the section", cs.AbortIP)
+	case cs.AbortIP < 4 || ptrace.ReadMem(pid, cs.AbortIP-4, sig[:]) != nil:
+		return fmt.Sprintf("no signature readable before the abort handler %#x", cs.AbortIP)
+	case binary.LittleEndian.Uint32(sig[:]) != signature:
+		return fmt.Sprintf("signature %#x before the abort handler %#x, the thread registered %#x", binary.LittleEndian.Uint32(sig[:]), cs.AbortIP, signature)
+	}
+	return ""
 }

@@ -172,11 +172,24 @@ func (t *Tracer) takeSignal(tid int, st *task, sig unix.Signal) error {
 	if err := getSiginfo(tid, &si); err != nil {
 		return err
 	}
-	if si.Code > 0 && si.Code != abi.SI_KERNEL {
+	// A fault the kernel raised itself (SI_KERNEL: a general protection
+	// fault, a refused rseq critical section) would come back at every
+	// resume: it is an error too, not a signal to keep.
+	if si.Code > 0 && (si.Code != abi.SI_KERNEL || isFault(sig)) {
 		return fmt.Errorf("tid %d faulted with %v (si_code %d) at the injected syscall", tid, sig, si.Code)
 	}
 	st.signals = append(st.signals, sig)
 	return nil
+}
+
+// isFault reports whether sig is one the kernel sends for a fault of the
+// instruction the task runs.
+func isFault(sig unix.Signal) bool {
+	switch sig {
+	case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE:
+		return true
+	}
+	return false
 }
 
 // End restores the registers saved at BeginInject — normalised for syscall

@@ -33,6 +33,19 @@ type Victim struct {
 // The victim is killed when the test ends.
 func Start(t testing.TB) *Victim {
 	t.Helper()
+	return start(t, false)
+}
+
+// StartWrongSignature starts a victim whose abort handler is not preceded
+// by its signature: a descriptor the kernel refuses (it kills the thread
+// at its next look).
+func StartWrongSignature(t testing.TB) *Victim {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, wrongSignature bool) *Victim {
+	t.Helper()
 	cmd := exec.Command("sleep", "1000")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -75,6 +88,9 @@ func Start(t testing.TB) *Victim {
 	// its abort handler at page+132, after the signature.
 	v.CS, v.AbortIP = page, page+132
 	cs := abi.RseqCS{StartIP: v.sectionStart(), PostCommitOffset: sectionLen, AbortIP: v.AbortIP}
+	if wrongSignature {
+		sig = ^sig
+	}
 	desc, _ := binary.Append(nil, binary.LittleEndian, &cs)
 	if err := errors.Join(ptrace.WriteMem(v.Pid, page, desc),
 		ptrace.WriteMem(v.Pid, page+128, binary.LittleEndian.AppendUint32(nil, sig))); err != nil {
