@@ -3,10 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,49 +28,10 @@ func TestDumpKeepsRseqArea(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	cmd := exec.Command("sleep", "1000")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	waitState(t, pid, "S") // past exec and glibc's start-up
-
-	// Where the area is, and memory to copy first, through a tracer of
-	// our own, gone before the dump.
+	// Where the area is, and memory to copy first.
 	const bigSize = 256 << 20
-	var addr, big uint64
-	func() {
-		tr := ptrace.NewTracer()
-		defer tr.Close()
-		if err := tr.Seize(pid, unix.PTRACE_O_TRACESYSGOOD); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tr.Interrupt(pid); err != nil {
-			t.Fatal(err)
-		}
-		rc, err := tr.GetRseqConfig(pid)
-		if err != nil || rc.RseqAbiPointer == 0 {
-			tr.Detach(pid, 0)
-			t.Skipf("sleep has no rseq area (kernel < 5.13, glibc < 2.35, or glibc.pthread.rseq=0): %v", err)
-		}
-		addr = rc.RseqAbiPointer
-		insn, err := ptrace.FindSyscallInsn(pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := tr.BeginInject(pid, insn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		big, err = r.Syscall(unix.SYS_MMAP, 0, bigSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
-		if err := errors.Join(err, r.End(), tr.Detach(pid, 0)); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	sl := rseqtest.StartSleep(t, bigSize)
+	pid, addr, big := sl.Pid, sl.Area, sl.Mapped
 	if big > addr {
 		t.Fatalf("256 MiB mapped at %#x, above the rseq area at %#x: it would be copied after it", big, addr)
 	}
@@ -86,7 +44,7 @@ func TestDumpKeepsRseqArea(t *testing.T) {
 	if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, pid, "T")
+	rseqtest.WaitState(t, pid, 'T')
 	// struct rseq starts with cpu_id_start and cpu_id (u32 each).
 	mark := []byte{0xad, 0xde, 0xad, 0xde, 0xef, 0xbe, 0xef, 0xbe}
 	if err := ptrace.WriteMem(pid, addr, mark); err != nil {
@@ -117,19 +75,6 @@ func TestDumpKeepsRseqArea(t *testing.T) {
 	} else {
 		t.Logf("the kernel rewrote the rseq area during the dump (% x); the image kept % x", live, got)
 	}
-}
-
-// waitState waits until pid's state (in /proc/PID/stat) is state.
-func waitState(t *testing.T, pid int, state string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i > 0 && strings.HasPrefix(s[i+1:], " "+state) {
-			return
-		}
-	}
-	t.Fatalf("pid %d never reached state %s", pid, state)
 }
 
 // pagesAt reads n bytes at addr from the pages image of pid.

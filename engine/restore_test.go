@@ -8,18 +8,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"golang.org/x/sys/unix"
 
-	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/ns"
+	"github.com/gocr/gocr/engine/procfs"
 )
 
 // workloadEnv makes the test binary a workload (see TestMain): it counts
@@ -134,9 +132,7 @@ func TestDumpRestoreAcrossPidWrap(t *testing.T) {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		t.Fatal(err)
 	}
-	if !dumpRestore(t, "ns-wrap") {
-		t.Fatal("the workload's tids do not straddle the wrap of the pid allocator")
-	}
+	dumpRestore(t, "ns-wrap")
 }
 
 // wrapEnv runs the test binary as pid 1 of a pid namespace of its own
@@ -165,10 +161,9 @@ func TestDumpRestoreUserNamespace(t *testing.T) {
 }
 
 // dumpRestore runs the workload in the given zdtm flavor ("" for h),
-// dumps it, restores it and lets it check itself. With "ns-wrap", it
-// returns false without dumping when the workload's tids do not straddle
-// the wrap of the pid allocator.
-func dumpRestore(t *testing.T, flavor string) bool {
+// dumps it, restores it and lets it check itself; "ns-wrap" is ns with
+// tids that straddle the wrap of the pid allocator.
+func dumpRestore(t *testing.T, flavor string) {
 	wrap := flavor == "ns-wrap"
 	if wrap {
 		flavor = "ns"
@@ -247,17 +242,15 @@ func dumpRestore(t *testing.T, flavor string) bool {
 	}
 	nBefore := threads()
 	if wrap {
-		var tids []int
-		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-		for _, e := range ents {
-			tid, _ := strconv.Atoi(e.Name())
-			tids = append(tids, tid)
+		tids, err := procfs.Tasks(pid)
+		if err != nil {
+			t.Fatal(err)
 		}
 		// Across the wrap, the tids are far apart; without it, close.
 		if pidMax, _ := readPidMax(); slices.Max(tids)-slices.Min(tids) < pidMax/2 {
-			t.Logf("workload tids %v do not straddle the wrap of the pid allocator", tids)
-			return false
+			t.Fatalf("workload tids %v do not straddle the wrap of the pid allocator", tids)
 		}
+		t.Logf("workload tids %v", tids)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -272,7 +265,6 @@ func dumpRestore(t *testing.T, flavor string) bool {
 		if err != nil || len(host) > 0 {
 			t.Fatalf("ReservePids: %v, held by the test itself: %v", err, host)
 		}
-		t.Logf("workload tids %v", hostTidsOf(t, images))
 		// Processes started now take pids from where ReservePids left
 		// the allocator, and hold them during the restore.
 		for range 8 {
@@ -320,28 +312,6 @@ func dumpRestore(t *testing.T, flavor string) bool {
 	if !strings.Contains(string(b), "PASS") {
 		t.Fatalf("restored workload output %q", b)
 	}
-	return true
-}
-
-// hostTidsOf reads the tids the tree had in gocr's pid namespace.
-func hostTidsOf(t *testing.T, dir string) []int {
-	t.Helper()
-	d, err := image.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	host, err := image.ReadAll[pstree.PstreeEntry](d, image.Pstree, image.HostPstreeFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tids []int
-	for _, e := range host {
-		for _, tid := range e.GetThreads() {
-			tids = append(tids, int(tid))
-		}
-	}
-	return tids
 }
 
 // critDecode checks that CRIU's crit decodes every protobuf image of dir,

@@ -46,44 +46,10 @@ func StartWrongSignature(t testing.TB) *Victim {
 
 func start(t testing.TB, wrongSignature bool) *Victim {
 	t.Helper()
-	cmd := exec.Command("sleep", "1000")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	v := &Victim{Pid: cmd.Process.Pid}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	waitState(t, v.Pid, 'S') // past exec and glibc's start-up
-
-	var area, page uint64
-	var sig uint32
-	withTracer(t, v.Pid, func(tr *ptrace.Tracer) {
-		rc, err := tr.GetRseqConfig(v.Pid)
-		if err != nil || rc.RseqAbiPointer == 0 {
-			tr.Detach(v.Pid, 0)
-			t.Skipf("sleep has no rseq area (kernel < 5.13, glibc < 2.35, or glibc.pthread.rseq=0): %v", err)
-		}
-		area, sig = rc.RseqAbiPointer, rc.Signature
-		regs, err := tr.GetRegs(v.Pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v.StopIP = regs.Rip // right after the syscall instruction of its sleep
-		insn, err := ptrace.FindSyscallInsn(v.Pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := tr.BeginInject(v.Pid, insn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		page, err = r.Syscall(unix.SYS_MMAP, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
-		if err := errors.Join(err, r.End()); err != nil {
-			t.Fatal(err)
-		}
-	})
+	sl := StartSleep(t, 4096)
+	v := &Victim{Pid: sl.Pid}
+	v.StopIP = v.IP(t) // right after the syscall instruction of its sleep
+	page, sig := sl.Mapped, sl.Signature
 	// The descriptor at page: a section around StopIP (see InSection),
 	// its abort handler at page+132, after the signature.
 	v.CS, v.AbortIP = page, page+132
@@ -100,12 +66,59 @@ func start(t testing.TB, wrongSignature bool) *Victim {
 	if err := unix.Kill(v.Pid, unix.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, v.Pid, 'T')
-	v.CSAddr = area + abi.RseqCSOffset
+	WaitState(t, v.Pid, 'T')
+	v.CSAddr = sl.Area + abi.RseqCSOffset
 	if err := ptrace.WriteMem(v.Pid, v.CSAddr, binary.LittleEndian.AppendUint64(nil, v.CS)); err != nil {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// Sleep is a sleep whose rseq area glibc registered, with memory the
+// test mapped into it.
+type Sleep struct {
+	Pid       int
+	Area      uint64 // its struct rseq
+	Signature uint32 // the signature it registered the area with
+	Mapped    uint64 // where the test's mapping is
+}
+
+// StartSleep starts a sleep and maps size bytes of private anonymous
+// memory into it, or skips the test when sleep has no rseq area. The
+// sleep is killed when the test ends.
+func StartSleep(t testing.TB, size uint64) *Sleep {
+	t.Helper()
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sl := &Sleep{Pid: cmd.Process.Pid}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	WaitState(t, sl.Pid, 'S') // past exec and glibc's start-up
+	withTracer(t, sl.Pid, func(tr *ptrace.Tracer) {
+		rc, err := tr.GetRseqConfig(sl.Pid)
+		if err != nil || rc.RseqAbiPointer == 0 {
+			tr.Detach(sl.Pid, 0)
+			t.Skipf("sleep has no rseq area (kernel < 5.13, glibc < 2.35, or glibc.pthread.rseq=0): %v", err)
+		}
+		sl.Area, sl.Signature = rc.RseqAbiPointer, rc.Signature
+		insn, err := ptrace.FindSyscallInsn(sl.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := tr.BeginInject(sl.Pid, insn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sl.Mapped, err = r.Syscall(unix.SYS_MMAP, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+		if err := errors.Join(err, r.End()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return sl
 }
 
 // InSection reports whether ip lies in the victim's critical section
@@ -159,8 +172,8 @@ func withTracer(t testing.TB, pid int, f func(*ptrace.Tracer)) {
 	f(tr)
 }
 
-// waitState waits until pid's state in /proc/PID/stat is state.
-func waitState(t testing.TB, pid int, state byte) {
+// WaitState waits until pid's state in /proc/PID/stat is state.
+func WaitState(t testing.TB, pid int, state byte) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 		if st, err := procfs.Stat(pid); err == nil && st.State == state {
