@@ -30,6 +30,9 @@ LDFLAGS    := -X main.Version=$(VERSION)
 KERNEL     ?= 6.1
 VMRESULTS  ?= /tmp/gocr-vmtest
 VMFLAGS    ?=
+# go test's own deadline for the suite: a hung spec ends the run with a
+# goroutine dump naming it.
+ZTIMEOUT   ?= 60m
 ifneq ($(KCACHE),)
 export KCACHE
 endif
@@ -77,12 +80,18 @@ zdtm: deps
 	@mkdir -p $(RESULTS)
 	cd zdtm && ZDTM_ENGINE='$(ENGINE)' ZDTM_TESTS='$(T)' ZDTM_FLAVORS='$(F)' ZDTM_MODES='$(MODE)' \
 		ZDTM_EXTERNAL='$(EXTERNAL)' ZDTM_RESULTS='$(RESULTS)' \
-		$(GO) test -count=1 -v -timeout 60m . -ginkgo.junit-report=$(RESULTS)/junit-$(subst :,_,$(subst /,_,$(ENGINE))).xml
+		$(GO) test -count=1 -v -timeout $(ZTIMEOUT) . -ginkgo.junit-report=$(RESULTS)/junit-$(subst :,_,$(subst /,_,$(ENGINE))).xml
 
-test: deps unit
-	$(MAKE) --no-print-directory zdtm ENGINE=none
-	$(MAKE) --no-print-directory zdtm ENGINE=gocr
-	$(MAKE) --no-print-directory test-vm
+# Every step of `make test` has a deadline of its own (ci/step.sh), well
+# under CI's 90 minutes and together below them: a step that hangs fails
+# with its name instead of eating the run. Steps take 1-5 minutes here.
+STEP       := bash ci/step.sh
+test:
+	$(STEP) deps 10m $(MAKE) --no-print-directory deps
+	$(STEP) unit 15m $(MAKE) --no-print-directory unit
+	$(STEP) zdtm-none 10m $(MAKE) --no-print-directory zdtm ENGINE=none ZTIMEOUT=9m
+	$(STEP) zdtm-gocr 30m $(MAKE) --no-print-directory zdtm ENGINE=gocr ZTIMEOUT=28m
+	$(STEP) test-vm 20m $(MAKE) --no-print-directory test-vm
 
 # What vmtest needs from Debian, installed only when missing: QEMU, the
 # archive keyring (kernels are fetched with a private apt configuration
@@ -103,8 +112,11 @@ vmdeps:
 # or a comma-separated list, or all). Prints a table and
 # "vmtest: N passed, N failed, N skipped"; per-kernel results and JUnit
 # reports go to $(VMRESULTS)/KERNEL/.
+# vmtest is built and run as a binary of its own (not `go run`), so a
+# SIGTERM or Ctrl-C reaches it: it stops every QEMU it started and exits.
 vmtest: vmdeps
-	$(GO) run ./vmtest/cmd/vmtest -kernel '$(KERNEL)' -engine '$(ENGINE)' -T '$(T)' -F '$(F)' -mode '$(MODE)' \
+	$(GO) build -o bin/vmtest ./vmtest/cmd/vmtest
+	./bin/vmtest -kernel '$(KERNEL)' -engine '$(ENGINE)' -T '$(T)' -F '$(F)' -mode '$(MODE)' \
 		-out '$(VMRESULTS)' -ldflags '$(LDFLAGS)' $(VMFLAGS)
 
 # Every kernel of the matrix, VMs side by side as the CPUs allow.
@@ -114,7 +126,7 @@ matrix:
 # The suite without checkpoints in a VM on Debian 12's kernel (about a
 # minute under TCG once the kernel is cached): meant for `make test`.
 test-vm:
-	$(MAKE) --no-print-directory vmtest KERNEL=6.1 ENGINE=none VMFLAGS='-q $(VMFLAGS)'
+	$(MAKE) --no-print-directory vmtest KERNEL=6.1 ENGINE=none VMFLAGS='-q -timeout 15m $(VMFLAGS)'
 
 # Speed against this machine's limits, measured in the same run.
 bench: build

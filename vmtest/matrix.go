@@ -29,7 +29,10 @@ func RunMatrix(ctx context.Context, ks []*kernel.Kernel, p *Payload, o Options) 
 			defer func() { <-sem }()
 			res[i] = RunKernel(ctx, k, p, o)
 			r := res[i]
-			o.Log("kernel %s: %s in %v: %d passed, %d failed, %d skipped %s", k.Line, r.End, r.Wall.Round(time.Second), r.Passed, r.Failed, r.Skipped, r.Note)
+			o.Log("kernel %s: %s in %v: %d passed, %d failed, %d skipped %s", k.Line, r.Verdict(), r.Wall.Round(time.Second), r.Passed, r.Failed, r.Skipped, r.Note)
+			if !r.OK() && r.Detail != "" {
+				o.Log("kernel %s: what it left:\n%s", k.Line, indent(r.Detail, "    "))
+			}
 		}()
 	}
 	wg.Wait()
@@ -47,10 +50,7 @@ func WriteTable(w io.Writer, rs []*Result, engine string, wall time.Duration) {
 		if rel == "" && r.Kernel != nil {
 			rel = r.Kernel.ABI
 		}
-		verdict := "ok"
-		if !r.OK() {
-			verdict = "FAIL (" + r.End + ")"
-		}
+		verdict := r.Verdict()
 		mnt := "-"
 		if r.Release != "" {
 			mnt = map[bool]string{true: "yes", false: "NO"}[r.Fdinfo]
@@ -103,6 +103,10 @@ func fmtDur(d time.Duration) string {
 		return d.String()
 	}
 	return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+}
+
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix)
 }
 
 func firstLine(s string) string {

@@ -36,6 +36,29 @@ type File struct {
 	Mode os.FileMode // 0: the host file's mode
 }
 
+// BuildInit builds only vmtest-init into dir, for the accelerator probe,
+// which needs nothing else; it returns its path.
+func BuildInit(ctx context.Context, repo, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "init")
+	cmd := exec.CommandContext(ctx, goBinary(), "build", "-o", out, "./vmtest/cmd/vmtest-init")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build vmtest-init: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+func goBinary() string {
+	if g := os.Getenv("GO"); g != "" {
+		return g
+	}
+	return "go"
+}
+
 // BuildPayload builds the guest's binaries from the source tree at repo
 // into dir, all static (CGO_ENABLED=0) except C workloads that link
 // glibc on purpose; their shared libraries are taken along.
@@ -44,10 +67,7 @@ func BuildPayload(ctx context.Context, repo, dir, ldflags string, log func(strin
 		return nil, err
 	}
 	t := time.Now()
-	gobin := "go"
-	if g := os.Getenv("GO"); g != "" {
-		gobin = g
-	}
+	gobin := goBinary()
 	builds := []struct {
 		out  string
 		args []string

@@ -46,7 +46,8 @@ type Options struct {
 	CPUs    int
 	Jobs    int           // VMs at once
 	Timeout time.Duration // wall clock per VM
-	KVM     string        // auto, on, off
+	Accel   qemu.Accel    // from ChooseAccel; zero: TCG
+	QEMU    string        // the emulator (default qemu.Binary)
 	Inject  string        // panic or hang: prove that the host notices
 	Append  string        // extra kernel command line
 	Log     func(format string, args ...any)
@@ -66,14 +67,30 @@ type Result struct {
 	Wall    time.Duration // the VM, boot to power-off
 	Suite   time.Duration // the suite inside
 	End     string        // how the VM ended (qemu.End*), or "error"
+	Exit    string        // how QEMU ended, when it exited by itself: "status 134 (SIGABRT)"
 	Accel   string
 	Note    string // why it failed, when it did
+	// Detail is what a failure left to read: the tail of qemu.stderr and
+	// of the console.
+	Detail string
 	Dir     string
 	Fdinfo  bool // mnt_id in fdinfo
 }
 
 // OK reports whether the kernel's run passed.
 func (r *Result) OK() bool { return r.End == qemu.EndPoweroff && r.Failed == 0 }
+
+// Verdict is the result column of the matrix: ok, or FAIL with how the
+// VM ended.
+func (r *Result) Verdict() string {
+	switch {
+	case r.OK():
+		return "ok"
+	case r.End == qemu.EndExit && r.Exit != "":
+		return "FAIL (" + r.End + ": " + r.Exit + ")"
+	}
+	return "FAIL (" + r.End + ")"
+}
 
 var summaryRE = regexp.MustCompile(`zdtm: (\d+) passed, (\d+) failed, (\d+) skipped`)
 
@@ -90,6 +107,11 @@ func RunKernel(ctx context.Context, k *kernel.Kernel, p *Payload, o Options) *Re
 }
 
 func runKernel(ctx context.Context, k *kernel.Kernel, p *Payload, o Options, r *Result) error {
+	if ctx.Err() != nil {
+		r.End, r.Failed = qemu.EndInterrupted, 1
+		r.Note = fmt.Sprintf("not started: %v", context.Cause(ctx))
+		return nil
+	}
 	os.RemoveAll(r.Dir)
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return err
@@ -119,17 +141,14 @@ func runKernel(ctx context.Context, k *kernel.Kernel, p *Payload, o Options, r *
 	// is reported by the suite rather than as a lost VM.
 	guestTimeout := o.Timeout - o.Timeout/10 - 30*time.Second
 	cfg.Args = []string{"-test.v", "-test.timeout=" + guestTimeout.Round(time.Second).String(), "-ginkgo.v", "-ginkgo.no-color"}
-	cb, _ := json.MarshalIndent(cfg, "", "  ")
+	cb, _ := jsonConfig(cfg)
 	initrd := filepath.Join(r.Dir, "initramfs.cpio")
 	size, err := WriteInitramfs(initrd, p, mods, cb)
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
 	o.Log("kernel %s: booting %s (%s), initramfs %d MiB, modules [%s]", k.Line, k.ABI, filepath.Base(k.Image), size>>20, strings.Join(cfg.Modules, " "))
-	appendLine := "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 mitigations=off random.trust_cpu=on rdinit=/init"
-	if o.Append != "" {
-		appendLine += " " + o.Append
-	}
+	appendLine := kernelCmdline(o.Append)
 	stopTail := make(chan struct{})
 	var tailDone sync.WaitGroup
 	if o.Console != nil {
@@ -140,14 +159,14 @@ func runKernel(ctx context.Context, k *kernel.Kernel, p *Payload, o Options, r *
 		}()
 	}
 	out, err := qemu.Run(ctx, qemu.Config{Kernel: k.Image, Initrd: initrd, Append: appendLine, MemMiB: o.MemMiB,
-		CPUs: o.CPUs, Dir: r.Dir, Timeout: o.Timeout, KVM: o.KVM})
+		CPUs: o.CPUs, Dir: r.Dir, Timeout: o.Timeout, Accel: o.Accel, Binary: o.QEMU})
 	close(stopTail)
 	tailDone.Wait()
 	os.Remove(initrd) // tens of MiB, rebuilt every run
 	if err != nil {
 		return err
 	}
-	r.Wall, r.End, r.Accel = out.Duration, out.End, out.Accel
+	r.Wall, r.End, r.Accel = out.Duration, out.End, out.Accel.Name
 	st, err := unpackResults(out.Results, r.Dir)
 	if st != nil {
 		r.Release, r.Fdinfo, r.Suite = st.Release, st.FdinfoMnt, time.Duration(st.Seconds*float64(time.Second))
@@ -158,6 +177,7 @@ func runKernel(ctx context.Context, k *kernel.Kernel, p *Payload, o Options, r *
 		}
 	}
 	console := filepath.Join(r.Dir, "console.log")
+	tails := "qemu.stderr:\n" + tailFile(out.Stderr, 20) + "\nconsole:\n" + tailFile(console, 40)
 	switch {
 	case out.End == qemu.EndCrash:
 		r.Passed, r.Failed = consoleCounts(console)
@@ -167,18 +187,32 @@ func runKernel(ctx context.Context, k *kernel.Kernel, p *Payload, o Options, r *
 	case out.End == qemu.EndTimeout && st == nil:
 		r.Passed, r.Failed = consoleCounts(console)
 		r.Failed++
-		r.Note = fmt.Sprintf("no power-off within %v (QMP status %q)%s", o.Timeout, out.Status, during(console))
-		writeFailureJUnit(r, r.Note, tailFile(console, 40))
+		r.Note = fmt.Sprintf("no power-off within %v (%s, QMP status %q)%s", o.Timeout, out.Phase, out.Status, during(console))
+		r.Detail = tails
+		writeFailureJUnit(r, r.Note, tails)
 	case out.End == qemu.EndTimeout:
 		// The results came, but the guest never powered off.
 		r.Failed++
 		r.Note = fmt.Sprintf("the guest sent its results but did not power off within %v (QMP status %q)", o.Timeout, out.Status)
 		writeFailureJUnit(r, r.Note, tailFile(console, 40))
+	case out.End == qemu.EndInterrupted:
+		r.Passed, r.Failed = consoleCounts(console)
+		r.Failed++
+		r.Note = fmt.Sprintf("interrupted (%s)%s: QEMU stopped", out.Detail, during(console))
+		writeFailureJUnit(r, r.Note, tails)
+	case out.End == qemu.EndNoQMP:
+		r.Failed++
+		r.Note = fmt.Sprintf("QEMU was killed: %s; %s", out.Detail, oneLine(tailFile(out.Stderr, 3)))
+		r.Detail = tails
+		writeFailureJUnit(r, r.Note, tails)
 	case out.End != qemu.EndPoweroff:
 		r.Passed, r.Failed = consoleCounts(console)
 		r.Failed++
-		r.Note = fmt.Sprintf("QEMU exited (%s)", out.Reason)
-		writeFailureJUnit(r, r.Note, tailFile(out.Stderr, 20)+"\n"+tailFile(console, 40))
+		r.Exit = out.Exit
+		r.Note = fmt.Sprintf("QEMU exited by itself (%s, %s, shutdown reason %q)%s: %s", out.Exit, out.Phase, out.Reason,
+			during(console), oneLine(tailFile(out.Stderr, 3)))
+		r.Detail = tails
+		writeFailureJUnit(r, r.Note, tails)
 	case st == nil:
 		r.Failed++
 		r.Note = fmt.Sprintf("the guest sent no results: %v", err)
@@ -205,6 +239,17 @@ func runKernel(ctx context.Context, k *kernel.Kernel, p *Payload, o Options, r *
 	}
 	return nil
 }
+
+// kernelCmdline is the guests' kernel command line, with extra appended.
+func kernelCmdline(extra string) string {
+	l := "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 mitigations=off random.trust_cpu=on rdinit=/init"
+	if extra != "" {
+		l += " " + extra
+	}
+	return l
+}
+
+func jsonConfig(cfg guest.Config) ([]byte, error) { return json.MarshalIndent(cfg, "", "  ") }
 
 // unpackResults unpacks the guest's results stream into dir; it returns
 // the guest's status when the stream is complete.

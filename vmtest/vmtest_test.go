@@ -11,7 +11,13 @@ import (
 
 	"github.com/gocr/gocr/vmtest/guest"
 	"github.com/gocr/gocr/vmtest/qemu"
+	"github.com/gocr/gocr/vmtest/qemu/qemutest"
 )
+
+func TestMain(m *testing.M) {
+	qemutest.Main() // the test binary is also the stand-in QEMU
+	os.Exit(m.Run())
+}
 
 func TestUnpackResults(t *testing.T) {
 	dir := t.TempDir()

@@ -30,6 +30,10 @@ type Config struct {
 	// notices: "panic" (a kernel panic mid-suite) or "hang" (never power
 	// off). Empty in real runs.
 	Inject string
+	// Probe asks /init only to answer: load the modules, send a status
+	// with the kernel's release and power off. vmtest boots such a guest
+	// to learn whether KVM really runs guests here.
+	Probe bool
 	// InjectAfter is the number of seconds into the suite at which a
 	// panic is injected.
 	InjectAfter int

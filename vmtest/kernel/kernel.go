@@ -325,11 +325,28 @@ func (k *Kernel) unpack(ctx context.Context, a *apt, pkg, version string) error 
 // ResolveModules returns the module files to load for names, in load
 // order; built-in modules are left out.
 func (k *Kernel) ResolveModules(names []string) ([]string, error) {
+	if k.ModulesDir == "" {
+		return nil, nil // a kernel of one's own (Local): everything built in
+	}
 	ix, err := indexModules(k.ModulesDir)
 	if err != nil {
 		return nil, err
 	}
 	return ix.resolve(names)
+}
+
+// Local is a kernel image of one's own, not Debian's: the guest's
+// modules (virtio-serial and the console) must be built into it, or be
+// under modulesDir (lib/modules/RELEASE, with modules.builtin).
+func Local(image, modulesDir string) (*Kernel, error) {
+	abs, err := filepath.Abs(image)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return nil, fmt.Errorf("kernel image: %w", err)
+	}
+	return &Kernel{Line: "local", ABI: filepath.Base(abs), Image: abs, Dir: filepath.Dir(abs), ModulesDir: modulesDir, Cached: true}, nil
 }
 
 func loadKernel(dir string) (*Kernel, error) {

@@ -1,27 +1,45 @@
 // Package qemu boots a kernel and an initramfs in qemu-system-x86_64 and
-// watches it through QMP (github.com/digitalocean/go-qemu/qmp) until the
-// guest powers off, crashes (a panic resets it, and -no-reboot turns the
-// reset into an exit) or runs out of time.
+// watches it through QMP until the guest powers off, crashes (a panic
+// resets it, and -no-reboot turns the reset into an exit), QEMU dies, the
+// wall clock runs out or the caller gives up. Every phase has a deadline,
+// from the start of the process to its reaping: Run always returns, and
+// never leaves a QEMU behind.
 package qemu
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
+	"syscall"
 	"time"
 
-	"github.com/digitalocean/go-qemu/qmp"
+	"golang.org/x/sys/unix"
 )
 
-// Binary is the QEMU system emulator vmtest runs.
+// Binary is the QEMU system emulator vmtest runs unless Config.Binary
+// names another.
 const Binary = "qemu-system-x86_64"
+
+// Accel is how QEMU runs the guest's CPUs: the accelerator and the CPU
+// model that goes with it.
+type Accel struct {
+	Name string // kvm or tcg
+	CPU  string // -cpu
+}
+
+// TCG is software emulation, which works everywhere.
+var TCG = Accel{Name: "tcg", CPU: "max"}
+
+// KVMCPUs are the CPU models tried under KVM, best first. QEMU 7.2 aborts
+// with "host" on some hosts ("failed to set MSR 0x10a"): the model
+// without arch-capabilities may still work there.
+var KVMCPUs = []string{"host", "host,-arch-capabilities"}
+
+func (a Accel) String() string { return a.Name + " (-cpu " + a.CPU + ")" }
 
 // Config describes one VM.
 type Config struct {
@@ -30,25 +48,34 @@ type Config struct {
 	Append  string // kernel command line
 	MemMiB  int
 	CPUs    int
-	Dir     string // for the QMP socket, console.log and the results stream
+	Dir     string // for the QMP socket, console.log, qemu.stderr and the results stream
 	Timeout time.Duration
-	// KVM: "auto" (when /dev/kvm opens), "on" or "off".
-	KVM string
+	Accel   Accel // zero: TCG
+	// Binary is the emulator to run (default Binary); tests put a
+	// stand-in here.
+	Binary string
+	// QMPWait is how long QEMU may take to open its QMP socket (default
+	// 10s); a QEMU that never does is killed.
+	QMPWait time.Duration
 }
 
 // How a VM ended.
 const (
-	EndPoweroff = "poweroff"    // the guest powered off: results are complete
-	EndCrash    = "guest-reset" // panic=-1 + -no-reboot: the kernel panicked (or triple-faulted)
-	EndTimeout  = "timeout"     // the wall clock ran out; QEMU was told to quit
-	EndExit     = "qemu-exit"   // QEMU exited by itself for another reason
+	EndPoweroff    = "poweroff"    // the guest powered off: results are complete
+	EndCrash       = "guest-reset" // panic=-1 + -no-reboot: the kernel panicked (or triple-faulted)
+	EndTimeout     = "timeout"     // the wall clock ran out; QEMU was told to quit, then killed
+	EndExit        = "qemu-exited" // QEMU exited by itself, not because the guest asked
+	EndNoQMP       = "no-qmp"      // QEMU never answered on its QMP socket; it was killed
+	EndInterrupted = "interrupted" // the caller gave up (a signal to vmtest); QEMU was stopped
 )
 
 // Outcome of a VM run.
 type Outcome struct {
 	End      string        // one of the End* values
 	Reason   string        // QEMU's SHUTDOWN reason, e.g. guest-shutdown
-	Accel    string        // kvm or tcg
+	Exit     string        // how the QEMU process ended: "status 0", "status 134 (SIGABRT)"
+	Phase    string        // when it ended: "before QMP" or "running"
+	Accel    Accel         // what it ran with
 	Duration time.Duration // from QEMU's start to its exit
 	Console  string        // path of the console log
 	Results  string        // path of what the guest wrote to the results port
@@ -56,27 +83,29 @@ type Outcome struct {
 	// Status is the run state QMP reported when the wall clock ran out
 	// (running, internal-error, ...); empty otherwise.
 	Status string
+	// Detail says more about an end that is not a power-off (the QMP
+	// error, the signal that interrupted the run).
+	Detail string
 }
 
-// KVMAvailable reports whether /dev/kvm can be opened.
-func KVMAvailable() bool {
+// OpenKVM reports why /dev/kvm cannot be used, or nil.
+func OpenKVM() error {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
-		return false
+		return err
 	}
-	f.Close()
-	return true
+	return f.Close()
 }
 
 // Args returns QEMU's command line for c.
-func (c Config) Args(accel string) []string {
-	cpu := "max"
-	if accel == "kvm" {
-		cpu = "host"
+func (c Config) Args() []string {
+	a := c.Accel
+	if a.Name == "" {
+		a = TCG
 	}
 	return []string{
-		"-machine", "q35,accel=" + accel,
-		"-cpu", cpu,
+		"-machine", "q35,accel=" + a.Name,
+		"-cpu", a.CPU,
 		"-m", strconv.Itoa(c.MemMiB),
 		"-smp", strconv.Itoa(c.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none",
@@ -91,79 +120,123 @@ func (c Config) Args(accel string) []string {
 	}
 }
 
-// Run boots the VM and waits for its end. An error means the VM could
-// not be run at all; how the guest ended is in the Outcome.
-func Run(ctx context.Context, c Config) (*Outcome, error) {
-	if _, err := exec.LookPath(Binary); err != nil {
-		return nil, fmt.Errorf("%s not found (apt-get install qemu-system-x86): %w", Binary, err)
+// proc is a started QEMU and its reaping.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process is reaped
+	err  error         // cmd.Wait's, valid after done
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
-	accel := "tcg"
-	if c.KVM == "on" || (c.KVM != "off" && KVMAvailable()) {
-		accel = "kvm"
+}
+
+// kill ends QEMU (its whole process group) and waits until it is reaped.
+func (p *proc) kill() {
+	if !p.exited() {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		p.cmd.Process.Kill()
+	}
+	<-p.done
+}
+
+// exitStatus says how the process ended, the way a shell would count it.
+func (p *proc) exitStatus() string {
+	ps := p.cmd.ProcessState
+	if ps == nil {
+		return ""
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return fmt.Sprintf("status %d (%s)", 128+int(ws.Signal()), unix.SignalName(ws.Signal()))
+	}
+	return fmt.Sprintf("status %d", ps.ExitCode())
+}
+
+// Run boots the VM and waits for its end. An error means the VM could
+// not be started at all; how it ended once started is in the Outcome.
+func Run(ctx context.Context, c Config) (*Outcome, error) {
+	bin := c.Binary
+	if bin == "" {
+		bin = Binary
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		return nil, fmt.Errorf("%s not found (apt-get install qemu-system-x86): %w", bin, err)
+	}
+	if c.Accel.Name == "" {
+		c.Accel = TCG
+	}
+	if c.QMPWait == 0 {
+		c.QMPWait = 10 * time.Second
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("not started: %w", context.Cause(ctx))
 	}
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return nil, err
 	}
 	sock := filepath.Join(c.Dir, "qmp.sock")
-	for _, f := range []string{sock, "console.log", "results.tar"} {
-		os.Remove(filepath.Join(c.Dir, filepath.Base(f)))
+	for _, f := range []string{"qmp.sock", "console.log", "results.tar"} {
+		os.Remove(filepath.Join(c.Dir, f))
 	}
-	o := &Outcome{Accel: accel, Console: filepath.Join(c.Dir, "console.log"), Results: filepath.Join(c.Dir, "results.tar")}
+	o := &Outcome{Accel: c.Accel, Console: filepath.Join(c.Dir, "console.log"), Results: filepath.Join(c.Dir, "results.tar")}
 	stderr, err := os.Create(filepath.Join(c.Dir, "qemu.stderr"))
 	if err != nil {
 		return nil, err
 	}
 	defer stderr.Close()
 	o.Stderr = stderr.Name()
-	cmd := exec.Command(Binary, c.Args(accel)...)
+	cmd := exec.Command(bin, c.Args()...)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
+	// A process group of its own: a Ctrl-C on the terminal reaches vmtest,
+	// which stops QEMU itself; and QEMU dies with vmtest if vmtest is
+	// killed outright.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", Binary, err)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	var mu sync.Mutex
-	reason := ""
-	mon, err := connect(sock, exited)
-	if err != nil {
-		cmd.Process.Kill()
-		<-exited
-		b, _ := os.ReadFile(stderr.Name())
-		return nil, fmt.Errorf("QMP: %w\n%s", err, strings.TrimSpace(string(b)))
-	}
-	defer mon.Disconnect()
-	// go-qemu's event channel is unbuffered and shared with command
-	// replies: drain it all the time, or replies stall.
-	events, _ := mon.Events(context.Background())
-	go func() {
-		for e := range events {
-			if e.Event == "SHUTDOWN" {
-				mu.Lock()
-				reason, _ = e.Data["reason"].(string)
-				mu.Unlock()
-			}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	wall := time.NewTimer(c.Timeout)
+	defer wall.Stop()
+	finish := func(end string) *Outcome {
+		if o.End == "" {
+			o.End = end
 		}
-	}()
-
-	timer := time.NewTimer(c.Timeout)
-	defer timer.Stop()
-	select {
-	case <-exited:
-	case <-timer.C:
-		o.End = EndTimeout
-		o.Status, _ = Status(mon)
-		quit(mon, cmd, exited)
-	case <-ctx.Done():
-		o.End = EndTimeout
-		o.Status, _ = Status(mon)
-		quit(mon, cmd, exited)
+		o.Duration = time.Since(start)
+		o.Exit = p.exitStatus()
+		return o
 	}
-	o.Duration = time.Since(start)
-	mu.Lock()
-	o.Reason = reason
-	mu.Unlock()
+
+	// Phase 1: QEMU opens its QMP socket, or dies, or never does.
+	o.Phase = "before QMP"
+	mon, end, detail := connect(ctx, sock, p, wall.C, c.QMPWait)
+	if mon == nil {
+		o.Detail = detail
+		p.kill()
+		return finish(end), nil
+	}
+	defer mon.close()
+
+	// Phase 2: the guest runs until QEMU exits or someone gives up.
+	o.Phase = "running"
+	select {
+	case <-p.done:
+	case <-wall.C:
+		o.End = EndTimeout
+		o.Status, _ = mon.status(2 * time.Second)
+		quit(mon, p, 3*time.Second)
+	case <-ctx.Done():
+		o.End = EndInterrupted
+		o.Detail = fmt.Sprint(context.Cause(ctx))
+		quit(mon, p, time.Second)
+	}
+	o.Reason = mon.shutdownReason(time.Second)
 	if o.End == "" {
 		switch o.Reason {
 		case "guest-shutdown":
@@ -174,63 +247,50 @@ func Run(ctx context.Context, c Config) (*Outcome, error) {
 			o.End = EndExit
 		}
 	}
-	return o, nil
+	return finish(""), nil
 }
 
-func connect(sock string, exited <-chan error) (*qmp.SocketMonitor, error) {
-	deadline := time.Now().Add(10 * time.Second)
+// connect waits for QEMU's QMP socket and connects to it. It gives up,
+// returning how the VM ended, when QEMU exits, when the socket does not
+// answer within wait, when the wall clock runs out or when ctx ends.
+func connect(ctx context.Context, sock string, p *proc, wall <-chan time.Time, wait time.Duration) (*monitor, string, string) {
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var last error = errors.New("no QMP socket")
 	for {
 		select {
-		case err := <-exited:
-			return nil, fmt.Errorf("QEMU exited before QMP was up: %v", err)
-		default:
+		case <-p.done:
+			return nil, EndExit, "QEMU exited before its QMP socket was up"
+		case <-wall:
+			return nil, EndTimeout, fmt.Sprintf("no QMP yet when the wall clock ran out (%v)", last)
+		case <-ctx.Done():
+			return nil, EndInterrupted, fmt.Sprint(context.Cause(ctx))
+		case <-tick.C:
 		}
 		if _, err := os.Stat(sock); err == nil {
-			mon, err := qmp.NewSocketMonitor("unix", sock, 2*time.Second)
+			mon, err := dialQMP(sock, max(time.Until(deadline), 100*time.Millisecond))
 			if err == nil {
-				if err = mon.Connect(); err == nil {
-					return mon, nil
-				}
+				return mon, "", ""
 			}
-			if time.Now().After(deadline) {
-				return nil, err
-			}
-		} else if time.Now().After(deadline) {
-			return nil, errors.New("no QMP socket after 10s")
+			last = err
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			if p.exited() {
+				return nil, EndExit, "QEMU exited before its QMP socket was up"
+			}
+			return nil, EndNoQMP, fmt.Sprintf("QEMU gave no QMP within %v: %v", wait, last)
+		}
 	}
 }
 
-// quit asks QEMU to quit through QMP, and kills it if it does not.
-func quit(mon *qmp.SocketMonitor, cmd *exec.Cmd, exited <-chan error) {
-	done := make(chan struct{})
-	go func() {
-		mon.Run([]byte(`{"execute":"quit"}`))
-		close(done)
-	}()
+// quit asks QEMU to quit through QMP and kills it if it has not exited
+// within grace.
+func quit(mon *monitor, p *proc, grace time.Duration) {
+	go mon.run(`{"execute":"quit"}`, grace)
 	select {
-	case <-exited:
-		return
-	case <-time.After(5 * time.Second):
+	case <-p.done:
+	case <-time.After(grace):
+		p.kill()
 	}
-	cmd.Process.Kill()
-	<-exited
-}
-
-// Status asks QEMU for the VM's run state (running, shutdown, ...).
-func Status(mon *qmp.SocketMonitor) (string, error) {
-	out, err := mon.Run([]byte(`{"execute":"query-status"}`))
-	if err != nil {
-		return "", err
-	}
-	var r struct {
-		Return struct {
-			Status string `json:"status"`
-		} `json:"return"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return "", fmt.Errorf("query-status: %w", err)
-	}
-	return r.Return.Status, nil
 }

@@ -45,10 +45,14 @@ func main() {
 	st := guest.Status{ExitCode: -1}
 	files := map[string][]byte{}
 	cfg, err := setup(&st)
-	if err != nil {
+	switch {
+	case err != nil:
 		st.Error = err.Error()
 		logf("setup failed: %v", err)
-	} else {
+	case cfg.Probe:
+		logf("probe: kernel %s is up, answering and powering off", st.Release)
+		st.ExitCode = 0
+	default:
 		runSuite(cfg, &st, files)
 	}
 	if err := sendResults(&st, files); err != nil {

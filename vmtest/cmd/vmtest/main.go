@@ -14,11 +14,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/gocr/gocr/vmtest"
@@ -40,7 +38,10 @@ func main() {
 		cpus     = flag.Int("cpus", 0, "vCPUs per guest (0: 2 for one VM, 1 when VMs run side by side under TCG)")
 		jobs     = flag.Int("j", 0, "VMs at once (0: one per host CPU under TCG, at most the kernels)")
 		timeout  = flag.Duration("timeout", 0, "wall clock per VM (0: 20m for engine none, 90m for an engine that checkpoints: every spec is dumped and restored, in three modes, under TCG)")
-		kvm      = flag.String("kvm", "auto", "use KVM: auto (when /dev/kvm opens), on, off")
+		kvm      = flag.String("kvm", "auto", "use KVM: auto (if a probe guest runs under it, else TCG), on (fail if it does not), off")
+		qemuBin  = flag.String("qemu", qemu.Binary, "the QEMU system emulator to run")
+		vmlinux  = flag.String("vmlinux", "", "boot this kernel image of your own instead of Debian's (its virtio console built in, or its modules under -modules)")
+		modDir   = flag.String("modules", "", "with -vmlinux: the kernel's lib/modules/RELEASE directory")
 		inject   = flag.String("inject", "", "make the guest misbehave to prove the host notices: panic, hang")
 		appendKA = flag.String("append", "", "extra kernel command line")
 		repo     = flag.String("repo", ".", "gocr's source tree")
@@ -64,15 +65,33 @@ func main() {
 	log := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "vmtest: "+format+"\n", args...)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := vmtest.SignalContext(context.Background(), log)
 	defer stop()
+	if *kvm == "on" {
+		// Fail before fetching or building anything.
+		if err := qemu.OpenKVM(); err != nil {
+			log("-kvm on: %v", err)
+			os.Exit(1)
+		}
+	}
 
 	lines := strings.Split(*kernels, ",")
 	if *kernels == "all" {
 		lines = kernel.LineNames()
 	}
+	if *vmlinux != "" {
+		lines = nil
+	}
 	start := time.Now()
 	var ks []*kernel.Kernel
+	if *vmlinux != "" {
+		k, err := kernel.Local(*vmlinux, *modDir)
+		if err != nil {
+			log("%v", err)
+			os.Exit(1)
+		}
+		ks = append(ks, k)
+	}
 	for _, l := range lines {
 		t := time.Now()
 		k, err := kernel.Fetch(ctx, strings.TrimSpace(l), kernel.Options{CacheDir: *cache, MaxListAge: *refresh,
@@ -95,7 +114,21 @@ func main() {
 		log("%v", err)
 		os.Exit(1)
 	}
-	kvmOn := *kvm == "on" || (*kvm == "auto" && qemu.KVMAvailable())
+	absRepo, _ := filepath.Abs(*repo)
+	build := filepath.Join(*out, "build")
+	initBin, err := vmtest.BuildInit(ctx, absRepo, build)
+	if err != nil {
+		log("%v", err)
+		os.Exit(1)
+	}
+	accel, why, err := vmtest.ChooseAccel(ctx, vmtest.AccelProbe{Mode: *kvm, Kernel: ks[0], Init: initBin,
+		Dir: *out, QEMU: *qemuBin, Log: log})
+	if err != nil {
+		log("%v", err)
+		os.Exit(1)
+	}
+	log("accelerator %s", why)
+	kvmOn := accel.Name == "kvm"
 	if *jobs == 0 {
 		*jobs = len(ks)
 		if !kvmOn {
@@ -108,19 +141,14 @@ func main() {
 			*cpus = 1
 		}
 	}
-	absRepo, _ := filepath.Abs(*repo)
-	p, err := vmtest.BuildPayload(ctx, absRepo, filepath.Join(*out, "build"), *ldflags, log)
+	p, err := vmtest.BuildPayload(ctx, absRepo, build, *ldflags, log)
 	if err != nil {
 		log("%v", err)
 		os.Exit(1)
 	}
-	accel := "TCG"
-	if kvmOn {
-		accel = "KVM"
-	}
-	log("%d kernel(s), %d VM(s) at once, %d vCPU and %d MiB each, %s, engine %s", len(ks), *jobs, *cpus, *mem, accel, *engine)
+	log("%d kernel(s), %d VM(s) at once, %d vCPU and %d MiB each, %s, engine %s, %v per VM", len(ks), *jobs, *cpus, *mem, accel, *engine, *timeout)
 	o := vmtest.Options{Engine: *engine, Tests: *tests, Flavors: *flavors, Modes: *modes, Out: *out, MemMiB: *mem,
-		CPUs: *cpus, Jobs: *jobs, Timeout: *timeout, KVM: *kvm, Inject: *inject, Append: *appendKA, Log: log}
+		CPUs: *cpus, Jobs: *jobs, Timeout: *timeout, Accel: accel, QEMU: *qemuBin, Inject: *inject, Append: *appendKA, Log: log}
 	if !*quiet {
 		o.Console = os.Stdout
 	}
@@ -128,10 +156,15 @@ func main() {
 	wall := time.Since(start)
 	fmt.Println()
 	vmtest.WriteTable(os.Stdout, rs, *engine, wall)
+	fmt.Printf("vmtest: accelerator %s\n", why)
 	if err := vmtest.SaveMatrix(*out, rs, *engine, wall); err != nil {
 		log("%v", err)
 	}
 	fmt.Printf("vmtest: per-kernel results and JUnit reports under %s/<kernel>/\n", *out)
+	if ctx.Err() != nil {
+		log("interrupted: %v", context.Cause(ctx))
+		os.Exit(130)
+	}
 	for _, r := range rs {
 		if !r.OK() {
 			os.Exit(1)
