@@ -73,8 +73,8 @@ type Result struct {
 	// Detail is what a failure left to read: the tail of qemu.stderr and
 	// of the console.
 	Detail string
-	Dir     string
-	Fdinfo  bool // mnt_id in fdinfo
+	Dir    string
+	Fdinfo bool // mnt_id in fdinfo
 }
 
 // OK reports whether the kernel's run passed.
