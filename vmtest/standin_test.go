@@ -3,6 +3,7 @@ package vmtest
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -213,4 +214,25 @@ func TestMatrixStopsOnSIGTERM(t *testing.T) {
 		t.Errorf("%d QEMUs started, want 2 (the third kernel waits for a slot)", n)
 	}
 	noneLeft(t, pids)
+}
+
+// The real QEMU, told to use KVM where it cannot (the device vmtest saw
+// open is not what QEMU opens): the probe fails with QEMU's own message
+// and vmtest falls back to TCG.
+func TestChooseAccelRealQEMUWithoutKVM(t *testing.T) {
+	if _, err := exec.LookPath(qemu.Binary); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (make vmdeps)")
+	}
+	if qemu.OpenKVM() == nil {
+		t.Skip("this host has a KVM QEMU may use: the probe would boot for real")
+	}
+	p := AccelProbe{Mode: "auto", Kernel: fakeKernel(t, "6.1", ""), Init: fakeInit(t), Dir: t.TempDir(), Device: "/dev/null"}
+	var a qemu.Accel
+	var why string
+	var err error
+	took := within(t, 60*time.Second, "ChooseAccel", func() { a, why, err = ChooseAccel(context.Background(), p) })
+	if err != nil || a != qemu.TCG || !strings.Contains(why, "qemu-exited (status 1)") || !strings.Contains(strings.ToLower(why), "kvm") {
+		t.Fatalf("%v %q %v", a, why, err)
+	}
+	t.Logf("%v: %s", took, why)
 }
