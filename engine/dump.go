@@ -67,8 +67,13 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	if o.ImagesDir == "" {
 		return fmt.Errorf("dump: no images directory given (-D)")
 	}
-	if o.Root != "" && o.Root != "/" {
-		return fmt.Errorf("dump: --root %s: only / is supported yet", o.Root)
+	if o.Root == "/" {
+		o.Root = ""
+	}
+	if o.Root != "" {
+		if err := mount.CheckRoot(o.Pid, o.Root); err != nil {
+			return fmt.Errorf("dump: %w", err)
+		}
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second

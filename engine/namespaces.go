@@ -17,6 +17,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/utsns"
 	"golang.org/x/sys/unix"
 
+	mnt "github.com/checkpoint-restore/go-criu/v7/crit/images/mnt"
 	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/image/gocrpb"
@@ -262,7 +263,16 @@ func (d *dumper) dumpMountNamespaces() error {
 			continue
 		}
 		done[p.mntNS] = true
-		if err := mount.DumpNS(p.pid, d.dir, uint32(p.mntNS), mount.DumpOptions{External: ext}); err != nil {
+		nsExt := ext
+		if d.o.Root != "" && p.pid == d.o.Pid {
+			// --root: the root mount of the tree's namespace is the
+			// caller's directory, given again at restore.
+			nsExt = maps.Clone(ext)
+			if _, given := nsExt["/"]; !given {
+				nsExt["/"] = mount.RootKey
+			}
+		}
+		if err := mount.DumpNS(p.pid, d.dir, uint32(p.mntNS), mount.DumpOptions{External: nsExt}); err != nil {
 			return err
 		}
 	}
@@ -586,6 +596,20 @@ func checkMountNamespaces(dir *image.Dir, img *restoreImages, gocrNS uint32) err
 		img.mntNSs = append(img.mntNSs, p.mntNS)
 	}
 	return nil
+}
+
+// checkRestoreRoot refuses a --root the images do not expect, and the
+// lack of one they do (see mount.RootKey): the root mount of the root
+// process's namespace tells.
+func checkRestoreRoot(dir *image.Dir, img *restoreImages, root string) error {
+	var entries []*mnt.MntEntry
+	if id := img.procs[0].mntNS; slices.Contains(img.mntNSs, id) {
+		var err error
+		if entries, err = mount.ReadNS(dir, id); err != nil {
+			return err
+		}
+	}
+	return mount.CheckRestoreRoot(entries, root)
 }
 
 // planMounts plans the propagation of every mount namespace the restore

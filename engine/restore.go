@@ -234,13 +234,16 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	if o.ImagesDir == "" {
 		return nil, fmt.Errorf("restore: no images directory given (-D)")
 	}
-	if o.Root != "" && o.Root != "/" {
-		return nil, fmt.Errorf("restore: --root %s: only / is supported yet", o.Root)
+	if o.Root == "/" {
+		o.Root = ""
 	}
 	start := time.Now()
 	external, err := parseExternalMounts(o.External)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if o.Root != "" {
+		external[mount.RootKey] = o.Root
 	}
 	dir, err := image.Open(o.ImagesDir)
 	if err != nil {
@@ -254,6 +257,9 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if err := checkPrivileges(r.img); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if err := checkRestoreRoot(dir, r.img, o.Root); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if err := r.planMounts(); err != nil {

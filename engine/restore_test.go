@@ -26,6 +26,9 @@ import (
 const workloadEnv = "GOCR_ENGINE_TEST_WORKLOAD"
 
 func TestMain(m *testing.M) {
+	if d := os.Getenv(rootEnv); d != "" {
+		os.Exit(enterRootAndExec(d))
+	}
 	if os.Getenv(workloadEnv) != "" {
 		os.Exit(runWorkload())
 	}

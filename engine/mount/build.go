@@ -227,6 +227,9 @@ func hostPathOf(e *mnt.MntEntry, external map[string]string) (string, error) {
 	if !ok {
 		p, ok = strings.CutPrefix(key, HostKeyPrefix)
 	}
+	if !ok && key == RootKey {
+		return "", fmt.Errorf("the tree's root mount was dumped with --root: restore needs --root DIR")
+	}
 	if !ok || !path.IsAbs(p) {
 		return "", fmt.Errorf("external mount with key %q has no host path: pass --external mnt[%s]:PATH", key, key)
 	}
