@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
 )
 
 // rootEnv makes the test binary enter the directory it names as its root
@@ -201,4 +200,3 @@ func TestDumpRestoreRoot(t *testing.T) {
 		t.Fatalf("restored workload: exit %d, %v; output %q", code, err, b)
 	}
 }
-
