@@ -21,7 +21,11 @@ type DumpOptions struct {
 	// refused. 0 means files.DefaultGhostLimit (1 MiB, as criu's);
 	// below 0, only empty ones are saved.
 	GhostLimit int64
-	Root       string // root directory of the tree ("" or "/")
+	// FileLocks saves the file locks the tree holds (POSIX, OFD, flock)
+	// and takes them again on restore, as criu's --file-locks. Without
+	// it a tree holding a lock is refused: it would run on unlocked.
+	FileLocks bool
+	Root      string // root directory of the tree ("" or "/")
 	// External names resources outside the tree, as criu's --external
 	// does: "mnt[PATH]:KEY" makes the mount at PATH (inside the tree's
 	// mount namespaces) external, saved by KEY alone, for restore to bind
@@ -43,6 +47,9 @@ type DumpOptions struct {
 type RestoreOptions struct {
 	ImagesDir string
 	Detached  bool // return once the tree runs; the caller does not wait
+	// FileLocks takes again the file locks the images hold; a restore of
+	// images with locks needs it, as criu's --file-locks.
+	FileLocks bool
 	ShellJob  bool // give fds on a terminal outside the tree gocr's own (files.OwnTerminal)
 	Root      string
 	// External gives the host side of external resources, as criu's

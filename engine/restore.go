@@ -17,6 +17,7 @@ import (
 
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/file-lock"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/memfd"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
@@ -138,6 +139,7 @@ type restoreImages struct {
 	pages     uint64
 	ns        *nsImages
 	mntNSs    []uint32 // the mount namespaces the restore makes, in tree order
+	nlocks    int      // entries of filelocks.img
 	// ttyInfos are tty-info.img's entries by id; ctty the pty that is
 	// the controlling terminal of each session, by its leader's pid.
 	ttyInfos map[uint32]*tty.TtyInfoEntry
@@ -160,6 +162,7 @@ type procImages struct {
 	mm       *mm.MmEntry
 	fs       *fs.FsEntry
 	fds      []*fdinfo.FdinfoEntry
+	locks    []*file_lock.FileLockEntry // filelocks.img's, for the fd table it owns
 }
 
 // restorer restores a whole tree; each of its processes has a
@@ -258,6 +261,9 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	}
 	if err := checkPrivileges(r.img); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if r.img.nlocks > 0 && !o.FileLocks {
+		return nil, fmt.Errorf("restore: the images hold %d file locks (%s): restore with --file-locks to take them again", r.img.nlocks, image.FileLocksFile)
 	}
 	if err := checkRestoreRoot(dir, r.img, o.Root); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
@@ -421,6 +427,9 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		return nil, err
 	}
 	if img.fifoData, err = readPipeData(dir, image.FifoData, image.FifoDataFile); err != nil {
+		return nil, err
+	}
+	if err := readFileLocks(dir, img); err != nil {
 		return nil, err
 	}
 	if err := readSkQueues(dir, img); err != nil {
@@ -640,6 +649,38 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 	}
 	img.pages += pages
 	return p, nil
+}
+
+// readFileLocks reads filelocks.img, when the tree held locks: each lock
+// goes to the process whose fd table its owner uses, and must name an fd
+// of that table.
+func readFileLocks(dir *image.Dir, img *restoreImages) error {
+	if !dir.Exists(image.FileLocksFile) {
+		return nil
+	}
+	locks, err := image.ReadAll[file_lock.FileLockEntry](dir, image.FileLocks, image.FileLocksFile)
+	if err != nil {
+		return err
+	}
+	for i, e := range locks {
+		bad := func(field string, err error) error {
+			return &image.Error{File: image.FileLocksFile, Entry: i, Field: field, Err: fmt.Errorf("%w: %w", err, image.ErrInvalid)}
+		}
+		if err := files.CheckLock(e); err != nil {
+			return bad("", err)
+		}
+		p := img.byPid[int(e.GetPid())]
+		if p == nil || p.zombie {
+			return bad("pid", fmt.Errorf("%d is no live process of %s", e.GetPid(), image.PstreeFile))
+		}
+		owner := img.byPid[int(p.filesID)]
+		if owner == nil || !slices.ContainsFunc(owner.fds, func(f *fdinfo.FdinfoEntry) bool { return int32(f.GetFd()) == e.GetFd() }) {
+			return bad("fd", fmt.Errorf("pid %d has no fd %d", e.GetPid(), e.GetFd()))
+		}
+		owner.locks = append(owner.locks, e)
+		img.nlocks++
+	}
+	return nil
 }
 
 // readSkQueues reads the packets in flight to unix sockets, and those the
@@ -1273,7 +1314,10 @@ func (r *procRestorer) restoreFiles() error {
 	if r.img.filesID != uint32(r.vpid) {
 		return nil
 	}
-	return r.fr.RestoreTable(r.t, r.pass, r.sock, fdPassOff, r.img.fds)
+	if err := r.fr.RestoreTable(r.t, r.pass, r.sock, fdPassOff, r.img.fds); err != nil {
+		return err
+	}
+	return files.RestoreLocks(r.t, fdPassOff, r.img.locks)
 }
 
 // restoreProcess sets what the whole process shares.

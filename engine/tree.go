@@ -349,6 +349,22 @@ func (d *dumper) writeTreeImages() error {
 	if err := w.Close(); err != nil {
 		return err
 	}
+	if len(d.files.Locks) > 0 {
+		w, err = d.dir.Writer(image.FileLocks, image.FileLocksFile)
+		if err != nil {
+			return err
+		}
+		for _, l := range d.files.Locks {
+			l.Entry.Pid = ptr(int32(d.vtid[l.HostPid]))
+			if err := w.Write(l.Entry); err != nil {
+				w.Abort()
+				return err
+			}
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+	}
 	if len(d.files.TtyInfos) > 0 {
 		w, err = d.dir.Writer(image.TtyInfo, image.TtyInfoFile)
 		if err != nil {

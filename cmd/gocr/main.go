@@ -43,7 +43,7 @@ var commonOpts = []option{
 	{"D", "images-dir", true, "directory of image files"},
 	{"W", "work-dir", true, "directory for logs (default: the images directory)"},
 	{"", "shell-job", false, "the tree was started from a shell: keep its controlling terminal"},
-	{"", "root", true, "root of the tree (accepted; only / is supported yet)"},
+	{"", "root", true, "root of the tree: a directory of the host that is the root of its mount namespace"},
 	{"", "external", true, "external resource: dump mnt[PATH]:KEY, restore mnt[KEY]:HOSTPATH (repeatable)"},
 }
 
@@ -53,11 +53,13 @@ var dumpOpts = append([]option{
 	{"", "timeout", true, "seconds to wait for the tree to stop (default 10)"},
 	{"", "track-mem", false, "accepted for criu compatibility"},
 	{"", "ghost-limit", true, "most data a deleted file in use may hold to be saved (bytes; K/M/G suffix; default 1M)"},
+	{"l", "file-locks", false, "save the file locks the tree holds (without it a tree holding one is refused)"},
 }, commonOpts...)
 
 var restoreOpts = append([]option{
 	{"d", "restore-detached", false, "exit once the tree runs; do not wait for it"},
 	{"", "pidfile", true, "write the pid of the restored root here"},
+	{"l", "file-locks", false, "take again the file locks the images hold (needed when they hold any)"},
 }, commonOpts...)
 
 var checkOpts = append([]option{
@@ -161,7 +163,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = engine.Dump(ctx, engine.DumpOptions{
 			Pid: pid, ImagesDir: p.get("images-dir"), LeaveRunning: p.has("leave-running"),
 			ShellJob: p.has("shell-job"), Timeout: timeout, GhostLimit: ghost, Root: p.get("root"), Log: log,
-			Fault: faults, External: p.vals["external"],
+			FileLocks: p.has("file-locks"),
+			Fault:     faults, External: p.vals["external"],
 		})
 		if err != nil {
 			return fail(err)
@@ -178,7 +181,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		res, err := engine.Restore(ctx, engine.RestoreOptions{
 			ImagesDir: p.get("images-dir"), Detached: p.has("restore-detached"),
-			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log, Fault: faults,
+			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log, Fault: faults, FileLocks: p.has("file-locks"),
 			External: p.vals["external"],
 		})
 		if err != nil {

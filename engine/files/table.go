@@ -79,6 +79,11 @@ type Set struct {
 	// holders lists every descriptor of the tree on each unix socket.
 	holders    map[uint32][]fdHolder
 	pendingFds []int // gocr's sockets of TakePending
+	// FileLocks saves the locks the tree holds (criu's --file-locks);
+	// without it a tree holding one is refused. Locks collects them.
+	FileLocks bool
+	Locks     []LockDump
+	lockSeen  map[string]bool
 	// Mqueues collects the tree's open POSIX message queues (and the
 	// unlinked queues of the tree's own ipc namespace they keep).
 	Mqueues *ns.Mqueues
@@ -173,6 +178,9 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 			d = files.insert(i, description{pid, f.Fd, id, typ})
 		}
 		s.fileIDs[f.Fd] = d.id
+		if err := s.dumpLocks(pid, fd, d.id); err != nil {
+			return nil, fmt.Errorf("fd %d (%s): %w", f.Fd, f.Target, err)
+		}
 		if d.typ == fdinfo.FdTypes_UNIXSK {
 			s.holders[d.id] = append(s.holders[d.id], fdHolder{pid: pid, fd: f.Fd, cloexec: fd.Cloexec})
 		}

@@ -34,6 +34,8 @@ func All() []lib.Workload {
 		GhostMmap,
 		LinkRemap,
 		CwdDeleted,
+		FileLocks,
+		FileLocksRefused,
 	}
 }
 
