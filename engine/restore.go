@@ -132,6 +132,8 @@ type restoreImages struct {
 	fileByID  map[uint32]*fdinfo.FileEntry
 	remaps    map[uint32]*remap.RemapFilePathEntry // by orig_id: what stands in for deleted files
 	pipeData  map[uint32][]byte
+	pipeSize  map[uint32]int // capacities, where pipes-data.img has them
+	fifoSize  map[uint32]int
 	skQueues  map[uint32][][]byte // by the receiving socket's file id
 	skPending map[uint32][][]byte // by the sending client's file id
 	fifoData  map[uint32][]byte
@@ -294,6 +296,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	r.fr = files.NewRestorer(r.img.files, "")
 	r.fr.PipeData = r.img.pipeData
 	r.fr.FifoData = r.img.fifoData
+	r.fr.PipeSize, r.fr.FifoSize = r.img.pipeSize, r.img.fifoSize
 	r.fr.MqueueFiles = r.img.ns.mqFiles
 	r.fr.Mounts = r.mounts
 	r.fr.ShellJob = o.ShellJob
@@ -423,10 +426,10 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 	if err := checkMountNamespaces(dir, img, inv.GetRootIds().GetMntNsId()); err != nil {
 		return nil, err
 	}
-	if img.pipeData, err = readPipeData(dir, image.PipesData, image.PipesDataFile); err != nil {
+	if img.pipeData, img.pipeSize, err = readPipeData(dir, image.PipesData, image.PipesDataFile); err != nil {
 		return nil, err
 	}
-	if img.fifoData, err = readPipeData(dir, image.FifoData, image.FifoDataFile); err != nil {
+	if img.fifoData, img.fifoSize, err = readPipeData(dir, image.FifoData, image.FifoDataFile); err != nil {
 		return nil, err
 	}
 	if err := readFileLocks(dir, img); err != nil {
@@ -470,14 +473,14 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 }
 
 // readPipeData reads the bytes in flight of pipes or FIFOs, by pipe id.
-func readPipeData(dir *image.Dir, kind image.Kind, name string) (map[uint32][]byte, error) {
-	out := map[uint32][]byte{}
+func readPipeData(dir *image.Dir, kind image.Kind, name string) (map[uint32][]byte, map[uint32]int, error) {
+	out, sizes := map[uint32][]byte{}, map[uint32]int{}
 	if !dir.Exists(name) {
-		return out, nil
+		return out, sizes, nil
 	}
 	rd, err := dir.Reader(kind, name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rd.Close()
 	for {
@@ -487,11 +490,17 @@ func readPipeData(dir *image.Dir, kind image.Kind, name string) (map[uint32][]by
 		}
 		b, err := io.ReadAll(rd.Payload())
 		if err != nil {
-			return nil, fmt.Errorf("%s: entry %d: %w", name, rd.Index(), err)
+			return nil, nil, fmt.Errorf("%s: entry %d: %w", name, rd.Index(), err)
+		}
+		if sz := e.GetSize(); sz != 0 {
+			if sz&(sz-1) != 0 || sz < 4096 || int(sz) < len(b) {
+				return nil, nil, &image.Error{File: name, Entry: rd.Index(), Field: "size", Err: fmt.Errorf("%d: not a power of two of at least a page holding the %d bytes in flight: %w", sz, len(b), image.ErrInvalid)}
+			}
+			sizes[e.GetPipeId()] = int(sz)
 		}
 		out[e.GetPipeId()] = b
 	}
-	return out, rd.Err()
+	return out, sizes, rd.Err()
 }
 
 // readRemaps reads remap-fpath.img, if the dump wrote one, and checks it

@@ -380,10 +380,10 @@ func (d *dumper) writeTreeImages() error {
 			return err
 		}
 	}
-	if err := writePipeData(d.dir, image.PipesData, image.PipesDataFile, d.files.PipeData); err != nil {
+	if err := writePipeData(d.dir, image.PipesData, image.PipesDataFile, d.files.PipeData, d.files.PipeSize); err != nil {
 		return err
 	}
-	if err := writePipeData(d.dir, image.FifoData, image.FifoDataFile, d.files.FifoData); err != nil {
+	if err := writePipeData(d.dir, image.FifoData, image.FifoDataFile, d.files.FifoData, d.files.FifoSize); err != nil {
 		return err
 	}
 	if len(d.files.Remaps) > 0 {
@@ -411,11 +411,15 @@ func (d *dumper) writeTreeImages() error {
 }
 
 // writePipeData writes the bytes in flight of pipes or FIFOs, by inode;
+// defaultPipeSize is the capacity of a new pipe (16 pages); pipes of
+// another size get an entry in pipes-data.img even when empty.
+const defaultPipeSize = 16 * 4096
+
 // none, no file.
-func writePipeData(dir *image.Dir, kind image.Kind, name string, data map[uint64][]byte) error {
+func writePipeData(dir *image.Dir, kind image.Kind, name string, data map[uint64][]byte, sizes map[uint64]int) error {
 	var inos []uint64
 	for ino, b := range data {
-		if len(b) > 0 {
+		if len(b) > 0 || sizes[ino] != defaultPipeSize {
 			inos = append(inos, ino)
 		}
 	}
@@ -429,7 +433,7 @@ func writePipeData(dir *image.Dir, kind image.Kind, name string, data map[uint64
 	}
 	for _, ino := range inos {
 		b := data[ino]
-		e := &pipe_data.PipeDataEntry{PipeId: ptr(uint32(ino)), Bytes: ptr(uint32(len(b)))}
+		e := &pipe_data.PipeDataEntry{PipeId: ptr(uint32(ino)), Bytes: ptr(uint32(len(b))), Size: ptr(uint32(sizes[ino]))}
 		if err := w.WritePayload(e, bytes.NewReader(b)); err != nil {
 			w.Abort()
 			return err

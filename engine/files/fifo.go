@@ -16,11 +16,11 @@ import (
 // dumpFifo records an fd of a FIFO opened by path.
 func (s *Set) dumpFifo(pid int, fd Fd, st *unix.Stat_t) (uint32, error) {
 	if _, done := s.FifoData[st.Ino]; !done {
-		data, err := peekPipe(pid, fd.Fd)
+		data, size, err := peekPipe(pid, fd.Fd)
 		if err != nil {
 			return 0, err
 		}
-		s.FifoData[st.Ino] = data
+		s.FifoData[st.Ino], s.FifoSize[st.Ino] = data, size
 	}
 	flags := fd.Info.Flags &^ unix.O_CLOEXEC
 	regID := s.add(regEntry(fd.Target, flags, 0, fd.Info.MntID, st))
@@ -45,6 +45,9 @@ func (r *Restorer) openFifo(e *fifo.FifoEntry) (int, error) {
 			return -1, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
 		}
 		r.fifos[id] = hold
+		if err := setPipeSize(hold, r.FifoSize[id]); err != nil {
+			return -1, fmt.Errorf("fifo %s: %w", reg.GetName(), err)
+		}
 		if data := r.FifoData[id]; len(data) > 0 {
 			if err := fillPipe(hold, data); err != nil {
 				return -1, fmt.Errorf("fifo %s: %w", reg.GetName(), err)

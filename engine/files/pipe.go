@@ -18,11 +18,11 @@ func (s *Set) dumpPipe(pid int, fd Fd) (uint32, error) {
 		return 0, fmt.Errorf("pipe inode in %q: %w", fd.Target, err)
 	}
 	if _, done := s.PipeData[ino]; !done {
-		data, err := peekPipe(pid, fd.Fd)
+		data, size, err := peekPipe(pid, fd.Fd)
 		if err != nil {
 			return 0, err
 		}
-		s.PipeData[ino] = data
+		s.PipeData[ino], s.PipeSize[ino] = data, size
 	}
 	typ := fdinfo.FdTypes_PIPE
 	return s.add(&fdinfo.FileEntry{Type: &typ, Pipe: &pipe.PipeEntry{
@@ -31,43 +31,44 @@ func (s *Set) dumpPipe(pid int, fd Fd) (uint32, error) {
 }
 
 // peekPipe returns what is queued in the pipe behind pid's fd without
-// consuming it: it opens the pipe through /proc (a new read end of the same
-// pipe) and tees its contents into a pipe of ours.
-func peekPipe(pid, fd int) ([]byte, error) {
+// consuming it, and the pipe's capacity: it opens the pipe through /proc
+// (a new read end of the same pipe) and tees its contents into a pipe of
+// ours.
+func peekPipe(pid, fd int) ([]byte, int, error) {
 	src, err := unix.Open(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open pipe: %w", err)
+		return nil, 0, fmt.Errorf("open pipe: %w", err)
 	}
 	defer unix.Close(src)
 	size, err := unix.FcntlInt(uintptr(src), unix.F_GETPIPE_SZ, 0)
 	if err != nil {
-		return nil, fmt.Errorf("pipe size: %w", err)
+		return nil, 0, fmt.Errorf("pipe size: %w", err)
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
 	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
-		return nil, fmt.Errorf("grow copy pipe to %d: %w", size, err)
+		return nil, 0, fmt.Errorf("grow copy pipe to %d: %w", size, err)
 	}
 	n, err := unix.Tee(src, p[1], size, unix.SPLICE_F_NONBLOCK)
 	if err == unix.EAGAIN {
-		return nil, nil // empty
+		return nil, size, nil // empty
 	}
 	if err != nil {
-		return nil, fmt.Errorf("tee pipe: %w", err)
+		return nil, 0, fmt.Errorf("tee pipe: %w", err)
 	}
 	data := make([]byte, n)
 	for got := 0; got < int(n); {
 		m, err := unix.Read(p[0], data[got:])
 		if err != nil {
-			return nil, fmt.Errorf("read pipe copy: %w", err)
+			return nil, 0, fmt.Errorf("read pipe copy: %w", err)
 		}
 		got += m
 	}
-	return data, nil
+	return data, size, nil
 }
 
 // pipeEnds is a pipe gocr made for the restore, and which of its ends a
@@ -97,6 +98,9 @@ func (r *Restorer) openPipe(e *pipe.PipeEntry) (int, error) {
 		}
 		p = &pipeEnds{fds: fds}
 		r.pipes[id] = p
+		if err := setPipeSize(fds[1], r.PipeSize[id]); err != nil {
+			return -1, fmt.Errorf("pipe %d: %w", id, err)
+		}
 		if data := r.PipeData[id]; len(data) > 0 {
 			if err := fillPipe(fds[1], data); err != nil {
 				return -1, fmt.Errorf("pipe %d: %w", id, err)
@@ -127,6 +131,23 @@ func (r *Restorer) openPipe(e *pipe.PipeEntry) (int, error) {
 		return -1, fmt.Errorf("pipe %d: set flags %#o: %w", id, fl, err)
 	}
 	return fd, nil
+}
+
+// setPipeSize gives a fresh pipe the capacity it had (0: unknown, as in
+// images without it). Beyond /proc/sys/fs/pipe-max-size the kernel wants
+// CAP_SYS_RESOURCE, and says so with EPERM.
+func setPipeSize(fd, size int) error {
+	if size == 0 {
+		return nil
+	}
+	cur, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0)
+	if err != nil || cur == size {
+		return err
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, size); err != nil {
+		return fmt.Errorf("set its size to %d bytes (F_SETPIPE_SZ): %w", size, err)
+	}
+	return nil
 }
 
 // fillPipe writes the saved bytes in flight into a fresh pipe, growing it

@@ -31,6 +31,8 @@ type Set struct {
 	// PipeData holds the bytes in flight of each dumped pipe, by inode;
 	// FifoData those of each FIFO.
 	PipeData, FifoData map[uint64][]byte
+	// PipeSize and FifoSize hold each one's capacity (F_GETPIPE_SZ).
+	PipeSize, FifoSize map[uint64]int
 	// fileIDs maps the fds of the task being dumped to their file ids, so
 	// an epoll can name its targets.
 	fileIDs map[int]uint32
@@ -92,6 +94,7 @@ type Set struct {
 // NewSet starts an empty set whose ghost files go to dir.
 func NewSet(dir *image.Dir) *Set {
 	return &Set{nextID: 1, byKey: map[string]uint32{}, PipeData: map[uint64][]byte{}, FifoData: map[uint64][]byte{}, dir: dir,
+		PipeSize: map[uint64]int{}, FifoSize: map[uint64]int{},
 		ghosts: map[fileKey]uint32{}, nextGhost: 1, linked: map[fileKey]uint32{}, memfds: map[uint64]*memfdInode{},
 		holders: map[uint32][]fdHolder{}}
 }
@@ -332,6 +335,8 @@ type Restorer struct {
 	// PipeData is the bytes in flight of each pipe, by pipe id; FifoData
 	// of each FIFO.
 	PipeData, FifoData map[uint32][]byte
+	// PipeSize and FifoSize are their capacities, where the image has them.
+	PipeSize, FifoSize map[uint32]int
 	// Mounts are the mounts the restore made, by image mount id: a file
 	// on one of them is opened there.
 	Mounts *mount.Set

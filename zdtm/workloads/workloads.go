@@ -36,6 +36,7 @@ func All() []lib.Workload {
 		CwdDeleted,
 		FileLocks,
 		FileLocksRefused,
+		PipeSize,
 	}
 }
 
