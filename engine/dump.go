@@ -26,6 +26,7 @@ import (
 
 	"github.com/gocr/gocr/engine/abi"
 	"github.com/gocr/gocr/engine/arch"
+	"github.com/gocr/gocr/engine/attr"
 	"github.com/gocr/gocr/engine/creds"
 	"github.com/gocr/gocr/engine/fault"
 	"github.com/gocr/gocr/engine/files"
@@ -222,6 +223,7 @@ type threadState struct {
 	pdeathSig uint64
 	robust    uint64
 	robustLen uint64
+	sched     attr.Sched
 }
 
 // dumpProc dumps one process of the tree: a zombie by its exit status
@@ -554,6 +556,9 @@ func (d *dumper) readThread(pid, tid int) (*threadState, error) {
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", pid, tid)); err == nil {
 		t.comm = strings.TrimSuffix(string(b), "\n")
 	}
+	if t.sched, err = attr.DumpSched(tid); err != nil {
+		return nil, err
+	}
 	var head, size uint64
 	if _, _, e := unix.Syscall(unix.SYS_GET_ROBUST_LIST, uintptr(tid), uintptr(unsafePtr(&head)), uintptr(unsafePtr(&size))); e != 0 {
 		return nil, fmt.Errorf("get_robust_list: %w", e)
@@ -759,6 +764,15 @@ func (d *dumper) writeImages(p *procDump, status procfs.TaskStatus, threads []*t
 	}
 	cr := creds.Dump(status, p.secbits)
 	d.credsInside(cr)
+	oom, err := attr.DumpOOMScoreAdj(p.pid)
+	if err != nil {
+		return err
+	}
+	loginuid, err := attr.DumpLoginuid(p.pid)
+	if err != nil {
+		return err
+	}
+	tc.OomScoreAdj, tc.Loginuid = &oom, &loginuid
 	for i, th := range threads {
 		fp, err := d.layout.FPRegsFromXState(th.xstate)
 		if err != nil {
@@ -778,6 +792,7 @@ func (d *dumper) writeImages(p *procDump, status procfs.TaskStatus, threads []*t
 				Sas:       &criu_core.ThreadSasEntry{SsSp: &th.sas.Sp, SsSize: &th.sas.Size, SsFlags: ptr(uint32(th.sas.Flags))},
 				PdeathSig: ptr(uint32(th.pdeathSig)), Comm: &th.comm, Creds: cr,
 				SeccompMode: ptr(criu_core.SeccompMode(status.Seccomp)),
+				SchedPolicy: &th.sched.Policy, SchedPrio: &th.sched.Prio, SchedNice: &th.sched.Nice,
 			},
 		}
 		if th.hasRseq {

@@ -34,6 +34,7 @@ import (
 
 	"github.com/gocr/gocr/engine/abi"
 	"github.com/gocr/gocr/engine/arch"
+	"github.com/gocr/gocr/engine/attr"
 	"github.com/gocr/gocr/engine/creds"
 	"github.com/gocr/gocr/engine/fault"
 	"github.com/gocr/gocr/engine/files"
@@ -262,6 +263,9 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if err := checkPrivileges(r.img); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if err := checkTaskAttrs(r.img); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if r.img.nlocks > 0 && !o.FileLocks {
@@ -658,6 +662,30 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 	}
 	img.pages += pages
 	return p, nil
+}
+
+// checkTaskAttrs refuses, before anything is made, attributes of the
+// images' tasks that restore cannot set (see package attr).
+func checkTaskAttrs(img *restoreImages) error {
+	for _, p := range img.procs {
+		if p.zombie {
+			continue
+		}
+		for tid, core := range p.cores {
+			if tc := core.GetTc(); tc != nil && tc.Loginuid != nil {
+				if err := attr.CheckLoginuid(tc.GetLoginuid()); err != nil {
+					return fmt.Errorf("%s: tc.loginuid: %w", image.CoreFile(uint32(tid)), err)
+				}
+			}
+			if th := core.GetThreadCore(); th != nil && (th.SchedPolicy != nil || th.SchedNice != nil) {
+				s := attr.Sched{Policy: th.GetSchedPolicy(), Prio: th.GetSchedPrio(), Nice: th.GetSchedNice()}
+				if err := attr.CheckSched(s); err != nil {
+					return fmt.Errorf("%s: thread_core: %w", image.CoreFile(uint32(tid)), err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // readFileLocks reads filelocks.img, when the tree held locks: each lock
@@ -1333,6 +1361,11 @@ func (r *procRestorer) restoreFiles() error {
 func (r *procRestorer) restoreProcess() error {
 	t, img := r.t, r.img
 	tc := img.cores[r.vpid].GetTc()
+	if tc.OomScoreAdj != nil {
+		if err := attr.RestoreOOMScoreAdj(r.pid, tc.GetOomScoreAdj()); err != nil {
+			return err
+		}
+	}
 	if err := sig.RestoreActions(t, tc.GetSigactions()); err != nil {
 		return err
 	}
@@ -1664,6 +1697,12 @@ func (r *procRestorer) restoreThread(t *remote.Task, tid int, core *criu_core.Co
 	if q := tc.GetSignalsP(); q != nil {
 		if err := sig.Requeue(t, r.vpid, tid, q, false); err != nil {
 			return fmt.Errorf("pending signals: %w", err)
+		}
+	}
+	if tc.SchedPolicy != nil || tc.SchedNice != nil {
+		s := attr.Sched{Policy: tc.GetSchedPolicy(), Prio: tc.GetSchedPrio(), Nice: tc.GetSchedNice()}
+		if err := attr.RestoreSched(t.Tid(), s); err != nil {
+			return err
 		}
 	}
 	// In a fresh user namespace /proc shows the stub's ids as gocr sees

@@ -37,6 +37,7 @@ func All() []lib.Workload {
 		FileLocks,
 		FileLocksRefused,
 		PipeSize,
+		SchedAttrs,
 	}
 }
 
