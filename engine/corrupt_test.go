@@ -490,8 +490,8 @@ func structuredCorruptions(pid int) []corruption {
 			es[0].CwdId = u32(999999)
 			return es
 		})},
-		{name: "image directory writable by others", want: []string{"writable by group or others"}, damage: func(t *testing.T, dir string, _ int) {
-			os.Chmod(dir, 0o777)
+		{name: "image file writable by group", want: []string{image.PstreeFile, "writable by group or others"}, damage: func(t *testing.T, dir string, _ int) {
+			os.Chmod(filepath.Join(dir, image.PstreeFile), 0o660)
 		}},
 		{name: "image file is a FIFO", want: []string{image.PstreeFile, "not a regular file"}, damage: func(t *testing.T, dir string, _ int) {
 			os.Remove(filepath.Join(dir, image.PstreeFile))
