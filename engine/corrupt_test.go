@@ -29,6 +29,12 @@ import (
 // TestMain) and waits until it is ready.
 func startWorkload(t *testing.T, dir string) (*exec.Cmd, string) {
 	t.Helper()
+	return startWorkloadMode(t, dir, "1")
+}
+
+// startWorkloadMode is startWorkload with workloadEnv set to mode.
+func startWorkloadMode(t *testing.T, dir, mode string) (*exec.Cmd, string) {
+	t.Helper()
 	out := filepath.Join(dir, "out")
 	f, err := os.Create(out)
 	if err != nil {
@@ -36,7 +42,7 @@ func startWorkload(t *testing.T, dir string) (*exec.Cmd, string) {
 	}
 	defer f.Close()
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = append(os.Environ(), workloadEnv+"=1")
+	cmd.Env = append(os.Environ(), workloadEnv+"="+mode)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
