@@ -226,7 +226,11 @@ func usage(cmd string, opts []option) string {
 		fmt.Fprintf(&b, "  %-28s %s\n", name, o.help)
 	}
 	fmt.Fprintf(&b, "refused (not supported yet): ")
-	for i, u := range unsupportedOpts {
+	refused := unsupportedOpts
+	if cmd == "dump" {
+		refused = slices.Concat(unsupportedDumpOpts, refused)
+	}
+	for i, u := range refused {
 		if i > 0 {
 			b.WriteString(", ")
 		}
