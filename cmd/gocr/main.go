@@ -113,7 +113,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cmd = "version"
 	}
 	if what, ok := unsupportedCmds[cmd]; ok {
-		fmt.Fprintf(stderr, "gocr: %s is not supported yet (%s)\n", cmd, what)
+		msg := fmt.Sprintf("gocr: %s is not supported yet (%s)", cmd, what)
+		fmt.Fprintln(stderr, msg)
+		refusalLog(args, msg)
 		return 1
 	}
 	table := map[string][]option{"dump": dumpOpts, "restore": restoreOpts, "check": checkOpts, "show": commonOpts, "version": nil}
@@ -137,16 +139,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	p, err := parseOpts(cmd, args, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "gocr: %v\n", err)
-		var ue *unsupportedError
-		if errors.As(err, &ue) {
-			return 1
-		}
-		return 2
+	if err == nil {
+		err = checkValues(p)
 	}
-	if err := checkValues(p); err != nil {
-		fmt.Fprintf(stderr, "gocr: %v\n", err)
+	if err != nil {
+		msg := fmt.Sprintf("gocr: %v", err)
+		fmt.Fprintln(stderr, msg)
+		if cmd == "dump" || cmd == "restore" {
+			refusalLog(args, msg)
+		}
 		var ue *unsupportedError
 		if errors.As(err, &ue) {
 			return 1
@@ -177,7 +178,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fail := func(err error) int {
 		msg := fmt.Sprintf("gocr %s: %v", cmd, err)
 		if logPath != "" {
-			log.Error(cmd+" failed", "err", err) // stderr gets the line below
+			// "Error" as criu's log lines say it: zdtm.py shows the
+			// log lines holding that word.
+			log.Error("Error: "+cmd+" failed", "err", err) // stderr gets the line below
 			msg += " (log: " + logPath + ")"
 		}
 		fmt.Fprintln(stderr, msg)
@@ -327,6 +330,51 @@ func verbosity(v string) (int, error) {
 		return 0, fmt.Errorf("-v%s: want a level 0-4", v)
 	}
 	return min(n, 4), nil
+}
+
+// refusalLog writes why the command line was refused to the log -o
+// names, when it names one in a directory that exists: a caller that
+// reads the log (zdtm.py looks for "Error" in it) finds the reason there
+// too. args are scanned as they are, since they did not parse.
+func refusalLog(args []string, msg string) {
+	val := func(short, long string) string {
+		v := ""
+		for i, a := range args {
+			switch {
+			case a == "--"+long || (short != "" && a == "-"+short):
+				if i+1 < len(args) {
+					v = args[i+1]
+				}
+			case strings.HasPrefix(a, "--"+long+"="):
+				v = a[len(long)+3:]
+			case short != "" && strings.HasPrefix(a, "-"+short) && !strings.HasPrefix(a, "--"):
+				v = a[2:]
+			}
+		}
+		return v
+	}
+	path := val("o", "log-file")
+	if path == "" || path == "-" {
+		return
+	}
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if !filepath.IsAbs(path) {
+		flags |= syscall.O_NOFOLLOW
+		dir := val("W", "work-dir")
+		if dir == "" {
+			dir = val("D", "images-dir")
+		}
+		if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
+			return // nothing is made for a command that was refused
+		}
+		path = filepath.Join(dir, path)
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, "Error: %s\n", msg)
+	f.Close()
 }
 
 // openLog opens -o like criu: a relative name lives in the work directory

@@ -220,3 +220,30 @@ func dupFd(f *os.File) (string, error) {
 	fd, err := unix.Dup(int(f.Fd()))
 	return strconv.Itoa(fd), err
 }
+
+// A refused command line leaves its reason in the log -o names (zdtm.py
+// reads the log, looking for "Error"), and makes no directory.
+func TestRefusalLog(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"dump", "--log-file", "dump.log", "--images-dir", dir, "--verbosity=4", "--tree", "1", "--file-locks"},
+		{"pre-dump", "-o", "dump.log", "-D", dir},
+		{"restore", "--log-file=dump.log", "-D" + dir, "--inherit-fd", "fd[3]:x"},
+	} {
+		os.Remove(filepath.Join(dir, "dump.log"))
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 1 {
+			t.Errorf("%v: exit %d", args, code)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "dump.log"))
+		if err != nil || string(b) != "Error: "+errb.String() {
+			t.Errorf("%v: log %q (%v), stderr %q", args, b, err, errb.String())
+		}
+	}
+	missing := filepath.Join(dir, "missing")
+	var out, errb bytes.Buffer
+	run([]string{"dump", "-o", "dump.log", "-D", missing, "--track-mem"}, &out, &errb)
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("a refused dump made its images directory")
+	}
+}
