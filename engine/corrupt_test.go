@@ -29,6 +29,12 @@ import (
 // TestMain) and waits until it is ready.
 func startWorkload(t *testing.T, dir string) (*exec.Cmd, string) {
 	t.Helper()
+	return startWorkloadMode(t, dir, "1")
+}
+
+// startWorkloadMode is startWorkload with workloadEnv set to mode.
+func startWorkloadMode(t *testing.T, dir, mode string) (*exec.Cmd, string) {
+	t.Helper()
 	out := filepath.Join(dir, "out")
 	f, err := os.Create(out)
 	if err != nil {
@@ -36,7 +42,7 @@ func startWorkload(t *testing.T, dir string) (*exec.Cmd, string) {
 	}
 	defer f.Close()
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = append(os.Environ(), workloadEnv+"=1")
+	cmd.Env = append(os.Environ(), workloadEnv+"="+mode)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -490,8 +496,8 @@ func structuredCorruptions(pid int) []corruption {
 			es[0].CwdId = u32(999999)
 			return es
 		})},
-		{name: "image directory writable by others", want: []string{"writable by group or others"}, damage: func(t *testing.T, dir string, _ int) {
-			os.Chmod(dir, 0o777)
+		{name: "image file writable by group", want: []string{image.PstreeFile, "writable by group or others"}, damage: func(t *testing.T, dir string, _ int) {
+			os.Chmod(filepath.Join(dir, image.PstreeFile), 0o660)
 		}},
 		{name: "image file is a FIFO", want: []string{image.PstreeFile, "not a regular file"}, damage: func(t *testing.T, dir string, _ int) {
 			os.Remove(filepath.Join(dir, image.PstreeFile))

@@ -146,7 +146,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		err = d.writeStats(start)
 	}
 	if err == nil {
-		d.log.Info("dump written", "pid", o.Pid, "pages", d.memStats.Written, "frozen", time.Since(d.frozenAt), "injected", d.tr.Injected())
+		d.log.Info("dump written", "pid", o.Pid, "pages", d.memStats.Written, "shared_pages", d.shStats.Written, "frozen", time.Since(d.frozenAt), "injected", d.tr.Injected())
 		err = d.at("resume")
 	}
 	if err != nil || o.LeaveRunning {
@@ -201,8 +201,9 @@ type dumper struct {
 	rootNsIDs map[string]uint64   // gocr's
 	userns    *userns.UsernsEntry // the maps of the tree's own user namespace, if it has one
 	frozenAt  time.Time
-	memStats  mem.PageStats
-	memTime   time.Duration
+	memStats  mem.PageStats  // private memory of the tasks (pages_*)
+	shStats   mem.PageStats  // shared memory: shared anonymous, memfd (shpages_*)
+	memTime   time.Duration  // copying memory into the pages images, summed over processes
 	shmem     []mem.TaskVMAs // every process's shared anonymous VMAs, dumped once per object
 }
 
@@ -856,10 +857,17 @@ func setNsIDs(ids *criu_core.TaskKobjIdsEntry, ns map[string]uint64) {
 func (d *dumper) writeStats(start time.Time) error {
 	now := time.Now()
 	us := func(t time.Duration) *uint32 { return ptr(uint32(t / time.Microsecond)) }
+	// memdump_time is the whole copy of memory into the images (gocr
+	// reads the task and writes the file in one pass, where CRIU first
+	// drains pages into pipes); memwrite_time the part of it spent in
+	// writes of the pages files. No parent images, page pipes, lazy pages
+	// or irmap: those are zero.
 	return d.dir.WriteDumpStats(&stats.DumpStatsEntry{
 		FreezingTime: us(d.frozenAt.Sub(start)), FrozenTime: us(now.Sub(d.frozenAt)),
-		MemdumpTime: us(d.memTime), MemwriteTime: us(d.memTime),
+		MemdumpTime: us(d.memTime), MemwriteTime: us(d.dir.PagesWriteTime()),
 		PagesScanned: &d.memStats.Scanned, PagesSkippedParent: ptr(uint64(0)), PagesWritten: &d.memStats.Written,
+		PagesLazy: ptr(uint64(0)), IrmapResolve: ptr(uint32(0)), PagePipes: ptr(uint64(0)), PagePipeBufs: ptr(uint64(0)),
+		ShpagesScanned: &d.shStats.Scanned, ShpagesSkippedParent: ptr(uint64(0)), ShpagesWritten: &d.shStats.Written,
 	})
 }
 

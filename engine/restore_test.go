@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -70,6 +71,12 @@ func runWorkload() int {
 	if err != nil {
 		return 2
 	}
+	if os.Getenv(workloadEnv) == "shmem" {
+		if err := shmemWorkload(); err != nil {
+			fmt.Println("FAIL:", err)
+			return 2
+		}
+	}
 	time.Sleep(50 * time.Millisecond)
 	fmt.Println("ready")
 	<-term
@@ -99,6 +106,34 @@ func runWorkload() int {
 	}
 	fmt.Println("PASS")
 	return 0
+}
+
+// Shared memory of the shmem workload: shmemTouched of the pages of a
+// shared anonymous mapping of shmemPages, and a memfd of memfdPages.
+const (
+	shmemPages   = 8
+	shmemTouched = 5
+	memfdPages   = 3
+)
+
+// shmemWorkload makes the shared memory the stats test counts; it stays
+// mapped and open for the life of the process.
+func shmemWorkload() error {
+	m, err := unix.Mmap(-1, 0, shmemPages*os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return fmt.Errorf("mmap shared: %w", err)
+	}
+	for _, pg := range []int{0, 1, 2, 5, 6}[:shmemTouched] {
+		m[pg*os.Getpagesize()] = byte(pg + 1)
+	}
+	fd, err := unix.MemfdCreate("gocr-stats", unix.MFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("memfd_create: %w", err)
+	}
+	if _, err := unix.Write(fd, bytes.Repeat([]byte{'m'}, memfdPages*os.Getpagesize())); err != nil {
+		return fmt.Errorf("write memfd: %w", err)
+	}
+	return nil
 }
 
 // TestDumpRestore dumps a running multi-threaded Go program, restores it

@@ -281,17 +281,20 @@ func (d *dumper) writeZombie(p *procDump) error {
 // processes map it.
 func (d *dumper) dumpShmem() error {
 	t0 := time.Now()
-	n, err := mem.DumpShmem(d.shmem, d.dir)
+	st, err := mem.DumpShmem(d.shmem, d.dir)
 	if err != nil {
 		return fmt.Errorf("dump shared memory: %w", err)
 	}
-	d.memStats.Written += n
-	// Memfd contents are shmem pages too, saved from the files.
-	n, err = d.files.WriteMemfds(d.dir, d.idsInside())
+	d.shStats.Scanned += st.Scanned
+	d.shStats.Written += st.Written
+	// Memfd contents are shmem pages too, saved from the files (CRIU
+	// counts them as shpages as well).
+	n, err := d.files.WriteMemfds(d.dir, d.idsInside())
 	if err != nil {
 		return fmt.Errorf("dump memfds: %w", err)
 	}
-	d.memStats.Written += n
+	d.shStats.Scanned += d.files.MemfdPages()
+	d.shStats.Written += n
 	d.memTime += time.Since(t0)
 	return nil
 }

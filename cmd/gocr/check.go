@@ -10,14 +10,19 @@ import (
 )
 
 // check prints the table of kernel features the engine uses, or with
-// --feature NAME exits 0 only when the kernel has it (criu's zdtm asks so).
+// --feature NAME exits 0 only when gocr can use the feature here: one of
+// gocr's names (the kernel has it), or one of CRIU 4.2's (the kernel has
+// it and gocr does what CRIU means by it), as criu's zdtm.py asks.
 func check(_ context.Context, p parsed, stdout, stderr io.Writer) int {
 	f := kernel.Probe()
 	if name := p.get("feature"); name != "" {
-		ft, ok := f.Lookup(name)
+		ft, ok := f.Criu(name)
+		if !ok {
+			ft, ok = f.Lookup(name)
+		}
 		switch {
 		case !ok:
-			fmt.Fprintf(stderr, "gocr check: unknown feature %q (gocr check --all lists them)\n", name)
+			fmt.Fprintf(stderr, "gocr check: unknown feature %q (gocr check --all lists gocr's; CRIU's names are known too)\n", name)
 			return 1
 		case !ft.Found:
 			fmt.Fprintf(stdout, "%s is missing: %s\n", ft.Name, ft.Detail)

@@ -201,6 +201,16 @@ func (s *Set) WriteMemfds(dir *image.Dir, inside IDMap) (uint64, error) {
 	return pages, nil
 }
 
+// MemfdPages is the size of the memfds WriteMemfds saves, in pages: what
+// it scans for data.
+func (s *Set) MemfdPages() uint64 {
+	var n uint64
+	for _, in := range s.memfdList {
+		n += (in.entry.GetSize() + image.PageSize - 1) / image.PageSize
+	}
+	return n
+}
+
 // closeMemfds lets go of the memfds' files the dump holds open.
 func (s *Set) closeMemfds() {
 	for _, in := range s.memfdList {

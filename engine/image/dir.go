@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/checkpoint-restore/go-criu/v7/magic"
 )
 
@@ -35,12 +37,14 @@ func DefaultLimits() Limits {
 // goroutines; SetLimits must happen before any reader is made.
 type Dir struct {
 	path   string
-	root   *os.Root
+	fd     *os.File // the directory; image files are opened relative to it
+	root   *os.Root // the same directory, for writing
 	magics magic.MagicMap
 	limits Limits
 
 	lastPagesID  atomic.Uint32 // the last pages-<n>.img id handed out
 	pagesWritten atomic.Uint64 // pages written by closed PageWriters
+	pagesWriteNs atomic.Int64  // time spent in write(2) of pages files, all PageWriters
 }
 
 // Create prepares dir to receive a new set of images. A missing directory
@@ -90,25 +94,59 @@ func Open(dir string) (*Dir, error) {
 }
 
 func openRoot(dir string) (*Dir, error) {
-	root, err := os.OpenRoot(dir)
+	fd, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open image directory: %w", err)
 	}
-	return &Dir{path: dir, root: root, magics: loadMagics(), limits: DefaultLimits()}, nil
+	// Check what was opened, not the path: it may have been replaced.
+	fi, err := fd.Stat()
+	if err == nil {
+		err = checkDir(dir, fi)
+	}
+	if err != nil {
+		fd.Close()
+		return nil, err
+	}
+	root, err := os.OpenRoot(fmt.Sprintf("/proc/self/fd/%d", fd.Fd()))
+	if err != nil {
+		fd.Close()
+		return nil, fmt.Errorf("open image directory %s: %w", dir, err)
+	}
+	return &Dir{path: dir, fd: fd, root: root, magics: loadMagics(), limits: DefaultLimits()}, nil
 }
 
-// checkDir refuses a directory someone else could have planted images in.
+// checkDir refuses what is not a directory, and a directory someone else
+// owns. A directory others may write to is accepted (zdtm.py makes its
+// images directories 0777): what matters is that no file in it can be
+// swapped for one of theirs, which openRead checks on each file it opens.
 func checkDir(dir string, fi fs.FileInfo) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("image directory %s: not a directory", dir)
-	}
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("image directory %s: mode %#o is writable by group or others", dir, perm)
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		if uid := uint32(os.Geteuid()); st.Uid != uid && st.Uid != 0 {
 			return fmt.Errorf("image directory %s: owned by uid %d, neither us (uid %d) nor root", dir, st.Uid, uid)
 		}
+	}
+	return nil
+}
+
+// checkFile refuses an opened image file that is not a regular file (a
+// FIFO or device planted under an image name could block or feed endless
+// data), that is owned by neither the caller nor root, or that group or
+// others may write to: someone else could have written it, or could still
+// change it while it is read.
+func checkFile(fi fs.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if uid := uint32(os.Geteuid()); st.Uid != uid && st.Uid != 0 {
+			return fmt.Errorf("owned by uid %d, neither us (uid %d) nor root", st.Uid, uid)
+		}
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("mode %#o is writable by group or others", perm)
 	}
 	return nil
 }
@@ -124,7 +162,7 @@ func (d *Dir) Limits() Limits { return d.limits }
 
 // Close releases the directory. Open readers stay usable; writers must be
 // closed first, since they put their file in place through the directory.
-func (d *Dir) Close() error { return d.root.Close() }
+func (d *Dir) Close() error { return errors.Join(d.root.Close(), d.fd.Close()) }
 
 // Exists reports whether the directory holds a complete file of that name.
 func (d *Dir) Exists(name string) bool {
@@ -135,27 +173,41 @@ func (d *Dir) Exists(name string) bool {
 	return err == nil
 }
 
-// openRead opens a complete image file, refusing anything but a regular
-// file so a FIFO or device planted under an image name cannot block or
-// feed endless data.
+// openRead opens a complete image file, once, relative to the directory's
+// fd (os.Root: openat, no link or ".." out of it) and with O_NOFOLLOW, and
+// checks what it opened (checkFile): the file read is the file checked.
 func (d *Dir) openRead(name string) (*os.File, int64, error) {
 	if err := checkName(name); err != nil {
 		return nil, 0, err
 	}
-	f, err := d.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	// openat on the directory's fd: name is one plain component
+	// (checkName), and O_NOFOLLOW refuses a link in its place, also one
+	// to another file of the directory (os.Root would follow that).
+	n, err := unix.Openat(int(d.fd.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		err = errors.New("a symbolic link, not a regular file")
+	}
 	if err != nil {
 		return nil, 0, fileErr(name, err)
 	}
+	f := os.NewFile(uintptr(n), name)
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, 0, fileErr(name, err)
 	}
-	if !fi.Mode().IsRegular() {
+	if err := checkFile(fi); err != nil {
 		f.Close()
-		return nil, 0, fileErr(name, fmt.Errorf("not a regular file (%s)", fi.Mode().Type()))
+		return nil, 0, fileErr(name, err)
 	}
 	return f, fi.Size(), nil
+}
+
+// OpenRaw opens an image file that is not made of entries (a tmpfs tar)
+// with the checks of every image file (openRead).
+func (d *Dir) OpenRaw(name string) (*os.File, error) {
+	f, _, err := d.openRead(name)
+	return f, err
 }
 
 // createPart opens name.part for writing; commit renames it into place.

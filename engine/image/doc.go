@@ -22,10 +22,16 @@
 // written as name.part (0600) and renamed into place on Close, so a reader
 // sees a file either complete or not at all.
 //
-// Open refuses a directory that group or others may write to, or that is
-// owned by neither the caller nor root: an image directory drives restore,
-// which runs as root. Files are opened through an os.Root, so no name, link
-// or "..", however crafted, reaches outside the directory.
+// Open refuses a directory owned by neither the caller nor root. A
+// directory group or others may write to is accepted (zdtm.py makes its
+// images directories 0777), because the files are what drive restore,
+// which runs as root: each is opened once, through an os.Root (openat on
+// the directory's fd, so no name, link or "..", however crafted, reaches
+// outside the directory) with O_NOFOLLOW, and the file opened is refused
+// unless it is a regular file owned by the caller or root that neither
+// group nor others may write to. Another user who can write the directory
+// can then delete or rename images, making restore fail, but cannot make
+// it read a file of theirs.
 //
 // Reading never trusts a size: every declared length is checked against the
 // configured Limits and against what is left of the file before any buffer

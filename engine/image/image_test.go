@@ -18,6 +18,7 @@ import (
 	pipe_data "github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v7/magic"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
@@ -283,30 +284,92 @@ func TestCreateAndOpenChecks(t *testing.T) {
 		t.Error("directory with a partial image accepted")
 	}
 
+	// A directory others may write to is fine (zdtm.py makes them 0777):
+	// its files are what is checked.
 	open := filepath.Join(base, "b")
 	os.Mkdir(open, 0o700)
 	os.Chmod(open, 0o777)
-	_, err := Open(open)
-	if err == nil || !strings.Contains(err.Error(), "0777") || !strings.Contains(err.Error(), open) {
-		t.Errorf("world-writable directory: %v", err)
+	d, err := Create(open)
+	if err != nil {
+		t.Fatalf("Create of a 0777 directory: %v", err)
 	}
-	if _, err := Create(open); err == nil {
-		t.Error("Create accepted a world-writable directory")
+	if err := d.WriteOne(Pstree, PstreeFile, &pstree.PstreeEntry{Pid: u32(1), Ppid: u32(0), Pgid: u32(1), Sid: u32(1)}); err != nil {
+		t.Fatal(err)
 	}
+	d.Close()
+	if d, err = Open(open); err != nil {
+		t.Fatalf("Open of a 0777 directory: %v", err)
+	}
+	if _, err := ReadOne[pstree.PstreeEntry](d, Pstree, PstreeFile); err != nil {
+		t.Errorf("good image in a 0777 directory: %v", err)
+	}
+	d.Close()
 	if _, err := Open(filepath.Join(base, "missing")); err == nil {
 		t.Error("missing directory opened")
 	}
 }
 
+// In a directory others may write to, an image file someone could have
+// planted or could still change is refused, naming the file: a symlink (to
+// a good image of the directory, too), a FIFO, a file writable by group or
+// others, a file of another user.
 func TestOpenRefusesSpecialFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "img")
 	d, err := Create(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Symlink("/etc/passwd", filepath.Join(dir, PstreeFile))
-	if _, err := d.Reader(Pstree, PstreeFile); err == nil {
-		t.Error("symlinked image opened")
+	os.Chmod(dir, 0o777)
+	good := &pstree.PstreeEntry{Pid: u32(1), Ppid: u32(0), Pgid: u32(1), Sid: u32(1)}
+	if err := d.WriteOne(Pstree, "good.img", good); err != nil {
+		t.Fatal(err)
+	}
+	copyOf := func(name string, mode os.FileMode) {
+		b, err := os.ReadFile(filepath.Join(dir, "good.img"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name, want string
+		make       func(name string)
+	}{
+		{"link-out.img", "", func(n string) { os.Symlink("/etc/passwd", filepath.Join(dir, n)) }},
+		{"link-in.img", "symbolic link", func(n string) { os.Symlink("good.img", filepath.Join(dir, n)) }},
+		{"fifo.img", "not a regular file", func(n string) { unix.Mkfifo(filepath.Join(dir, n), 0o600) }},
+		{"group.img", "mode 0620 is writable by group or others", func(n string) { copyOf(n, 0o620) }},
+		{"others.img", "mode 0602 is writable by group or others", func(n string) { copyOf(n, 0o602) }},
+	}
+	if os.Geteuid() == 0 {
+		cases = append(cases, struct {
+			name, want string
+			make       func(name string)
+		}{"theirs.img", "owned by uid 12345", func(n string) {
+			copyOf(n, 0o600)
+			if err := os.Chown(filepath.Join(dir, n), 12345, 12345); err != nil {
+				t.Fatal(err)
+			}
+		}})
+	}
+	for _, c := range cases {
+		c.make(c.name)
+		_, err := ReadOne[pstree.PstreeEntry](d, Pstree, c.name)
+		if err == nil || !strings.Contains(err.Error(), c.name) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming it and saying %q", c.name, err, c.want)
+		}
+		if _, err := d.OpenRaw(c.name); err == nil {
+			t.Errorf("%s: OpenRaw accepted it", c.name)
+		}
+	}
+	copyOf("readable.img", 0o644) // readable by others is not a risk to restore
+	if _, err := ReadOne[pstree.PstreeEntry](d, Pstree, "readable.img"); err != nil {
+		t.Errorf("a 0644 image: %v", err)
 	}
 }
 

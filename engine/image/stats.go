@@ -9,10 +9,13 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// WriteDumpStats writes stats-dump. CRIU's zdtm.py checks pages_written
-// against the pages images, so it is checked here too: nil is filled in from
-// the pages files on disk, a value that disagrees with them is an error.
-// Other required counters left nil are written as zero.
+// WriteDumpStats writes stats-dump with every field CRIU writes. CRIU's
+// zdtm.py checks pages_written + shpages_written (private and shared
+// pages) against the size of the pages images, so that is checked here
+// too: a nil pages_written is filled in from the pages files on disk, and
+// a sum that disagrees with them is an error. Counters left nil are
+// written as zero: what gocr does not do (page pipes, parent images,
+// lazy pages, irmap) it spends no pages or time on.
 func (d *Dir) WriteDumpStats(s *stats.DumpStatsEntry) error {
 	s = proto.CloneOf(s)
 	onDisk, err := d.PagesOnDisk()
@@ -20,16 +23,20 @@ func (d *Dir) WriteDumpStats(s *stats.DumpStatsEntry) error {
 		return err
 	}
 	if s.PagesWritten == nil {
-		s.PagesWritten = proto.Uint64(onDisk)
-	} else if s.GetPagesWritten() != onDisk {
-		return errorf(StatsDumpFile, 0, "dump.pages_written", ErrInvalid, "%d, but the pages images hold %d pages", s.GetPagesWritten(), onDisk)
+		if s.GetShpagesWritten() > onDisk {
+			return errorf(StatsDumpFile, 0, "dump.shpages_written", ErrInvalid, "%d, but the pages images hold %d pages", s.GetShpagesWritten(), onDisk)
+		}
+		s.PagesWritten = proto.Uint64(onDisk - s.GetShpagesWritten())
+	} else if sum := s.GetPagesWritten() + s.GetShpagesWritten(); sum != onDisk {
+		return errorf(StatsDumpFile, 0, "dump.pages_written", ErrInvalid, "%d + shpages_written %d, but the pages images hold %d pages", s.GetPagesWritten(), s.GetShpagesWritten(), onDisk)
 	}
-	for _, p := range []**uint32{&s.FreezingTime, &s.FrozenTime, &s.MemdumpTime, &s.MemwriteTime} {
+	for _, p := range []**uint32{&s.FreezingTime, &s.FrozenTime, &s.MemdumpTime, &s.MemwriteTime, &s.IrmapResolve} {
 		if *p == nil {
 			*p = proto.Uint32(0)
 		}
 	}
-	for _, p := range []**uint64{&s.PagesScanned, &s.PagesSkippedParent, &s.PagesLazy} {
+	for _, p := range []**uint64{&s.PagesScanned, &s.PagesSkippedParent, &s.PagesLazy, &s.PagePipes, &s.PagePipeBufs,
+		&s.ShpagesScanned, &s.ShpagesSkippedParent, &s.ShpagesWritten} {
 		if *p == nil {
 			*p = proto.Uint64(0)
 		}
@@ -38,10 +45,12 @@ func (d *Dir) WriteDumpStats(s *stats.DumpStatsEntry) error {
 }
 
 // WriteRestoreStats writes stats-restore, replacing the one a previous
-// restore of the same images left.
+// restore of the same images left. Counters left nil are written as zero
+// (gocr shares no pages copy-on-write between restored processes, so it
+// compares and skips none).
 func (d *Dir) WriteRestoreStats(s *stats.RestoreStatsEntry) error {
 	s = proto.CloneOf(s)
-	for _, p := range []**uint64{&s.PagesCompared, &s.PagesSkippedCow} {
+	for _, p := range []**uint64{&s.PagesCompared, &s.PagesSkippedCow, &s.PagesRestored} {
 		if *p == nil {
 			*p = proto.Uint64(0)
 		}

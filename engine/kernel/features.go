@@ -110,20 +110,16 @@ func Names() []string {
 	return out
 }
 
-// criuNames maps CRIU's `check --feature` names to ours, for the ones that
-// are the same kernel facility.
+// criuNames maps CRIU's `check --feature` names to ours, for the ones
+// that are the same kernel facility and mean the same for gocr (criu.go
+// answers every one of CRIU's names).
 var criuNames = map[string]string{
 	"mnt_id":               "fdinfo-mnt-id",
-	"mem_dirty_track":      "soft-dirty",
-	"uffd":                 "userfaultfd",
 	"timens":               "time-ns",
 	"clone3_set_tid":       "clone3-set-tid",
 	"move_mount_set_group": "move-mount-set-group",
 	"get_rseq_conf":        "ptrace-rseq-config",
 	"pagemap_scan":         "pagemap-scan",
-	"pidfd_store":          "pidfd",
-	"kcmp":                 "kcmp",
-	"tcp_repair":           "tcp-repair",
 }
 
 // Probe runs every probe once and returns what it found. It never fails:

@@ -313,9 +313,10 @@ func (w *memWriter) close() {
 // /proc/PID/map_files of any VMA that maps it, with SEEK_DATA/SEEK_HOLE
 // finding its pages: page tables would miss a page no process of the
 // tree has touched since it was written (as after a restore, which fills
-// the object through a mapping it then removes). It returns the pages
-// written.
-func DumpShmem(tasks []TaskVMAs, dir *image.Dir) (uint64, error) {
+// the object through a mapping it then removes). It returns the pages of
+// the objects (what it scanned, as CRIU's shpages_scanned counts them)
+// and the pages written.
+func DumpShmem(tasks []TaskVMAs, dir *image.Dir) (PageStats, error) {
 	type object struct {
 		size       uint64
 		pid        int // a process that maps it, at [start, end)
@@ -338,15 +339,16 @@ func DumpShmem(tasks []TaskVMAs, dir *image.Dir) (uint64, error) {
 			o.size = max(o.size, v.GetPgoff()+v.GetEnd()-v.GetStart())
 		}
 	}
-	var written uint64
+	var st PageStats
 	for _, id := range ids {
+		st.Scanned += (objs[id].size + image.PageSize - 1) / image.PageSize
 		n, err := dumpShmemObject(dir, id, objs[id].size, fmt.Sprintf("/proc/%d/map_files/%x-%x", objs[id].pid, objs[id].start, objs[id].end))
-		written += n
+		st.Written += n
 		if err != nil {
-			return written, fmt.Errorf("shared memory %d (mapped by pid %d at %#x): %w", id, objs[id].pid, objs[id].start, err)
+			return st, fmt.Errorf("shared memory %d (mapped by pid %d at %#x): %w", id, objs[id].pid, objs[id].start, err)
 		}
 	}
-	return written, nil
+	return st, nil
 }
 
 // dumpShmemObject writes the data runs of the first size bytes of the

@@ -3,6 +3,7 @@ package mount
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"sort"
@@ -237,23 +238,16 @@ func hostPathOf(e *mnt.MntEntry, external map[string]string) (string, error) {
 }
 
 func (b *builder) openImages(dir *image.Dir) error {
-	var root *os.Root
 	for _, sb := range b.sbs {
 		if sb.fstype != "tmpfs" {
 			continue
 		}
-		if root == nil {
-			var err error
-			if root, err = os.OpenRoot(dir.Path()); err != nil {
-				return fmt.Errorf("open image directory: %w", err)
-			}
-			defer root.Close()
-		}
-		name := TmpfsFile(sb.dev)
-		f, err := root.Open(name)
-		if err != nil {
+		// Through the image directory's checks: the tar is an image file
+		// like any other (regular, ours or root's, not writable by others).
+		f, err := dir.OpenRaw(TmpfsFile(sb.dev))
+		if errors.Is(err, fs.ErrNotExist) {
 			// CRIU before 3.x named the tar by mount id.
-			if f2, err2 := root.Open(fmt.Sprintf("tmpfs-%d.tar.gz.img", sb.creator.e.GetMntId())); err2 == nil {
+			if f2, err2 := dir.OpenRaw(fmt.Sprintf("tmpfs-%d.tar.gz.img", sb.creator.e.GetMntId())); err2 == nil {
 				f, err = f2, nil
 			}
 		}
