@@ -146,6 +146,9 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		err = d.writeStats(start)
 	}
 	if err == nil {
+		err = d.checkRestorable()
+	}
+	if err == nil {
 		d.log.Info("dump written", "pid", o.Pid, "pages", d.memStats.Written, "shared_pages", d.shStats.Written, "frozen", time.Since(d.frozenAt), "injected", d.tr.Injected())
 		err = d.at("resume")
 	}
@@ -167,6 +170,25 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	}
 	// A dumped tree is killed, as criu does without --leave-running.
 	d.kill()
+	return nil
+}
+
+// checkRestorable runs restore's own checks (checkImages) over the images
+// just written, with the options a restore of them would need: anything
+// restore would refuse fails the dump with the same message, the tree
+// running on. External mounts named by key at dump get their host path
+// only at restore: any path stands in for it here.
+func (d *dumper) checkRestorable() error {
+	dir, err := image.Open(d.o.ImagesDir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	mounts := mount.NewSet()
+	defer mounts.Close()
+	if _, err := checkImages(dir, RestoreOptions{FileLocks: d.o.FileLocks, Root: d.o.Root}, mounts); err != nil {
+		return fmt.Errorf("the images would not restore: %w", err)
+	}
 	return nil
 }
 

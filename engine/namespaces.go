@@ -612,13 +612,6 @@ func checkRestoreRoot(dir *image.Dir, img *restoreImages, root string) error {
 	return mount.CheckRestoreRoot(entries, root)
 }
 
-// planMounts plans the propagation of every mount namespace the restore
-// makes at once: a peer group made before a process unshared has members
-// in several (see mount.Set.Plan). It refuses, before anything is made, a
-// tree whose peer groups this kernel cannot rebuild.
-func (r *restorer) planMounts() error {
-	return r.mounts.Plan(r.dir, r.img.mntNSs, nil)
-}
 
 // enterMountNS puts a stub just forked into its mount namespace: the one
 // its namespace's first process made (setns), or a new one it makes and

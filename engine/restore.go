@@ -259,22 +259,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	r := &restorer{external: external, o: o, log: o.Log, dir: dir, hostTid: map[int]int{}, shm: map[uint64]int{},
 		mounts: mount.NewSet(), mntNS: map[uint32]*procRestorer{}}
 	defer r.mounts.Close()
-	if r.img, err = readRestoreImages(dir); err != nil {
-		return nil, fmt.Errorf("restore: %w", err)
-	}
-	if err := checkPrivileges(r.img); err != nil {
-		return nil, fmt.Errorf("restore: %w", err)
-	}
-	if err := checkTaskAttrs(r.img); err != nil {
-		return nil, fmt.Errorf("restore: %w", err)
-	}
-	if r.img.nlocks > 0 && !o.FileLocks {
-		return nil, fmt.Errorf("restore: the images hold %d file locks (%s): restore with --file-locks to take them again", r.img.nlocks, image.FileLocksFile)
-	}
-	if err := checkRestoreRoot(dir, r.img, o.Root); err != nil {
-		return nil, fmt.Errorf("restore: %w", err)
-	}
-	if err := r.planMounts(); err != nil {
+	if r.img, err = checkImages(dir, o, r.mounts); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	byPid := map[int]*procRestorer{}
@@ -662,6 +647,36 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 	}
 	img.pages += pages
 	return p, nil
+}
+
+// checkImages reads an images directory and runs every check restore
+// makes before it starts anything: the images' own consistency, this
+// machine's privileges, the task attributes it can set, file locks and
+// --root against the options, and the plan of the mount namespaces (peer
+// groups this kernel can rebuild, a host path for each external mount).
+// Restore calls it first; so does the dump, before it kills the tree or
+// says it is done: a dump that succeeds restores.
+func checkImages(dir *image.Dir, o RestoreOptions, mounts *mount.Set) (*restoreImages, error) {
+	img, err := readRestoreImages(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPrivileges(img); err != nil {
+		return nil, err
+	}
+	if err := checkTaskAttrs(img); err != nil {
+		return nil, err
+	}
+	if img.nlocks > 0 && !o.FileLocks {
+		return nil, fmt.Errorf("the images hold %d file locks (%s): restore with --file-locks to take them again", img.nlocks, image.FileLocksFile)
+	}
+	if err := checkRestoreRoot(dir, img, o.Root); err != nil {
+		return nil, err
+	}
+	if err := mounts.Plan(dir, img.mntNSs, nil); err != nil {
+		return nil, err
+	}
+	return img, nil
 }
 
 // checkTaskAttrs refuses, before anything is made, attributes of the
