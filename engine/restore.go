@@ -664,6 +664,9 @@ func checkImages(dir *image.Dir, o RestoreOptions, mounts *mount.Set) (*restoreI
 	if err := checkPrivileges(img); err != nil {
 		return nil, err
 	}
+	if err := checkTreeShape(img); err != nil {
+		return nil, err
+	}
 	if err := checkTaskAttrs(img); err != nil {
 		return nil, err
 	}
@@ -677,6 +680,30 @@ func checkImages(dir *image.Dir, o RestoreOptions, mounts *mount.Set) (*restoreI
 		return nil, err
 	}
 	return img, nil
+}
+
+// checkTreeShape refuses, before anything is made, sessions, process
+// groups and zombies that the tree's making (setSession, setGroup, die)
+// cannot bring back.
+func checkTreeShape(img *restoreImages) error {
+	for i, p := range img.procs {
+		pid, sid, pgid := uint32(p.pid), p.tree.GetSid(), p.tree.GetPgid()
+		var parent *procImages
+		if i > 0 {
+			parent = img.byPid[int(p.tree.GetPpid())]
+		}
+		what := fmt.Sprintf("%s: pid %d", image.PstreeFile, pid)
+		if parent != nil && sid != pid && sid != parent.tree.GetSid() {
+			return fmt.Errorf("%s: session %d is not its parent's (%d), nor its own: not supported yet", what, sid, parent.tree.GetSid())
+		}
+		if parent != nil && pgid != sid && pgid != pid && img.byPid[int(pgid)] == nil {
+			return fmt.Errorf("%s: process group %d: its leader is not in the image: not supported yet", what, pgid)
+		}
+		if p.zombie && p.exitCode&0x7f != 0 {
+			return fmt.Errorf("%s: zombie killed by signal %d: not supported yet", what, p.exitCode&0x7f)
+		}
+	}
+	return nil
 }
 
 // checkTaskAttrs refuses, before anything is made, attributes of the
