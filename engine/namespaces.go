@@ -612,7 +612,6 @@ func checkRestoreRoot(dir *image.Dir, img *restoreImages, root string) error {
 	return mount.CheckRestoreRoot(entries, root)
 }
 
-
 // enterMountNS puts a stub just forked into its mount namespace: the one
 // its namespace's first process made (setns), or a new one it makes and
 // gocr fills (unshare, then mount.RestoreNS: the namespace's tree replaces
