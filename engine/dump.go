@@ -413,7 +413,12 @@ func (d *dumper) dumpProc(p *procDump) (err error) {
 	}
 	tc.Comm = &stat.Comm
 	tc.Personality = ptr(mustPersonality(pid))
-	tc.TaskState = ptr(uint32(1)) // TASK_ALIVE
+	tc.TaskState = ptr(uint32(taskAlive))
+	if p.wasStopped {
+		// Stopped by a job-control signal before the dump: it comes back
+		// stopped (CRIU's TASK_STOPPED).
+		tc.TaskState, tc.StopSigno = ptr(uint32(taskStopped)), ptr(uint32(unix.SIGSTOP))
+	}
 	tc.ExitCode = ptr(uint32(0))
 	tc.Flags = ptr(uint32(stat.Flags))
 	tc.BlkSigset = ptr(threads[0].sigmask)

@@ -157,6 +157,7 @@ type procImages struct {
 	tids     []int                        // the leader first, as the tree sees them
 	cores    map[int]*criu_core.CoreEntry // by tid
 	zombie   bool                         // only tree and the leader's core are read
+	stopped  bool                         // in group stop: let go stopped
 	exitCode int                          // a zombie's wait status
 	mntNS    uint32                       // the id of its mount namespace
 	timeNS   uint32                       // the id of its time namespace, 0 if the image has none
@@ -544,6 +545,8 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 			}
 			switch st := c.GetTc().GetTaskState(); st {
 			case taskAlive:
+			case taskStopped:
+				p.stopped = true
 			case taskDead:
 				if len(p.tids) != 1 {
 					return nil, fmt.Errorf("%s: threads: a zombie has %d threads", image.PstreeFile, len(p.tids))
@@ -1784,6 +1787,14 @@ func (r *restorer) finish() error {
 	for _, p := range slices.Backward(r.procs) {
 		if p.img.zombie {
 			continue
+		}
+		if p.img.stopped {
+			// Queued while every thread is still ours: the first thread
+			// let go takes it before any instruction of its own and stops
+			// the whole process, as before the dump.
+			if err := unix.Kill(p.pid, unix.SIGSTOP); err != nil {
+				return &TaskError{Pid: p.vpid, Op: "restore: put back in group stop", Err: err}
+			}
 		}
 		for _, tid := range p.img.tids[1:] {
 			if err := r.tr.Detach(r.hostTid[tid], 0); err != nil {

@@ -30,6 +30,9 @@ import (
 const (
 	taskAlive = 1
 	taskDead  = 2 // a zombie: only its exit status is left
+	// taskStopped is a live process in group stop (state T), put back in
+	// it before it is let go.
+	taskStopped = 3
 )
 
 // procDump is one process of the tree being dumped.

@@ -9,6 +9,7 @@
 #   mnt_*        static, with mntlib.c: the mount namespace workloads
 #   ghost_small  static
 #   signalfd timerfd inotify memfd eventfd_tree  static: fd kinds
+#   stopped      static: children in job-control stop
 #   unix_*       static: unix sockets (pairs, bound datagrams, a listener,
 #                an fd in flight that the dump must refuse)
 #   sysv_shm sysv_sem sysv_msg posix_mq   static: SysV IPC and POSIX message queues
@@ -34,7 +35,7 @@ for w in mnt_nested mnt_files mnt_external mnt_shapes mnt_stack mnt_ghost mnt_pe
 	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/mntlib.c" "$src/zdtmlib.c"
 done
 $CC $CFLAGS -static -o "$out/ghost_small" "$src/ghost_small.c" "$src/zdtmlib.c"
-for w in signalfd timerfd inotify memfd eventfd_tree clone_files; do
+for w in signalfd timerfd inotify memfd eventfd_tree clone_files stopped; do
 	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/zdtmlib.c"
 done
 for t in unix_pair unix_dgram_bound unix_listen unix_scm_refused; do

@@ -1,0 +1,77 @@
+/*
+ * stopped: processes in job-control stop stay stopped.
+ *
+ * The root makes two children, the second in a process group of its own,
+ * stops both with SIGSTOP and sees them stop (waitpid WUNTRACED). (SIGTSTP
+ * would not do: the kernel discards it for a process in an orphaned
+ * process group, which a daemon's tree is.)
+ * After restore both must still be stopped (state T in their stat), and
+ * SIGCONT must set them going again: each then checks in and passes.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "zdtmlib.h"
+
+/* state returns the state letter of pid's stat, or '?'. */
+static char state(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return '?';
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+int main(int argc, char **argv)
+{
+	test_init(argc, argv, false);
+	int sigs[2] = {SIGSTOP, SIGSTOP};
+	pid_t kids[2];
+	for (int i = 0; i < 2; i++) {
+		kids[i] = test_fork();
+		if (kids[i] == 0) {
+			if (i == 1 && setpgid(0, 0))
+				fail("setpgid: %m");
+			test_child_ready();
+			pass();
+		}
+	}
+	test_tree_ready(2);
+	for (int i = 0; i < 2; i++) {
+		int st;
+		if (kill(kids[i], sigs[i]))
+			fail("kill %d: %m", kids[i]);
+		if (waitpid(kids[i], &st, WUNTRACED) != kids[i] || !WIFSTOPPED(st) || WSTOPSIG(st) != sigs[i])
+			fail("child %d did not stop with signal %d (status %#x)", kids[i], sigs[i], st);
+	}
+
+	test_daemon();
+	test_waitsig();
+
+	for (int i = 0; i < 2; i++)
+		if (state(kids[i]) != 'T')
+			fail("child %d (stopped by signal %d) is in state %c after restore, not T", kids[i], sigs[i], state(kids[i]));
+	for (int i = 0; i < 2; i++) {
+		if (kill(kids[i], SIGCONT))
+			fail("SIGCONT %d: %m", kids[i]);
+		for (int n = 0; state(kids[i]) == 'T'; n++) {
+			if (n > 500)
+				fail("child %d still stopped after SIGCONT", kids[i]);
+			nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+		}
+	}
+	test_tree_check(2);
+	pass();
+}
