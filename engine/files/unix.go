@@ -222,7 +222,7 @@ func (s *Set) dumpUnix(pid int, fd Fd, ino uint32, local int) (uint32, error) {
 	// stream or seqpacket socket refuses recvmsg before it connects).
 	var packets [][]byte
 	if d.Type == unix.SOCK_DGRAM || d.State == sockdiag.StateEstablished {
-		if packets, err = peekQueue(local, d.Type); err != nil {
+		if packets, err = peekQueue(local, d.Type, d.Shutdown&rcvShutdown != 0); err != nil {
 			return 0, err
 		}
 	}
@@ -301,7 +301,13 @@ func sameDev(st uint64, kdev uint32) bool {
 // (or seqpacket record) is one packet, read whole; a stream comes in the
 // chunks the kernel gives. File descriptors in flight (SCM_RIGHTS) are
 // refused: they would be files of their own to dump.
-func peekQueue(fd int, typ uint8) (packets [][]byte, err error) {
+//
+// A read of 0 bytes ends a stream's queue. For packets it is ambiguous: a
+// zero-length datagram or record reads as 0 too, and once peeked the
+// kernel skips it at that peek offset (skb->peeked), so the walk goes on;
+// but a socket shut down for reading (the peer's shutdown(SHUT_WR)) gives
+// 0 at the end of its queue, forever. There the first 0 ends the queue.
+func peekQueue(fd int, typ uint8, rcvShut bool) (packets [][]byte, err error) {
 	old, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
 	if err != nil {
 		return nil, fmt.Errorf("peek offset: %w", err)
@@ -318,7 +324,7 @@ func peekQueue(fd int, typ uint8) (packets [][]byte, err error) {
 	}
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(4*maxFdsInMsg)+unix.CmsgSpace(unix.SizeofUcred))
-	off := 0
+	off, empties := 0, 0
 	for range 1 << 24 {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off); err != nil {
 			return nil, fmt.Errorf("set peek offset %d: %w", off, err)
@@ -335,8 +341,17 @@ func peekQueue(fd int, typ uint8) (packets [][]byte, err error) {
 		if err := checkControl(oob[:oobn], mflags); err != nil {
 			return nil, fmt.Errorf("packet %d of its queue (at byte %d) %w", len(packets)+1, off, err)
 		}
-		if stream && n == 0 {
+		if n == 0 && (stream || rcvShut) {
 			return packets, nil // shut down, and nothing more queued
+		}
+		if n == 0 {
+			// A zero-length packet; a kernel that did not skip it once
+			// peeked would give it again and again.
+			if empties++; empties > maxEmptyPackets {
+				return nil, fmt.Errorf("more than %d zero-length packets in a row at byte %d of the queue", maxEmptyPackets, off)
+			}
+		} else {
+			empties = 0
 		}
 		if n > len(buf) {
 			buf = make([]byte, n) // a datagram larger than buf: again, whole
@@ -347,6 +362,9 @@ func peekQueue(fd int, typ uint8) (packets [][]byte, err error) {
 	}
 	return nil, fmt.Errorf("more than %d packets queued", 1<<24)
 }
+
+// maxEmptyPackets bounds a run of zero-length packets in a queue.
+const maxEmptyPackets = 1 << 16
 
 // errFdsInFlight marks a queue holding file descriptors.
 var errFdsInFlight = errors.New("file descriptors in flight (SCM_RIGHTS) are not supported yet")

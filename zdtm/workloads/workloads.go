@@ -38,6 +38,7 @@ func All() []lib.Workload {
 		FileLocksRefused,
 		PipeSize,
 		SchedAttrs,
+		SeqpacketShutdown,
 	}
 }
 
