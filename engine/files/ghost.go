@@ -8,6 +8,7 @@ import (
 	"path"
 
 	ghost_file "github.com/checkpoint-restore/go-criu/v7/crit/images/ghost-file"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/regfile"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
 	criu_time "github.com/checkpoint-restore/go-criu/v7/crit/images/time"
 	"golang.org/x/sys/unix"
@@ -257,6 +258,12 @@ type ghost struct {
 	base  string // its name in dirfd
 	isDir bool
 	gone  bool
+	// tmpfd, when not -1, is the open file the ghost was made with
+	// O_TMPFILE through: it has no name (a link would cost it its
+	// linkability), the fd the task made it with gets this open file, and
+	// other opens and maps go through /proc/self/fd/tmpfd.
+	tmpfd   int
+	tmpUsed bool
 }
 
 // ghost returns the ghost with that id, making it on first use next to
@@ -281,16 +288,19 @@ func (r *Restorer) ghost(id uint32, orig string, mntID int32) (*ghost, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ghost %d: directory of %s: %w", id, orig, err)
 	}
-	g := &ghost{entry: e, dirfd: dirfd, isDir: e.GetMode()&unix.S_IFMT == unix.S_IFDIR}
+	g := &ghost{entry: e, dirfd: dirfd, isDir: e.GetMode()&unix.S_IFMT == unix.S_IFDIR, tmpfd: -1}
 	if g.isDir {
 		err = g.makeDir(id, orig)
 	} else {
-		err = g.makeFile(id, orig, rd)
+		err = g.makeFile(id, orig, rd, r.tmpfileFlags(id))
 	}
-	if g.base != "" {
+	if g.base != "" || g.tmpfd >= 0 {
 		r.made = append(r.made, g) // from now on removed whatever happens
 	} else {
 		unix.Close(dirfd)
+		if g.tmpfd >= 0 {
+			unix.Close(g.tmpfd)
+		}
 	}
 	if err == nil {
 		err = r.setGhostMeta(g)
@@ -321,10 +331,27 @@ func (g *ghost) makeDir(id uint32, orig string) error {
 // makeFile makes a ghost regular file under a temporary name and fills it
 // from its image: the chunks at their offsets (holes stay holes), or the
 // whole file as one payload in images without chunks.
-func (g *ghost) makeFile(id uint32, orig string, rd *image.Reader) error {
+//
+// A ghost of a file the task made with O_TMPFILE (tmpFlags, its open
+// flags, not 0) is made that way too, in its directory, and never linked:
+// the fd given that open file has it as the task had it (its flags, and
+// linkable with linkat unless O_EXCL).
+func (g *ghost) makeFile(id uint32, orig string, rd *image.Reader, tmpFlags int) error {
 	var fd int
 	var err error
+	if tmpFlags != 0 {
+		acc := tmpFlags & unix.O_ACCMODE
+		fl := unix.O_TMPFILE | acc | unix.O_CLOEXEC | tmpFlags&unix.O_EXCL
+		fd, err = unix.Openat(g.dirfd, ".", fl, 0o600)
+		if err != nil {
+			return fmt.Errorf("open a file with O_TMPFILE in the directory of %s: %w", orig, err)
+		}
+		g.tmpfd, g.name = fd, orig
+	}
 	for i, name := range ghostNames(id, orig)[1:] {
+		if g.tmpfd >= 0 {
+			break
+		}
 		fd, err = unix.Openat(g.dirfd, path.Base(name), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 		if err == nil {
 			g.name, g.base = name, path.Base(name)
@@ -334,7 +361,9 @@ func (g *ghost) makeFile(id uint32, orig string, rd *image.Reader) error {
 			return fmt.Errorf("create %s: %w", name, err)
 		}
 	}
-	defer unix.Close(fd)
+	if g.tmpfd < 0 {
+		defer unix.Close(fd)
+	}
 	e := g.entry
 	if !e.GetChunks() {
 		_, err := io.Copy(io.NewOffsetWriter(fdWriterAt(fd), 0), rd.Payload())
@@ -352,6 +381,43 @@ func (g *ghost) makeFile(id uint32, orig string, rd *image.Reader) error {
 			return fmt.Errorf("%d bytes at %d: %w", c.GetLen(), c.GetOff(), err)
 		}
 	}
+}
+
+// tmpfileFlags returns the open flags of the file entry that made ghost
+// id with O_TMPFILE, or 0 when none did.
+func (r *Restorer) tmpfileFlags(id uint32) int {
+	for fid, rm := range r.Remaps {
+		if rm.GetRemapType() != remap.RemapType_GHOST || rm.GetRemapId() != id {
+			continue
+		}
+		if e := r.entries[fid].GetReg(); e != nil && int(e.GetFlags())&oTmpfileBit != 0 {
+			return int(e.GetFlags())
+		}
+	}
+	return 0
+}
+
+// openTmpfile gives e, a file the task made with O_TMPFILE, the open
+// file the ghost was made through, at e's offset and with its status flags.
+func (g *ghost) openTmpfile(e *regfile.RegFileEntry) (int, error) {
+	if g.tmpfd < 0 || g.tmpUsed {
+		return -1, fmt.Errorf("%s: a second open file made with O_TMPFILE for one ghost", e.GetName())
+	}
+	fd, err := unix.FcntlInt(uintptr(g.tmpfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	g.tmpUsed = true
+	fl := int(e.GetFlags()) & (unix.O_APPEND | unix.O_NONBLOCK | unix.O_NOATIME | unix.O_ASYNC | unix.O_DIRECT)
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: set flags %#o: %w", e.GetName(), fl, err)
+	}
+	if _, err := unix.Seek(fd, int64(e.GetPos()), unix.SEEK_SET); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: seek to %d: %w", e.GetName(), e.GetPos(), err)
+	}
+	return fd, nil
 }
 
 // maxGhostNames bounds the names tried for one ghost.
@@ -376,6 +442,9 @@ func (r *Restorer) setGhostMeta(g *ghost) error {
 	if err != nil {
 		return err
 	}
+	if g.tmpfd >= 0 {
+		return g.setTmpfileMeta(uid, gid)
+	}
 	if err := unix.Fchownat(g.dirfd, g.base, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("chown %s to %d:%d: %w", g.name, uid, gid, err)
 	}
@@ -387,6 +456,25 @@ func (r *Restorer) setGhostMeta(g *ghost) error {
 	}
 	ts := []unix.Timespec{tspec(e.Atim), tspec(e.Mtim)}
 	if err := unix.UtimesNanoAt(g.dirfd, g.base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times of %s: %w", g.name, err)
+	}
+	return nil
+}
+
+// setTmpfileMeta is setGhostMeta for a ghost without a name.
+func (g *ghost) setTmpfileMeta(uid, gid uint32) error {
+	e := g.entry
+	if err := unix.Fchown(g.tmpfd, int(uid), int(gid)); err != nil {
+		return fmt.Errorf("chown %s to %d:%d: %w", g.name, uid, gid, err)
+	}
+	if err := unix.Fchmod(g.tmpfd, e.GetMode()&0o7777); err != nil {
+		return fmt.Errorf("chmod %s %#o: %w", g.name, e.GetMode()&0o7777, err)
+	}
+	if e.Atim == nil || e.Mtim == nil {
+		return nil
+	}
+	ts := []unix.Timespec{tspec(e.Atim), tspec(e.Mtim)}
+	if err := unix.UtimesNanoAt(g.tmpfd, "", ts, unix.AT_EMPTY_PATH); err != nil {
 		return fmt.Errorf("set times of %s: %w", g.name, err)
 	}
 	return nil
@@ -421,6 +509,10 @@ func (g *ghost) remove() error {
 	}
 	g.gone = true
 	defer unix.Close(g.dirfd)
+	if g.tmpfd >= 0 {
+		unix.Close(g.tmpfd)
+		return nil // it had no name
+	}
 	flags := 0
 	if g.isDir {
 		flags = unix.AT_REMOVEDIR

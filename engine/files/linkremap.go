@@ -126,6 +126,13 @@ func (r *Restorer) openRemapped(e *regfile.RegFileEntry, rm *remap.RemapFilePath
 		if g.isDir {
 			return r.openPath(r.pathOf(e.GetMntId(), g.name), e)
 		}
+		if g.tmpfd >= 0 {
+			if int(e.GetFlags())&oTmpfileBit != 0 {
+				return g.openTmpfile(e)
+			}
+			// Another open file, or a map, of a file without a name.
+			return r.openPath(fmt.Sprintf("/proc/self/fd/%d", g.tmpfd), e)
+		}
 		return r.openLinked(r.pathOf(e.GetMntId(), g.name), e)
 	case remap.RemapType_LINKED:
 		t, ok := r.entries[rm.GetRemapId()]

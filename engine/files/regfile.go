@@ -29,6 +29,9 @@ func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 		id, err := s.dumpTty(pid, fd, &st)
 		return id, fdinfo.FdTypes_TTY, err
 	}
+	// A file made with O_TMPFILE keeps the flag: it never had a name
+	// (/proc shows "DIR/#INODE (deleted)"), is saved as a ghost and is
+	// made again with O_TMPFILE (see ghost.makeFile).
 	flags := fd.Info.Flags &^ unix.O_CLOEXEC
 	id := s.add(regEntry(p.Name, flags, uint64(fd.Info.Pos), fd.Info.MntID, &st))
 	if p.Deleted || st.Nlink == 0 {
@@ -38,6 +41,10 @@ func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	}
 	return id, fdinfo.FdTypes_REG, nil
 }
+
+// oTmpfileBit is __O_TMPFILE, O_TMPFILE without the O_DIRECTORY it
+// carries.
+const oTmpfileBit = unix.O_TMPFILE &^ unix.O_DIRECTORY
 
 // Path is a file a task uses by its name: an fd's file, or its cwd, root,
 // exe or a mapped file.
@@ -133,6 +140,9 @@ func (r *Restorer) openReg(e *regfile.RegFileEntry) (int, error) {
 // create or truncate it).
 func (r *Restorer) openRegFlags(e *regfile.RegFileEntry, flags int) (int, error) {
 	flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY
+	if flags&oTmpfileBit != 0 {
+		flags &^= unix.O_TMPFILE // the file is made already (see openTmpfile)
+	}
 	var fd int
 	var err error
 	if id := uint32(e.GetMntId()); e.GetMntId() >= 0 && r.Mounts.Has(id) {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -318,6 +319,11 @@ func readStatus(pid int) ([]string, error) {
 	return out, sc.Err()
 }
 
+// oTmpfileBit is __O_TMPFILE in an fd's flags (octal 020000000).
+const oTmpfileBit = 0o20000000
+
+var tmpfileName = regexp.MustCompile(`/#[0-9]+ \(deleted\)$`)
+
 // fdTable reads the fds of pid; label names a pipe or socket by its kind
 // and inode, the same name for the same inode anywhere in the tree.
 func fdTable(pid int, label func(kind, ino string) string) ([]string, error) {
@@ -344,6 +350,11 @@ func fdTable(pid int, label func(kind, ino string) string) ([]string, error) {
 					mnt = strings.TrimSpace(v)
 				}
 			}
+		}
+		if fl, err := strconv.ParseUint(flags, 8, 32); err == nil && fl&oTmpfileBit != 0 {
+			// A file made with O_TMPFILE is named by its inode number
+			// ("DIR/#12345 (deleted)"), which a new file cannot keep.
+			target = tmpfileName.ReplaceAllString(target, "/#INODE (deleted)")
 		}
 		line := fmt.Sprintf("fd %s: %s flags %s", e.Name(), normalizeFdTarget(target, label), flags)
 		if strings.HasPrefix(target, "/") && mnt != "" {

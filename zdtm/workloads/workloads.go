@@ -39,6 +39,7 @@ func All() []lib.Workload {
 		PipeSize,
 		SchedAttrs,
 		SeqpacketShutdown,
+		Tmpfile,
 	}
 }
 
