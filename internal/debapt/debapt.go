@@ -162,21 +162,36 @@ func (a *Apt) Download(ctx context.Context, dir, pkg, version string) (string, e
 
 // Source fetches the source package pkg=version into dir and unpacks it
 // there with dpkg-source (Debian's patches applied); it returns the
-// unpacked tree.
-func (a *Apt) Source(ctx context.Context, dir, pkg, version string) (string, error) {
+// unpacked tree. When the mirror serves the upstream tarball but not
+// Debian's packaging (some mirrors and proxies lag behind for the small
+// .debian.tar), the upstream tarball is unpacked alone and patched is
+// false.
+func (a *Apt) Source(ctx context.Context, dir, pkg, version string) (tree string, patched bool, err error) {
 	a.log("apt-get source %s=%s (suite %s) into %s", pkg, version, a.Suite.Name, dir)
-	if _, err := a.run(ctx, dir, "apt-get", "-q", "source", "--only-source", pkg+"="+version); err != nil {
-		return "", err
-	}
 	up, _, _ := strings.Cut(version, "-")
 	if _, after, ok := strings.Cut(up, ":"); ok {
 		up = after
 	}
-	tree := filepath.Join(dir, pkg+"-"+up)
-	if st, err := os.Stat(tree); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("apt-get source %s=%s: no tree %s after unpacking", pkg, version, tree)
+	tree = filepath.Join(dir, pkg+"-"+up)
+	_, err = a.run(ctx, dir, "apt-get", "-q", "source", "--only-source", pkg+"="+version)
+	if err != nil {
+		orig, _ := filepath.Glob(filepath.Join(dir, pkg+"_"+up+".orig.tar.*"))
+		if len(orig) != 1 {
+			return "", false, err
+		}
+		a.log("warning: %v; unpacking the upstream tarball %s without Debian's patches", err, filepath.Base(orig[0]))
+		os.RemoveAll(tree)
+		cmd := exec.CommandContext(ctx, "tar", "-C", dir, "-xf", orig[0])
+		if out, terr := cmd.CombinedOutput(); terr != nil {
+			return "", false, fmt.Errorf("tar -xf %s: %v\n%s", orig[0], terr, out)
+		}
+	} else {
+		patched = true
 	}
-	return tree, nil
+	if st, err := os.Stat(tree); err != nil || !st.IsDir() {
+		return "", false, fmt.Errorf("apt-get source %s=%s: no tree %s after unpacking", pkg, version, tree)
+	}
+	return tree, patched, nil
 }
 
 // ParseControl reads the first stanza of Debian control text.
