@@ -81,12 +81,17 @@ func run(ctx context.Context, cache, engine, gocrBin, flavors, tests, results st
 	}
 	regex := testRegex(tests)
 
-	s, err := fetchSource(ctx, cache, listAge)
+	bl, err := lock(ctx, filepath.Join(cache, "build.lock"), "fetching or building CRIU")
 	if err != nil {
 		return err
 	}
-	logf("CRIU %s in %s", s.Version, s.Tree)
-	if err := build(ctx, s, jobs); err != nil {
+	s, err := fetchSource(ctx, cache, listAge)
+	if err == nil {
+		logf("CRIU %s in %s", s.Version, s.Tree)
+		err = build(ctx, s, jobs)
+	}
+	bl.Close()
+	if err != nil {
 		return err
 	}
 	if list {
@@ -106,6 +111,11 @@ func run(ctx context.Context, cache, engine, gocrBin, flavors, tests, results st
 	}
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
+	rl, err := lock(ctx, filepath.Join(s.Dir, "run.lock"), "its zdtm.py run")
+	if err != nil {
+		return err
+	}
+	defer rl.Close()
 	var sums []string
 	failed := false
 	for _, f := range fl {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -134,6 +135,7 @@ func runFlavor(ctx context.Context, s *source, bin, engine, flavor, regex, resul
 	if werr != nil && !errors.As(werr, &ee) && fr.incomplete == "" {
 		fr.incomplete = werr.Error()
 	}
+	sort.SliceStable(fr.results, func(i, j int) bool { return fr.results[i].Test < fr.results[j].Test })
 	for _, r := range fr.results {
 		switch r.Verdict {
 		case "pass":
@@ -147,7 +149,7 @@ func runFlavor(ctx context.Context, s *source, bin, engine, flavor, regex, resul
 	if err := writeTable(filepath.Join(results, name+".tsv"), fr); err != nil {
 		return nil, err
 	}
-	fmt.Fprintln(os.Stderr, fr.summary())
+	logf("[%s] done, table in %s", name, filepath.Join(results, name+".tsv"))
 	return fr, nil
 }
 
@@ -212,13 +214,17 @@ var errorPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`(?i)\bFAIL\b|Traceback|Exception|timed? ?out|\bkilled\b`),
 }
 
+// benign are errors CRIU logs and goes on from on every run here: not
+// what made a test fail.
+var benign = regexp.MustCompile(`Can't setup RLIMIT_NOFILE for self`)
+
 // firstError picks the first line saying what went wrong in a failed
 // test's output, trimmed of the YAML block's indentation.
 func firstError(out []string) string {
 	var body []string
 	for _, l := range out {
 		l = strings.TrimSpace(l)
-		if l == "" || l == "..." || strings.HasPrefix(l, "---") || strings.HasPrefix(l, "output: |") || strings.HasPrefix(l, `"output": |`) || strings.HasPrefix(l, "? ") {
+		if l == "" || benign.MatchString(l) || l == "..." || strings.HasPrefix(l, "---") || strings.HasPrefix(l, "output: |") || strings.HasPrefix(l, `"output": |`) || strings.HasPrefix(l, "? ") {
 			continue
 		}
 		body = append(body, l)
