@@ -11,6 +11,9 @@
 #   make vmtest KERNEL=6.1   the suite inside QEMU on one of Debian's kernels
 #   make matrix              the suite on every kernel of the matrix (5.10 6.1 6.12 7.2)
 #
+#   make zdtm-criu           CRIU's own zdtm.py, unmodified, over its static tests
+#                            (ENGINE=gocr|criu, F=h,ns,uns, T=regex)
+#
 # vmtest takes T=, F=, MODE=, ENGINE= too; KCACHE=dir overrides the kernel
 # cache ($XDG_CACHE_HOME/gocr/kernels), VMRESULTS= the results directory,
 # VMFLAGS= more options of vmtest (go run ./vmtest/cmd/vmtest -h).
@@ -37,7 +40,8 @@ ifneq ($(KCACHE),)
 export KCACHE
 endif
 
-.PHONY: all build deps unit fuzz zdtm test vet bench clean vmdeps vmtest matrix test-vm proto
+.PHONY: all build deps unit fuzz zdtm test vet bench clean vmdeps vmtest matrix test-vm proto \
+	criu-deps zdtm-criu zdtm-criu-prepare zdtm-criu-external
 
 all: build
 
@@ -127,6 +131,50 @@ matrix:
 # minute under TCG once the kernel is cached): meant for `make test`.
 test-vm:
 	$(MAKE) --no-print-directory vmtest KERNEL=6.1 ENGINE=none VMFLAGS='-q -timeout 15m $(VMFLAGS)'
+
+# CRIU's own suite: Debian sid's criu source package, fetched with a
+# private apt configuration into $(CRIUCACHE) ($XDG_CACHE_HOME/gocr/criu
+# or ~/.cache/gocr/criu when empty), built once there (CRIU, its zdtm
+# library and static tests), then test/zdtm.py run unmodified with
+# --criu-bin bin/gocr (ENGINE=gocr) or the CRIU it built (ENGINE=criu),
+# one flavor at a time. Prints "zdtm-criu: N passed, N failed, N skipped
+# (flavor F, engine E)" per flavor; per-test tables go to
+# $(ZCRESULTS)/ENGINE-FLAVOR.tsv, zdtm.py's logs and reports beside them.
+CRIUCACHE  ?=
+ZCRESULTS  ?= /tmp/gocr-zdtm-criu
+ZCDEADLINE ?= 3h
+ZCJOBS     ?= 2
+ZCFLAGS    ?=
+CRIU_DEPS  := gcc make libc6-dev pkg-config libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler \
+	protobuf-compiler python3-protobuf libnl-3-dev libnl-route-3-dev libnet1-dev libcap-dev \
+	libbsd-dev libgnutls28-dev libnftables-dev uuid-dev libaio-dev python3-yaml iptables nftables \
+	debian-archive-keyring dpkg-dev
+ZCRIU      = $(GO) run ./zdtm/criu $(if $(CRIUCACHE),-cache '$(CRIUCACHE)') -j $(ZCJOBS)
+
+# What building CRIU and running zdtm.py need from Debian, installed only when missing.
+criu-deps:
+	@need=""; for p in $(CRIU_DEPS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || need="$$need $$p"; \
+	done; \
+	if [ -n "$$need" ]; then \
+		echo "make criu-deps: installing$$need"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$need || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$need; }; \
+	fi
+
+zdtm-criu: build criu-deps
+	$(ZCRIU) -engine '$(ENGINE)' -gocr bin/gocr -F '$(F)' -T '$(T)' -results '$(ZCRESULTS)' \
+		-deadline '$(ZCDEADLINE)' $(ZCFLAGS)
+
+# Only fetch and build CRIU and its tests (a later zdtm-criu reuses them).
+zdtm-criu-prepare: criu-deps
+	$(ZCRIU) -prepare
+
+# CRIU's static test binaries under gocr's own harness (make zdtm
+# EXTERNAL=...), T= selecting them as for zdtm-criu.
+zdtm-criu-external: criu-deps
+	@ext="$$($(ZCRIU) -list -T '$(T)' | paste -sd';')"; test -n "$$ext" || { echo "no static test matches T='$(T)'"; exit 1; }; \
+	$(MAKE) --no-print-directory zdtm ENGINE=gocr T=ext/ EXTERNAL="$$ext"
 
 # Speed against this machine's limits, measured in the same run.
 bench: build

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/gocr/gocr/internal/debapt"
 )
 
 const (
@@ -34,10 +36,10 @@ type Line struct {
 // Lines is the matrix. To add a kernel, add a line here (see README,
 // "vmtest: the suite on real kernels").
 var Lines = []Line{
-	{"5.10", []Suite{{debianSecurity, "bullseye-security"}, {debian, "bullseye"}}},
-	{"6.1", []Suite{{debian, "bookworm"}}},
-	{"6.12", []Suite{{debian, "trixie"}, {debian, "bookworm-backports"}}},
-	{"7.2", []Suite{{debian, "sid"}}},
+	{"5.10", []Suite{{Mirror: debianSecurity, Name: "bullseye-security"}, {Mirror: debian, Name: "bullseye"}}},
+	{"6.1", []Suite{{Mirror: debian, Name: "bookworm"}}},
+	{"6.12", []Suite{{Mirror: debian, Name: "trixie"}, {Mirror: debian, Name: "bookworm-backports"}}},
+	{"7.2", []Suite{{Mirror: debian, Name: "sid"}}},
 }
 
 // LineNames lists the names of Lines.
@@ -126,9 +128,9 @@ func Fetch(ctx context.Context, lineName string, o Options) (*Kernel, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := a.update(ctx, o.MaxListAge); err != nil {
-			if a.listsAge() < 1<<62 {
-				o.Log("warning: %v; using the package lists from %v ago", err, a.listsAge().Round(time.Minute))
+		if err := a.Update(ctx, o.MaxListAge); err != nil {
+			if a.ListsAge() < 1<<62 {
+				o.Log("warning: %v; using the package lists from %v ago", err, a.ListsAge().Round(time.Minute))
 			} else if k := newestCached(o.CacheDir, line.Name); k != nil {
 				o.Log("warning: %v; using the cached kernel %s", err, k.ABI)
 				return k, nil
@@ -151,24 +153,24 @@ func Fetch(ctx context.Context, lineName string, o Options) (*Kernel, error) {
 
 // resolveABI follows the suite's linux-image-amd64 metapackage to the
 // release it currently stands for, e.g. 6.1.0-44-amd64.
-func resolveABI(ctx context.Context, a *apt) (string, error) {
-	meta, err := a.show(ctx, "linux-image-amd64")
+func resolveABI(ctx context.Context, a *debapt.Apt) (string, error) {
+	meta, err := a.Show(ctx, "linux-image-amd64")
 	if err != nil {
 		return "", err
 	}
 	if meta == nil {
-		return "", fmt.Errorf("suite %s has no linux-image-amd64", a.suite.Name)
+		return "", fmt.Errorf("suite %s has no linux-image-amd64", a.Suite.Name)
 	}
 	for _, d := range depends(meta["Depends"]) {
 		if abi, ok := strings.CutPrefix(d, "linux-image-"); ok && strings.HasSuffix(abi, "-amd64") && abi != "amd64" {
 			return abi, nil
 		}
 	}
-	return "", fmt.Errorf("suite %s: linux-image-amd64 %s depends on no kernel image (%s)", a.suite.Name, meta["Version"], meta["Depends"])
+	return "", fmt.Errorf("suite %s: linux-image-amd64 %s depends on no kernel image (%s)", a.Suite.Name, meta["Version"], meta["Depends"])
 }
 
-func fetchABI(ctx context.Context, a *apt, line, abi string, o Options) (*Kernel, error) {
-	img, err := a.show(ctx, "linux-image-"+abi)
+func fetchABI(ctx context.Context, a *debapt.Apt, line, abi string, o Options) (*Kernel, error) {
+	img, err := a.Show(ctx, "linux-image-"+abi)
 	if err != nil || img == nil {
 		return nil, fmt.Errorf("kernel %s: linux-image-%s: %v", line, abi, err)
 	}
@@ -176,7 +178,7 @@ func fetchABI(ctx context.Context, a *apt, line, abi string, o Options) (*Kernel
 	dir := filepath.Join(o.CacheDir, line, abi+"_"+strings.ReplaceAll(version, ":", "%3a"))
 	if k, err := loadKernel(dir); err == nil {
 		k.Cached = true
-		o.Log("kernel %s: %s %s from %s (cached in %s)", line, abi, version, a.suite.Name, dir)
+		o.Log("kernel %s: %s %s from %s (cached in %s)", line, abi, version, a.Suite.Name, dir)
 		// A kernel cached before a module was wanted: fetch its
 		// modules package now.
 		fetched, err := k.fetchModules(ctx, a, o)
@@ -191,7 +193,7 @@ func fetchABI(ctx context.Context, a *apt, line, abi string, o Options) (*Kernel
 		}
 		return k, nil
 	}
-	o.Log("kernel %s: %s %s from %s: fetching", line, abi, version, a.suite.Name)
+	o.Log("kernel %s: %s %s from %s: fetching", line, abi, version, a.Suite.Name)
 	// Newer suites split the image: the kernel in linux-binary-ABI, the
 	// config and modules.builtin in linux-base-ABI, the modules in
 	// linux-modules-ABI (fetched only if a needed module is not built in).
@@ -207,7 +209,7 @@ func fetchABI(ctx context.Context, a *apt, line, abi string, o Options) (*Kernel
 		}
 	}
 	os.RemoveAll(dir)
-	k := &Kernel{Line: line, Suite: a.suite.Name, Version: version, ABI: abi, Dir: dir, ModulesPackage: modPkg}
+	k := &Kernel{Line: line, Suite: a.Suite.Name, Version: version, ABI: abi, Dir: dir, ModulesPackage: modPkg}
 	root := filepath.Join(dir, "root")
 	for _, p := range pkgs {
 		if err := k.unpack(ctx, a, p, version); err != nil {
@@ -277,7 +279,7 @@ func (k *Kernel) save() error {
 // fetchModules unpacks the modules package when a wanted module is neither
 // built in nor unpacked. Failing to get it is an error only when a needed
 // module (not an optional one) is missing.
-func (k *Kernel) fetchModules(ctx context.Context, a *apt, o Options) (fetched bool, err error) {
+func (k *Kernel) fetchModules(ctx context.Context, a *debapt.Apt, o Options) (fetched bool, err error) {
 	if !k.needsModulesPackage(slices.Concat(o.Modules, o.Optional)) {
 		return false, nil
 	}
@@ -305,13 +307,13 @@ func (k *Kernel) needsModulesPackage(names []string) bool {
 
 // unpack downloads pkg and unpacks it into the kernel's root; the .deb is
 // not kept.
-func (k *Kernel) unpack(ctx context.Context, a *apt, pkg, version string) error {
+func (k *Kernel) unpack(ctx context.Context, a *debapt.Apt, pkg, version string) error {
 	tmp := filepath.Join(k.Dir, "debs")
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	deb, err := a.download(ctx, tmp, pkg, version)
+	deb, err := a.Download(ctx, tmp, pkg, version)
 	if err != nil {
 		return fmt.Errorf("kernel %s: %w", k.Line, err)
 	}
