@@ -1430,16 +1430,9 @@ func (r *procRestorer) restoreProcess() error {
 	if err := r.restoreRlimits(tc); err != nil {
 		return err
 	}
-	root := img.fileByID[img.fs.GetRootId()].GetReg().GetName()
-	if root != "/" {
-		addr, err := t.WriteString(pathOff, root)
-		if err != nil {
-			return err
-		}
-		if _, err := t.Syscall(unix.SYS_CHROOT, addr); err != nil {
-			return fmt.Errorf("chroot %s: %w", root, err)
-		}
-	}
+	// The cwd first: both names are as gocr sees them (readlink of
+	// /proc/PID/cwd and root), from outside any chroot, and a chrooted
+	// task's cwd name would not resolve inside its new root.
 	cwd, err := r.fr.DirName(img.fs.GetCwdId())
 	if err != nil {
 		return fmt.Errorf("cwd: %w", err)
@@ -1450,6 +1443,16 @@ func (r *procRestorer) restoreProcess() error {
 	}
 	if _, err := t.Syscall(unix.SYS_CHDIR, addr); err != nil {
 		return fmt.Errorf("chdir %s: %w", cwd, err)
+	}
+	root := img.fileByID[img.fs.GetRootId()].GetReg().GetName()
+	if root != "/" {
+		addr, err := t.WriteString(pathOff, root)
+		if err != nil {
+			return err
+		}
+		if _, err := t.Syscall(unix.SYS_CHROOT, addr); err != nil {
+			return fmt.Errorf("chroot %s: %w", root, err)
+		}
 	}
 	if tc.GetChildSubreaper() {
 		if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_CHILD_SUBREAPER, 1); err != nil {

@@ -3,6 +3,7 @@ package mount
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"sort"
@@ -105,6 +106,76 @@ func Collect(pid int, opts DumpOptions) ([]*mnt.MntEntry, error) {
 	return entries, err
 }
 
+// nsView returns the mounts of pid's mount namespace and an O_PATH fd on
+// the namespace's root. A task chrooted inside its namespace sees, in its
+// mountinfo and /proc/PID/root, only what is under its new root: then
+// both are read from a throwaway thread of gocr's that joined the
+// namespace (setns puts it at the namespace's root).
+func nsView(pid int) ([]procfs.Mount, int, error) {
+	rootPath := fmt.Sprintf("/proc/%d/root", pid)
+	rootFd, err := unix.Open(rootPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, -1, fmt.Errorf("open %s: %w", rootPath, err)
+	}
+	mounts, err := procfs.MountInfo(pid)
+	if err != nil {
+		unix.Close(rootFd)
+		return nil, -1, err
+	}
+	for _, m := range mounts {
+		if m.MountPoint == "/" && m.Root == "/" {
+			return mounts, rootFd, nil // the task sees the namespace's root
+		}
+	}
+	// No mount shows as the whole root: the task is chrooted (or its
+	// root mount's root is not its superblock's: then the namespace's
+	// view is the same as the task's, and reading it again costs little).
+	nsFd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(rootFd)
+		return nil, -1, err
+	}
+	defer unix.Close(nsFd)
+	var nsMounts []procfs.Mount
+	nsRoot := -1
+	err = onThrowawayThread(func() error {
+		// This thread's /proc directory, opened first: the namespace's
+		// /proc may be another pid namespace's, without gocr in it.
+		self, err := unix.Open("/proc/thread-self", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(self)
+		if err := setns(nsFd, unix.CLONE_NEWNS, fmt.Sprintf("the mount namespace of pid %d", pid)); err != nil {
+			return err
+		}
+		mfd, err := unix.Openat(self, "mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		f := os.NewFile(uintptr(mfd), "mountinfo")
+		b, err := io.ReadAll(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if nsMounts, err = procfs.ParseMountInfo(b); err != nil {
+			return fmt.Errorf("mountinfo of the namespace of pid %d: %w", pid, err)
+		}
+		nsRoot, err = unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		if nsRoot >= 0 {
+			unix.Close(nsRoot)
+		}
+		unix.Close(rootFd)
+		return nil, -1, fmt.Errorf("pid %d is chrooted; its namespace's mounts: %w", pid, err)
+	}
+	unix.Close(rootFd)
+	return nsMounts, nsRoot, nil
+}
+
 // tmpfsDump is a tmpfs superblock whose contents are saved: fd is an
 // O_PATH fd on the root of the mount with the widest root.
 type tmpfsDump struct {
@@ -114,22 +185,17 @@ type tmpfsDump struct {
 }
 
 func collect(pid int, opts DumpOptions) ([]*mnt.MntEntry, []tmpfsDump, error) {
-	mounts, err := procfs.MountInfo(pid)
+	mounts, rootFd, err := nsView(pid)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer unix.Close(rootFd)
 	host := opts.HostMounts
 	if host == nil && !opts.NoAutoExternal {
 		if host, err = procfs.MountInfo(os.Getpid()); err != nil {
 			return nil, nil, err
 		}
 	}
-	rootPath := fmt.Sprintf("/proc/%d/root", pid)
-	rootFd, err := unix.Open(rootPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", rootPath, err)
-	}
-	defer unix.Close(rootFd)
 
 	ds := make([]*dumpMount, len(mounts))
 	defer func() {

@@ -40,6 +40,7 @@ func All() []lib.Workload {
 		SchedAttrs,
 		SeqpacketShutdown,
 		Tmpfile,
+		Chroot,
 	}
 }
 
