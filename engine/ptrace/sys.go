@@ -54,7 +54,7 @@ func event(ws unix.WaitStatus) int { return int(ws>>16) & 0xff }
 // exitedErr describes a wait status that ended the task.
 func exitedErr(tid int, ws unix.WaitStatus) error {
 	if ws.Signaled() {
-		return fmt.Errorf("tid %d killed by %v: %w", tid, ws.Signal(), ErrExited)
+		return fmt.Errorf("tid %d killed by signal %d (%s): %w", tid, int(ws.Signal()), unix.SignalName(ws.Signal()), ErrExited)
 	}
 	return fmt.Errorf("tid %d exited with status %d: %w", tid, ws.ExitStatus(), ErrExited)
 }
