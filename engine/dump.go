@@ -89,6 +89,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	defer dir.Close()
 	d := &dumper{ctx: ctx, o: o, log: o.Log, dir: dir, tr: ptrace.NewTracer(), files: files.NewSet(dir), layout: arch.HostLayout()}
 	d.files.FileLocks = o.FileLocks
+	d.files.TCPEstablished = o.TCPEstablished
 	d.files.GhostLimit = o.GhostLimit
 	d.files.ContentsSaved = func(dev uint64) bool { return dir.Exists(mount.TmpfsFile(unix.Major(dev)<<20 | unix.Minor(dev))) }
 	defer d.files.Close()
@@ -103,6 +104,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 			return &TaskError{Pid: o.Pid, Op: "dump", Err: err}
 		}
 		d.tr.SetJournal(d.wd)
+		d.files.Repair = d.wd
 	}
 	start := time.Now()
 	if err := d.freeze(); err != nil {
@@ -153,6 +155,14 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		err = d.at("resume")
 	}
 	if err != nil || o.LeaveRunning {
+		// Connections leave repair mode before the tree runs again.
+		if rerr := d.files.EndRepair(); rerr != nil {
+			if err != nil {
+				err = errors.Join(err, rerr)
+			} else {
+				err = fmt.Errorf("dumped, but a connection stays in repair mode: %w", rerr)
+			}
+		}
 		// The links made for deleted files go before the tree runs
 		// again: it must find its filesystem as it left it.
 		if lerr := d.files.DropLinkRemaps(); lerr != nil && err != nil {

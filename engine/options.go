@@ -25,7 +25,11 @@ type DumpOptions struct {
 	// and takes them again on restore, as criu's --file-locks. Without
 	// it a tree holding a lock is refused: it would run on unlocked.
 	FileLocks bool
-	Root      string // root directory of the tree ("" or "/")
+	// TCPEstablished dumps established TCP connections, in TCP repair
+	// mode (criu's --tcp-established); without it a tree holding one is
+	// refused.
+	TCPEstablished bool
+	Root           string // root directory of the tree ("" or "/")
 	// External names resources outside the tree, as criu's --external
 	// does: "mnt[PATH]:KEY" makes the mount at PATH (inside the tree's
 	// mount namespaces) external, saved by KEY alone, for restore to bind

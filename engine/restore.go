@@ -377,6 +377,11 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 				return nil, err
 			}
 		}
+		if e := f.Isk; e != nil {
+			if err := files.CheckInet(dir, e); err != nil {
+				return nil, fmt.Errorf("%s: [%d].isk (inet socket %d): %w", image.FilesFile, i, e.GetIno(), err)
+			}
+		}
 	}
 	if img.remaps, err = readRemaps(dir, img); err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/abi"
+	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/ptrace"
 )
 
@@ -55,6 +56,8 @@ const (
 	wdUnscratch            // scratch mapping removed
 	wdContinued            // group stop ended (SIGCONT sent, or left stopped on purpose)
 	wdDone                 // dump over: exit
+	wdRepairOn             // socket at fd Addr of process Tid put in TCP repair mode; Mask=1 if it had SO_REUSEADDR
+	wdRepairOff            // that socket left repair mode
 )
 
 type wdRecord struct {
@@ -136,6 +139,20 @@ func (wd *watchdog) send(rec wdRecord) error {
 	return wd.err
 }
 
+// RepairOn and RepairOff make the watchdog a files.Repair: a connection
+// left in repair mode by a dead gocr would stay silent forever.
+func (wd *watchdog) RepairOn(pid, fd int, reuse bool) error {
+	var m uint64
+	if reuse {
+		m = 1
+	}
+	return wd.send(wdRecord{Kind: wdRepairOn, Tid: int32(pid), Addr: uint64(fd), Mask: m})
+}
+
+func (wd *watchdog) RepairOff(pid, fd int) error {
+	return wd.send(wdRecord{Kind: wdRepairOff, Tid: int32(pid), Addr: uint64(fd)})
+}
+
 // SessionOpen and SessionClosed make the watchdog a ptrace.Journal.
 func (wd *watchdog) SessionOpen(tid int, regs abi.PtraceRegs, mask, insn uint64) error {
 	return wd.send(wdRecord{Kind: wdOpen, Tid: int32(tid), Regs: regs, Mask: mask, Insn: insn})
@@ -187,7 +204,7 @@ func RunWatchdog(args []string) int {
 	ready.Write([]byte{1}) //nolint:errcheck // gocr times out otherwise
 	ready.Close()
 
-	st := wdState{root: pid, procs: map[int]*wdProc{}, open: map[int]wdRecord{}, insn: map[int]uint64{}}
+	st := wdState{root: pid, procs: map[int]*wdProc{}, open: map[int]wdRecord{}, insn: map[int]uint64{}, repairing: map[[2]int]bool{}}
 	size := binary.Size(wdRecord{})
 	buf := make([]byte, size)
 	for {
@@ -214,6 +231,10 @@ func RunWatchdog(args []string) int {
 			p.scratch, p.scratchSize = rec.Addr, rec.Size
 		case wdUnscratch:
 			st.proc(int(rec.Tid)).scratch = 0
+		case wdRepairOn:
+			st.repairing[[2]int{int(rec.Tid), int(rec.Addr)}] = rec.Mask != 0
+		case wdRepairOff:
+			delete(st.repairing, [2]int{int(rec.Tid), int(rec.Addr)})
 		}
 	}
 	if err := st.repair(log); err != nil {
@@ -229,6 +250,9 @@ type wdState struct {
 	procs map[int]*wdProc  // by pid
 	open  map[int]wdRecord // open sessions, by tid
 	insn  map[int]uint64   // the syscall instruction of the last session of each tid
+	// repairing are the sockets in TCP repair mode, by pid and fd, with
+	// their SO_REUSEADDR.
+	repairing map[[2]int]bool
 }
 
 // wdProc is what the watchdog knows of one process of the tree.
@@ -249,6 +273,34 @@ func (st *wdState) proc(pid int) *wdProc {
 
 // repair puts the tree back after gocr's death.
 func (st *wdState) repair(log *slog.Logger) error {
+	errs := []error{st.endRepair(log)}
+	if err := st.putBack(log); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// endRepair takes the tree's sockets out of TCP repair mode, through
+// copies of the tasks' fds.
+func (st *wdState) endRepair(log *slog.Logger) error {
+	var errs []error
+	for k, reuse := range st.repairing {
+		fd, err := files.CopyFd(k[0], k[1])
+		if err == nil {
+			err = files.LeaveRepair(fd, reuse)
+			unix.Close(fd)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("socket of pid %d fd %d out of repair mode: %w", k[0], k[1], err))
+			continue
+		}
+		log.Warn("connection out of repair mode", "pid", k[0], "fd", k[1])
+	}
+	return errors.Join(errs...)
+}
+
+// putBack puts the tree's threads back as they were.
+func (st *wdState) putBack(log *slog.Logger) error {
 	var pids []int
 	for pid, p := range st.procs {
 		if p.stopping {

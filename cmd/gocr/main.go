@@ -62,6 +62,7 @@ var dumpOpts = append([]option{
 	{"", "pidfile", true, "accepted: as criu's dump, which writes no pidfile (only restore does)", false},
 	{"", "pre-dump-mode", true, "splice or read: how a pre-dump reads memory; a dump is not a pre-dump, so no effect, as in criu", false},
 	{"l", "file-locks", false, "save the file locks the tree holds (without it a tree holding one is refused)", false},
+	{"", "tcp-established", false, "checkpoint established TCP connections, in TCP repair mode (without it a tree holding one is refused)", false},
 }, commonOpts...)
 
 var restoreOpts = append([]option{
@@ -70,6 +71,7 @@ var restoreOpts = append([]option{
 	{"", "pidfile", true, "write the pid of the restored root here", false},
 	{"", "status-fd", true, "write one zero byte to this fd and close it once the tree runs", false},
 	{"l", "file-locks", false, "take again the file locks the images hold (needed when they hold any)", false},
+	{"", "tcp-established", false, "accepted, as criu's: the images say which connections to rebuild", false},
 }, commonOpts...)
 
 var checkOpts = append([]option{
@@ -212,8 +214,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = engine.Dump(ctx, engine.DumpOptions{
 			Pid: pid, ImagesDir: p.get("images-dir"), LeaveRunning: p.has("leave-running"),
 			ShellJob: p.has("shell-job"), Timeout: timeout, GhostLimit: ghost, Root: p.get("root"), Log: log,
-			FileLocks: p.has("file-locks"),
-			Fault:     faults, External: p.vals["external"],
+			FileLocks: p.has("file-locks"), TCPEstablished: p.has("tcp-established"),
+			Fault: faults, External: p.vals["external"],
 		})
 		if err != nil {
 			return fail(err)

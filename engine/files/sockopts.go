@@ -1,6 +1,7 @@
 package files
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
 
@@ -30,6 +31,9 @@ func dumpSockOpts(fd int) (*sk_opts.SkOptsEntry, error) {
 	}
 	for _, i := range ints {
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, i.opt)
+		if unsupportedOpt(err) {
+			continue // the protocol has no such option (MPTCP has few): nothing to keep
+		}
 		if err != nil {
 			return nil, fmt.Errorf("getsockopt %d: %w", i.opt, err)
 		}
@@ -43,6 +47,9 @@ func dumpSockOpts(fd int) (*sk_opts.SkOptsEntry, error) {
 		{unix.SO_RCVTIMEO, &o.SoRcvTmoSec, &o.SoRcvTmoUsec},
 	} {
 		tv, err := unix.GetsockoptTimeval(fd, unix.SOL_SOCKET, t.opt)
+		if unsupportedOpt(err) {
+			tv, err = &unix.Timeval{}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("getsockopt %d: %w", t.opt, err)
 		}
@@ -56,6 +63,12 @@ func dumpSockOpts(fd int) (*sk_opts.SkOptsEntry, error) {
 		return nil, fmt.Errorf("a socket filter (SO_ATTACH_FILTER, %d instructions) is attached: not supported", n)
 	}
 	return o, nil
+}
+
+// unsupportedOpt says an option read failed because the socket's
+// protocol does not have it.
+func unsupportedOpt(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOPROTOOPT)
 }
 
 // filterLen is the number of instructions of the classic BPF filter

@@ -14,6 +14,7 @@ func All() []lib.Workload {
 	return []lib.Workload{
 		Counter,
 		TCPRefused,
+		TCPEstablished,
 		Threads,
 		Heap256M,
 		Sigpending,
