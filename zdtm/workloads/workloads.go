@@ -15,6 +15,8 @@ func All() []lib.Workload {
 		Counter,
 		TCPRefused,
 		TCPEstablished,
+		TCPBacklogRefused,
+		UDPQueueRefused,
 		Threads,
 		Heap256M,
 		Sigpending,
