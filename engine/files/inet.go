@@ -550,13 +550,21 @@ func (r *Restorer) makeInetSockets() error {
 	return nil
 }
 
+// build makes listeners first: a connection accepted from one shares its
+// port, which the listener, made later, could not take (listen checks
+// the port again, against sockets that did not come from it).
 func (b *inetBuild) build() error {
-	for _, e := range b.ents {
-		fd, err := b.make(e)
-		if err != nil {
-			return fmt.Errorf("%s: %w", entryWhere(e), err)
+	for _, listeners := range []bool{true, false} {
+		for _, e := range b.ents {
+			if (e.GetState() == tcpListen) != listeners {
+				continue
+			}
+			fd, err := b.make(e)
+			if err != nil {
+				return fmt.Errorf("%s: %w", entryWhere(e), err)
+			}
+			b.fds[e.GetId()] = fd
 		}
-		b.fds[e.GetId()] = fd
 	}
 	for _, c := range b.conns {
 		if err := c.release(); err != nil {
@@ -655,16 +663,18 @@ func (b *inetBuild) setup(fd int, e *sk_inet.InetSkEntry) error {
 		if e.GetSrcPort() == 0 && src.IsUnspecified() {
 			return nil // never bound
 		}
-		if e.GetProto() == ipprotoMPTCP {
-			// No repair mode for MPTCP: bind as the task did.
-			if err := restoreInetSockOpts(fd, e); err != nil {
-				return err
-			}
-			if err := unix.Bind(fd, local); err != nil {
-				return fmt.Errorf("bind: %w", err)
-			}
-		} else if err := bindRepaired(fd, local); err != nil {
+		// Bound as the task did, with its reuse options; a TCP port still
+		// held by someone else (a connection in TIME_WAIT, which takes
+		// no new data) is taken in repair mode. No repair mode for MPTCP.
+		if err := restoreInetSockOpts(fd, e); err != nil {
 			return err
+		}
+		err := unix.Bind(fd, local)
+		if errors.Is(err, unix.EADDRINUSE) && e.GetProto() == unix.IPPROTO_TCP {
+			err = bindRepaired(fd, local)
+		}
+		if err != nil {
+			return fmt.Errorf("bind: %w", err)
 		}
 		if e.GetState() == tcpListen {
 			if err := unix.Listen(fd, int(e.GetBacklog())); err != nil {

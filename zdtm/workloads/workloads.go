@@ -17,6 +17,8 @@ func All() []lib.Workload {
 		TCPEstablished,
 		TCPBacklogRefused,
 		UDPQueueRefused,
+		RedisServer,
+		NginxServer,
 		Threads,
 		Heap256M,
 		Sigpending,
