@@ -183,7 +183,7 @@ var RedisServer = lib.Workload{Name: "redis_server", HostDirs: serverDirs, Run: 
 	for {
 		v, err := func() (string, error) {
 			c.SetDeadline(time.Now().Add(15 * time.Second)) //nolint:errcheck
-			io.WriteString(c, resp("PING")) //nolint:errcheck
+			io.WriteString(c, resp("PING"))                 //nolint:errcheck
 			return readReply(r)
 		}()
 		if err == nil && v == "PONG" {
@@ -230,7 +230,7 @@ var RedisServer = lib.Workload{Name: "redis_server", HostDirs: serverDirs, Run: 
 	c2 := s.dial(port)
 	r2 := bufio.NewReader(c2)
 	for i := 0; i < keys; i += 37 {
-		c2.SetDeadline(time.Now().Add(15 * time.Second)) //nolint:errcheck
+		c2.SetDeadline(time.Now().Add(15 * time.Second))          //nolint:errcheck
 		io.WriteString(c2, resp("GET", fmt.Sprintf("key:%d", i))) //nolint:errcheck
 		want := fmt.Sprintf("value %d %s", i, strings.Repeat("x", i%97))
 		if v, err := readReply(r2); err != nil || v != want {
