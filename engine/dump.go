@@ -139,6 +139,9 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		err = d.files.FinishUnix()
 	}
 	if err == nil {
+		err = d.files.SettleTCP()
+	}
+	if err == nil {
 		err = d.takePendingConnections()
 	}
 	if err == nil {

@@ -205,6 +205,8 @@ func protoName(family, typ, proto int) string {
 		return "UDP" + v
 	case typ == unix.SOCK_DGRAM && proto == ipprotoUDPLite:
 		return "UDP-Lite" + v
+	case typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_ICMP || proto == unix.IPPROTO_ICMPV6):
+		return "ICMP" + v + " (ping)"
 	}
 	return fmt.Sprintf("IP%s type %d protocol %d", v, typ, proto)
 }
@@ -222,11 +224,10 @@ func (s *Set) dumpInet(pid int, fd Fd, ino uint32, local, family int) (uint32, e
 	name := protoName(family, typ, proto)
 	switch {
 	case typ == unix.SOCK_STREAM && (proto == unix.IPPROTO_TCP || proto == ipprotoMPTCP),
-		typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_UDP || proto == ipprotoUDPLite):
+		typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_UDP || proto == ipprotoUDPLite),
+		typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_ICMP || proto == unix.IPPROTO_ICMPV6):
 	case typ == unix.SOCK_RAW:
 		return 0, fmt.Errorf("%s: raw sockets are not supported yet", name)
-	case typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_ICMP || proto == unix.IPPROTO_ICMPV6):
-		return 0, fmt.Errorf("%s: ICMP (ping) sockets are not supported yet", name)
 	default:
 		return 0, fmt.Errorf("%s: not supported yet (only TCP, UDP and UDP-Lite are)", name)
 	}
@@ -636,7 +637,7 @@ func (b *inetBuild) setup(fd int, e *sk_inet.InetSkEntry) error {
 			return err
 		}
 		if e.GetSrcPort() != 0 || !src.IsUnspecified() {
-			if err := unix.Bind(fd, local); err != nil {
+			if err := bindFreely(fd, local, e); err != nil {
 				return fmt.Errorf("bind: %w", err)
 			}
 		}
@@ -669,7 +670,7 @@ func (b *inetBuild) setup(fd int, e *sk_inet.InetSkEntry) error {
 		if err := restoreInetSockOpts(fd, e); err != nil {
 			return err
 		}
-		err := unix.Bind(fd, local)
+		err := bindFreely(fd, local, e)
 		if errors.Is(err, unix.EADDRINUSE) && e.GetProto() == unix.IPPROTO_TCP {
 			err = bindRepaired(fd, local)
 		}
@@ -684,6 +685,28 @@ func (b *inetBuild) setup(fd int, e *sk_inet.InetSkEntry) error {
 		return nil
 	}
 	return fmt.Errorf("state %s: not supported yet", tcpStateName(e.GetState()))
+}
+
+// bindFreely binds a socket to its address. An address the namespace
+// does not have (any more) was taken with IP_FREEBIND, which the task may
+// have turned off since: it is bound with it on, then the option is put
+// back as the image has it.
+func bindFreely(fd int, sa unix.Sockaddr, e *sk_inet.InetSkEntry) error {
+	err := unix.Bind(fd, sa)
+	if !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return err
+	}
+	level, opt := unix.IPPROTO_IP, unix.IP_FREEBIND
+	if e.GetFamily() == unix.AF_INET6 {
+		level, opt = unix.IPPROTO_IPV6, unix.IPV6_FREEBIND
+	}
+	if serr := unix.SetsockoptInt(fd, level, opt, 1); serr != nil {
+		return err
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return err
+	}
+	return unix.SetsockoptInt(fd, level, opt, boolInt(e.GetIpOpts().GetFreebind()))
 }
 
 // bindRepaired binds a TCP socket in repair mode, which takes the port
@@ -736,7 +759,7 @@ func CheckInet(dir *image.Dir, e *sk_inet.InetSkEntry) error {
 	}
 	typ, proto, st := int(e.GetType()), int(e.GetProto()), e.GetState()
 	switch {
-	case typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_UDP || proto == ipprotoUDPLite):
+	case typ == unix.SOCK_DGRAM && (proto == unix.IPPROTO_UDP || proto == ipprotoUDPLite || proto == unix.IPPROTO_ICMP || proto == unix.IPPROTO_ICMPV6):
 		if st != tcpEstablished && st != tcpClose {
 			return fmt.Errorf("state %s: a UDP socket is ESTABLISHED or CLOSE", tcpStateName(st))
 		}

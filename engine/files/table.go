@@ -91,7 +91,7 @@ type Set struct {
 	// repair mode for it (tcp.go); repaired are those sockets.
 	TCPEstablished bool
 	Repair         Repair
-	repaired       []repaired
+	repaired       []*repaired
 	// Mqueues collects the tree's open POSIX message queues (and the
 	// unlinked queues of the tree's own ipc namespace they keep).
 	Mqueues *ns.Mqueues

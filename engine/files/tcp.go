@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 	"unsafe"
 
 	sk_inet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-inet"
@@ -83,6 +84,9 @@ type repaired struct {
 	pid, fd int // the task's
 	local   int // gocr's copy
 	reuse   bool
+	ino     uint32
+	ti      tcpInfo
+	seen    tcpQueues // what its image holds
 }
 
 // dumpTCPStream puts the connection behind the task's fd in repair mode
@@ -92,7 +96,7 @@ func (s *Set) dumpTCPStream(pid, fd, local int, ino uint32, ti tcpInfo, opts *sk
 	if err != nil {
 		return fmt.Errorf("dup: %w", err)
 	}
-	rp := repaired{pid: pid, fd: fd, local: own, reuse: opts.GetReuseaddr()}
+	rp := &repaired{pid: pid, fd: fd, local: own, reuse: opts.GetReuseaddr(), ino: ino, ti: ti}
 	if s.Repair != nil {
 		if err := s.Repair.RepairOn(pid, fd, rp.reuse); err != nil {
 			unix.Close(own)
@@ -104,11 +108,22 @@ func (s *Set) dumpTCPStream(pid, fd, local int, ino uint32, ti tcpInfo, opts *sk
 		return fmt.Errorf("TCP_REPAIR on: %w (gocr needs CAP_NET_ADMIN in the socket's network namespace)", err)
 	}
 	s.repaired = append(s.repaired, rp)
-	e, in, out, err := readTCPStream(own, ti)
+	return rp.write(s.dir, false)
+}
+
+// write reads the connection and writes its tcp-stream image (again,
+// with replace).
+func (rp *repaired) write(dir *image.Dir, replace bool) error {
+	e, in, out, err := readTCPStream(rp.local, rp.ti)
 	if err != nil {
 		return err
 	}
-	w, err := s.dir.Writer(image.TCPStream, image.TCPStreamFile(ino))
+	rp.seen = queuesOf(e)
+	open := dir.Writer
+	if replace {
+		open = dir.Replacer
+	}
+	w, err := open(image.TCPStream, image.TCPStreamFile(rp.ino))
 	if err != nil {
 		return err
 	}
@@ -119,26 +134,114 @@ func (s *Set) dumpTCPStream(pid, fd, local int, ino uint32, ti tcpInfo, opts *sk
 	return w.Close()
 }
 
+// tcpQueues is where a connection's queues end and how long they are:
+// what changes if a segment or an acknowledgement arrives.
+type tcpQueues struct {
+	inSeq, inLen, outSeq, outLen, unsent uint32
+}
+
+func queuesOf(e *tcp_stream.TcpStreamEntry) tcpQueues {
+	return tcpQueues{e.GetInqSeq(), e.GetInqLen(), e.GetOutqSeq(), e.GetOutqLen(), e.GetUnsqLen()}
+}
+
+// readQueues reads the ends and lengths of a repaired connection's queues.
+func readQueues(fd int) (tcpQueues, error) {
+	var q tcpQueues
+	for _, x := range []struct {
+		queue int
+		seq   *uint32
+		ioctl uint
+		n     *uint32
+	}{{tcpRecvQueue, &q.inSeq, unix.SIOCINQ, &q.inLen}, {tcpSendQueue, &q.outSeq, unix.SIOCOUTQ, &q.outLen}} {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, x.queue); err != nil {
+			return q, fmt.Errorf("TCP_REPAIR_QUEUE %d: %w", x.queue, err)
+		}
+		seq, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
+		if err != nil {
+			return q, fmt.Errorf("TCP_QUEUE_SEQ: %w", err)
+		}
+		n, err := unix.IoctlGetInt(fd, x.ioctl)
+		if err != nil {
+			return q, fmt.Errorf("ioctl %#x: %w", x.ioctl, err)
+		}
+		*x.seq, *x.n = uint32(seq), uint32(n)
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpNoQueue); err != nil {
+		return q, fmt.Errorf("TCP_REPAIR_QUEUE none: %w", err)
+	}
+	unsent, err := unix.IoctlGetInt(fd, unix.SIOCOUTQNSD)
+	if err != nil {
+		return q, fmt.Errorf("SIOCOUTQNSD: %w", err)
+	}
+	q.unsent = uint32(min(unsent, int(q.outLen)))
+	return q, nil
+}
+
+// SettleTCP makes the tree's connections one consistent picture. The
+// tasks are stopped, but the kernel still moves what was in flight: a
+// segment sent before the freeze lands in its receiver's queue, an
+// acknowledgement frees its sender's. Read one end before and the other
+// after, and a segment is in neither image. So once every connection is
+// in repair mode and read, each is looked at again, and those that moved
+// are read and written anew, until a whole pass finds none moving.
+func (s *Set) SettleTCP() error {
+	const passes = 50
+	for pass := 0; pass < passes; pass++ {
+		moved := 0
+		for _, rp := range s.repaired {
+			q, err := readQueues(rp.local)
+			if err != nil {
+				return fmt.Errorf("connection of pid %d fd %d: %w", rp.pid, rp.fd, err)
+			}
+			if q == rp.seen {
+				continue
+			}
+			moved++
+			if err := rp.write(s.dir, true); err != nil {
+				return fmt.Errorf("connection of pid %d fd %d: %w", rp.pid, rp.fd, err)
+			}
+		}
+		if moved == 0 {
+			return nil
+		}
+		time.Sleep(time.Duration(pass+1) * time.Millisecond)
+	}
+	return fmt.Errorf("TCP connections of the tree still move after %d passes: data is in flight between them", passes)
+}
+
 // readTCPStream reads a connection in repair mode.
 func readTCPStream(fd int, ti tcpInfo) (e *tcp_stream.TcpStreamEntry, in, out []byte, err error) {
 	e = &tcp_stream.TcpStreamEntry{OptMask: ptr(uint32(ti.Options) & (tcpiOptTimestamps | tcpiOptSack | tcpiOptWscale))}
 	e.SndWscale, e.RcvWscale = ptr(uint32(ti.Wscale&0xf)), ptr(uint32(ti.Wscale>>4))
-	var inSeq, outSeq uint32
-	if in, inSeq, err = peekTCPQueue(fd, tcpRecvQueue, unix.SIOCINQ); err != nil {
-		return nil, nil, nil, fmt.Errorf("receive queue: %w", err)
+	// The queues are read between two readings of where they end: if a
+	// segment or an acknowledgement came in between, again.
+	var q tcpQueues
+	for try := 0; ; try++ {
+		before, err := readQueues(fd)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if in, err = peekTCPQueue(fd, tcpRecvQueue, int(before.inLen)); err != nil {
+			return nil, nil, nil, fmt.Errorf("receive queue: %w", err)
+		}
+		if out, err = peekTCPQueue(fd, tcpSendQueue, int(before.outLen)); err != nil {
+			return nil, nil, nil, fmt.Errorf("send queue: %w", err)
+		}
+		after, err := readQueues(fd)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if after == before && len(in) == int(before.inLen) && len(out) == int(before.outLen) {
+			q = after
+			break
+		}
+		if try == 100 {
+			return nil, nil, nil, fmt.Errorf("its queues keep moving (%+v, then %+v)", before, after)
+		}
+		time.Sleep(time.Millisecond)
 	}
-	if out, outSeq, err = peekTCPQueue(fd, tcpSendQueue, unix.SIOCOUTQ); err != nil {
-		return nil, nil, nil, fmt.Errorf("send queue: %w", err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpNoQueue); err != nil {
-		return nil, nil, nil, fmt.Errorf("TCP_REPAIR_QUEUE none: %w", err)
-	}
-	unsent, err := unix.IoctlGetInt(fd, unix.SIOCOUTQNSD)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("SIOCOUTQNSD: %w", err)
-	}
-	e.InqLen, e.InqSeq = ptr(uint32(len(in))), ptr(inSeq)
-	e.OutqLen, e.OutqSeq, e.UnsqLen = ptr(uint32(len(out))), ptr(outSeq), ptr(uint32(min(unsent, len(out))))
+	e.InqLen, e.InqSeq = ptr(q.inLen), ptr(q.inSeq)
+	e.OutqLen, e.OutqSeq, e.UnsqLen = ptr(q.outLen), ptr(q.outSeq), ptr(q.unsent)
 	mss, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_MAXSEG)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("TCP_MAXSEG: %w", err)
@@ -171,36 +274,29 @@ func readTCPStream(fd int, ti tcpInfo) (e *tcp_stream.TcpStreamEntry, in, out []
 	return e, in, out, nil
 }
 
-// peekTCPQueue selects a queue of a socket in repair mode and reads its
-// end sequence number and its bytes, without taking them.
-func peekTCPQueue(fd, queue int, lenIoctl uint) ([]byte, uint32, error) {
+// peekTCPQueue reads the bytes of a queue of a socket in repair mode
+// without taking them: about n, as many as are there.
+func peekTCPQueue(fd, queue, n int) ([]byte, error) {
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, queue); err != nil {
-		return nil, 0, fmt.Errorf("TCP_REPAIR_QUEUE %d: %w", queue, err)
+		return nil, fmt.Errorf("TCP_REPAIR_QUEUE %d: %w", queue, err)
 	}
-	seq, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_QUEUE_SEQ)
-	if err != nil {
-		return nil, 0, fmt.Errorf("TCP_QUEUE_SEQ: %w", err)
-	}
-	n, err := unix.IoctlGetInt(fd, lenIoctl)
-	if err != nil {
-		return nil, 0, fmt.Errorf("ioctl %#x: %w", lenIoctl, err)
-	}
+	defer unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpNoQueue) //nolint:errcheck // read again by readQueues
 	if n == 0 {
-		return nil, uint32(seq), nil
+		return nil, nil
 	}
-	buf := make([]byte, n+1)
+	buf := make([]byte, n+4096)
 	for {
 		got, _, err := unix.Recvfrom(fd, buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
+		if errors.Is(err, unix.EAGAIN) {
+			return nil, nil
+		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("peek %d bytes: %w", n, err)
+			return nil, fmt.Errorf("peek %d bytes: %w", n, err)
 		}
-		if got != n {
-			return nil, 0, fmt.Errorf("peeked %d bytes of the %d queued", got, n)
-		}
-		return buf[:n], uint32(seq), nil
+		return buf[:got], nil
 	}
 }
 
