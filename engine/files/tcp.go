@@ -389,8 +389,17 @@ func (r *Restorer) restoreTCPConn(fd int, e *sk_inet.InetSkEntry, local unix.Soc
 	if err := set(unix.TCP_REPAIR, unix.TCP_REPAIR_ON); err != nil {
 		return nil, err
 	}
-	// Buffers first: the queues must fit.
+	// Buffers first, with room for the queues: memory for the same bytes
+	// is counted with the overhead of the pieces they are written in now,
+	// which may be more than it was. The buffers get the image's sizes
+	// back in release.
 	if err := restoreSockOpts(fd, e.GetOpts()); err != nil {
+		return nil, err
+	}
+	if err := roomFor(fd, unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, outLen); err != nil {
+		return nil, err
+	}
+	if err := roomFor(fd, unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, inLen); err != nil {
 		return nil, err
 	}
 	if err := set(unix.TCP_REPAIR_QUEUE, tcpSendQueue); err != nil {
@@ -439,6 +448,23 @@ func (r *Restorer) restoreTCPConn(fd int, e *sk_inet.InetSkEntry, local unix.Soc
 	return &tcpConn{fd: fd, e: e, st: st, unsent: out[outLen-unsLen:]}, nil
 }
 
+// roomFor grows a socket buffer to hold n bytes of queue with room to
+// spare.
+func roomFor(fd, get, force, n int) error {
+	cur, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, get)
+	if err != nil {
+		return fmt.Errorf("getsockopt %d: %w", get, err)
+	}
+	want := 2*n + 1<<20
+	if n == 0 || cur >= want {
+		return nil
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, want/2); err != nil {
+		return fmt.Errorf("setsockopt %d to %d: %w", force, want/2, err)
+	}
+	return nil
+}
+
 // setRepairOptions gives a connection in repair mode the options its
 // handshake had agreed on.
 func setRepairOptions(fd int, st *tcp_stream.TcpStreamEntry) error {
@@ -461,11 +487,12 @@ func setRepairOptions(fd int, st *tcp_stream.TcpStreamEntry) error {
 }
 
 // writeTCPQueue fills the queue selected in repair mode, in pieces the
-// socket's buffers take.
+// socket's buffers take, never waiting (a full buffer is an error, not a
+// hang: roomFor made it large enough).
 func writeTCPQueue(fd int, data []byte) error {
 	const chunk = 64 << 10
 	for len(data) > 0 {
-		n, err := unix.Write(fd, data[:min(len(data), chunk)])
+		n, err := unix.SendmsgN(fd, data[:min(len(data), chunk)], nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -491,8 +518,20 @@ func (c *tcpConn) release() error {
 	if err := leaveRepair(c.fd, false); err != nil {
 		return err
 	}
-	if err := writeTCPQueue(c.fd, c.unsent); err != nil {
-		return fmt.Errorf("unsent data: %w", err)
+	// The unsent bytes go as the task's write would send them; never
+	// waiting, as the peer may not run yet (its buffers were grown).
+	for data := c.unsent; len(data) > 0; {
+		n, err := unix.SendmsgN(c.fd, data[:min(len(data), 64<<10)], nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("unsent data: %d of %d bytes written: %w", len(c.unsent)-len(data), len(c.unsent), err)
+		}
+		data = data[n:]
+	}
+	if err := restoreSockOpts(c.fd, c.e.GetOpts()); err != nil {
+		return err
 	}
 	for _, o := range []struct {
 		opt int
