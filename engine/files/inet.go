@@ -568,6 +568,11 @@ func (b *inetBuild) build() error {
 		}
 	}
 	for _, c := range b.conns {
+		if err := c.fillSent(); err != nil {
+			return fmt.Errorf("%s: %w", entryWhere(c.e), err)
+		}
+	}
+	for _, c := range b.conns {
 		if err := c.release(); err != nil {
 			return fmt.Errorf("%s: %w", entryWhere(c.e), err)
 		}

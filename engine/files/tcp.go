@@ -352,11 +352,13 @@ type tcpConn struct {
 	fd     int
 	e      *sk_inet.InetSkEntry
 	st     *tcp_stream.TcpStreamEntry
-	unsent []byte
+	sent   []byte // sent, not acknowledged: written in repair mode
+	unsent []byte // written as the task would, once out of repair mode
 }
 
 // restoreTCPConn rebuilds a connection from its tcp-stream image, up to
-// what needs its peer to exist.
+// what needs its peer to exist: in repair mode, bound, connected, with
+// its options and its receive queue.
 func (r *Restorer) restoreTCPConn(fd int, e *sk_inet.InetSkEntry, local unix.Sockaddr) (*tcpConn, error) {
 	name := image.TCPStreamFile(e.GetIno())
 	rd, err := r.Dir.Reader(image.TCPStream, name)
@@ -436,16 +438,27 @@ func (r *Restorer) restoreTCPConn(fd int, e *sk_inet.InetSkEntry, local unix.Soc
 	if err := writeTCPQueue(fd, in); err != nil {
 		return nil, fmt.Errorf("receive queue: %w", err)
 	}
-	if err := set(unix.TCP_REPAIR_QUEUE, tcpSendQueue); err != nil {
-		return nil, err
-	}
-	if err := writeTCPQueue(fd, out[:outLen-unsLen]); err != nil {
-		return nil, fmt.Errorf("send queue: %w", err)
-	}
 	if err := set(unix.TCP_REPAIR_QUEUE, tcpNoQueue); err != nil {
 		return nil, err
 	}
-	return &tcpConn{fd: fd, e: e, st: st, unsent: out[outLen-unsLen:]}, nil
+	return &tcpConn{fd: fd, e: e, st: st, sent: out[:outLen-unsLen], unsent: out[outLen-unsLen:]}, nil
+}
+
+// fillSent writes the sent part of the send queue, once every connection
+// of the image exists with its receive queue: sent data arms the
+// retransmission timer, and a segment sent again must find its peer, or
+// the peer's port answers with a reset.
+func (c *tcpConn) fillSent() error {
+	if err := unix.SetsockoptInt(c.fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpSendQueue); err != nil {
+		return fmt.Errorf("TCP_REPAIR_QUEUE send: %w", err)
+	}
+	if err := writeTCPQueue(c.fd, c.sent); err != nil {
+		return fmt.Errorf("send queue: %w", err)
+	}
+	if err := unix.SetsockoptInt(c.fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_QUEUE, tcpNoQueue); err != nil {
+		return fmt.Errorf("TCP_REPAIR_QUEUE none: %w", err)
+	}
+	return nil
 }
 
 // roomFor grows a socket buffer to hold n bytes of queue with room to
