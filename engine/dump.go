@@ -33,6 +33,7 @@ import (
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mem"
 	"github.com/gocr/gocr/engine/mount"
+	"github.com/gocr/gocr/engine/netlock"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
 	"github.com/gocr/gocr/engine/remote"
@@ -120,6 +121,13 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	if err == nil {
 		d.files.UserMaps = d.userns
 		d.files.NetNsID, d.files.UserNS = uint32(d.nsIDs["net"]), d.userns
+		if !o.NoNetworkLock {
+			root := int(d.vpidOf(o.Pid))
+			d.files.LockName = netlock.TableName(root)
+			if d.wd != nil {
+				d.wd.lockRoot = root
+			}
+		}
 		err = d.at("namespaces")
 	}
 	for _, p := range d.procs {

@@ -29,7 +29,11 @@ type DumpOptions struct {
 	// mode (criu's --tcp-established); without it a tree holding one is
 	// refused.
 	TCPEstablished bool
-	Root           string // root directory of the tree ("" or "/")
+	// NoNetworkLock leaves the network unlocked while connections are
+	// dumped (criu's --network-lock skip): a peer may then see a reset,
+	// and a segment in flight may be lost.
+	NoNetworkLock bool
+	Root          string // root directory of the tree ("" or "/")
 	// External names resources outside the tree, as criu's --external
 	// does: "mnt[PATH]:KEY" makes the mount at PATH (inside the tree's
 	// mount namespaces) external, saved by KEY alone, for restore to bind
@@ -62,6 +66,9 @@ type RestoreOptions struct {
 	External []string
 	Log      *slog.Logger
 	Fault    fault.Spec // see DumpOptions.Fault
+	// NoNetworkLock leaves the network lock of the dump in place (criu's
+	// --network-lock skip).
+	NoNetworkLock bool
 }
 
 // parseExternalMounts reads the mnt[A]:B items of --external into a map

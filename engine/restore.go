@@ -41,6 +41,7 @@ import (
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mem"
 	"github.com/gocr/gocr/engine/mount"
+	"github.com/gocr/gocr/engine/netlock"
 	"github.com/gocr/gocr/engine/ns"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
@@ -338,6 +339,26 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	}
 	r.log.Info("restore done", "pid", root.pid, "processes", len(r.procs), "threads", len(r.hostTid), "pages", r.pagesN, "time", elapsed, "injected", r.tr.Injected())
 	return &Restored{Pid: root.pid}, nil
+}
+
+// unlockNetwork removes the network lock the dump left on the tree's
+// connections (netlock), now that they exist again: in gocr's network
+// namespace, which a tree restored into the host's shares (a tree in a
+// namespace of its own left the lock in the old one, gone with it).
+func (r *restorer) unlockNetwork() error {
+	if r.o.NoNetworkLock {
+		return nil
+	}
+	established := false
+	for _, f := range r.img.files {
+		if e := f.GetIsk(); e != nil && e.GetState() == 1 && e.GetType() == unix.SOCK_STREAM {
+			established = true
+		}
+	}
+	if !established {
+		return nil
+	}
+	return netlock.Remove("", netlock.TableName(r.procs[0].vpid))
 }
 
 // readRestoreImages reads and checks every image the restore uses.
@@ -841,6 +862,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"remove ghost files", "", r.fr.RemoveGhosts}, // every process has what it needs of them
 		{"create threads", "threads", each((*procRestorer).createThreads)},
 		{"restore thread state", "thread-state", each((*procRestorer).restoreThreads)},
+		{"remove the network lock", "", r.unlockNetwork},
 		{"resume", "", r.finish}, // its points are inside
 	}
 	for _, s := range steps {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gocr/gocr/engine/abi"
 	"github.com/gocr/gocr/engine/files"
+	"github.com/gocr/gocr/engine/netlock"
 	"github.com/gocr/gocr/engine/ptrace"
 )
 
@@ -58,6 +59,7 @@ const (
 	wdDone                 // dump over: exit
 	wdRepairOn             // socket at fd Addr of process Tid put in TCP repair mode; Mask=1 if it had SO_REUSEADDR
 	wdRepairOff            // that socket left repair mode
+	wdNetLocked            // the network namespace of process Tid has the network lock of root Mask
 )
 
 type wdRecord struct {
@@ -77,6 +79,8 @@ type watchdog struct {
 	ready *os.File // one byte once the watchdog listens
 	mu    sync.Mutex
 	err   error
+	// lockRoot is the root pid the network lock's table is named after.
+	lockRoot int
 }
 
 // startWatchdog starts the watchdog of a dump of pid. It does not wait for
@@ -153,6 +157,12 @@ func (wd *watchdog) RepairOff(pid, fd int) error {
 	return wd.send(wdRecord{Kind: wdRepairOff, Tid: int32(pid), Addr: uint64(fd)})
 }
 
+// Locked tells the watchdog where the network lock is, to remove it if
+// gocr dies (the tree runs on).
+func (wd *watchdog) Locked(pid int) error {
+	return wd.send(wdRecord{Kind: wdNetLocked, Tid: int32(pid), Mask: uint64(wd.lockRoot)})
+}
+
 // SessionOpen and SessionClosed make the watchdog a ptrace.Journal.
 func (wd *watchdog) SessionOpen(tid int, regs abi.PtraceRegs, mask, insn uint64) error {
 	return wd.send(wdRecord{Kind: wdOpen, Tid: int32(tid), Regs: regs, Mask: mask, Insn: insn})
@@ -204,7 +214,7 @@ func RunWatchdog(args []string) int {
 	ready.Write([]byte{1}) //nolint:errcheck // gocr times out otherwise
 	ready.Close()
 
-	st := wdState{root: pid, procs: map[int]*wdProc{}, open: map[int]wdRecord{}, insn: map[int]uint64{}, repairing: map[[2]int]bool{}}
+	st := wdState{root: pid, procs: map[int]*wdProc{}, open: map[int]wdRecord{}, insn: map[int]uint64{}, repairing: map[[2]int]bool{}, netLocks: map[int]string{}}
 	size := binary.Size(wdRecord{})
 	buf := make([]byte, size)
 	for {
@@ -235,6 +245,8 @@ func RunWatchdog(args []string) int {
 			st.repairing[[2]int{int(rec.Tid), int(rec.Addr)}] = rec.Mask != 0
 		case wdRepairOff:
 			delete(st.repairing, [2]int{int(rec.Tid), int(rec.Addr)})
+		case wdNetLocked:
+			st.netLocks[int(rec.Tid)] = netlock.TableName(int(rec.Mask))
 		}
 	}
 	if err := st.repair(log); err != nil {
@@ -253,6 +265,8 @@ type wdState struct {
 	// repairing are the sockets in TCP repair mode, by pid and fd, with
 	// their SO_REUSEADDR.
 	repairing map[[2]int]bool
+	// netLocks are the network lock's tables, by a pid in their namespace.
+	netLocks map[int]string
 }
 
 // wdProc is what the watchdog knows of one process of the tree.
@@ -295,6 +309,13 @@ func (st *wdState) endRepair(log *slog.Logger) error {
 			continue
 		}
 		log.Warn("connection out of repair mode", "pid", k[0], "fd", k[1])
+	}
+	for pid, name := range st.netLocks {
+		if err := netlock.Remove(fmt.Sprintf("/proc/%d/ns/net", pid), name); err != nil {
+			errs = append(errs, fmt.Errorf("network lock: %w", err))
+			continue
+		}
+		log.Warn("network lock removed", "pid", pid, "table", name)
 	}
 	return errors.Join(errs...)
 }

@@ -90,7 +90,7 @@ func TestZdtmOptionsNeverUnknown(t *testing.T) {
 // ignored; those it has, or that ask for what it does anyway, parse.
 func TestOptionVerdicts(t *testing.T) {
 	refused := map[string][]string{
-		"dump":    {"--track-mem", "--prev-images-dir=../1", "--manage-cgroups", "--manage-cgroups=soft", "--link-remap", "--ghost-fiemap", "--ext-unix-sk", "-x", "--page-server", "--lazy-pages", "--action-script=/x", "--status-fd=3", "--network-lock=nftables", "--leave-stopped", "--auto-dedup"},
+		"dump":    {"--track-mem", "--prev-images-dir=../1", "--manage-cgroups", "--manage-cgroups=soft", "--link-remap", "--ghost-fiemap", "--ext-unix-sk", "-x", "--page-server", "--lazy-pages", "--action-script=/x", "--status-fd=3", "--network-lock=iptables", "--leave-stopped", "--auto-dedup"},
 		"restore": {"--inherit-fd=fd[1]:x", "--restore-sibling", "-S", "--join-ns=net:/x", "--lazy-pages", "--mntns-compat-mode"},
 		"check":   {"--extra"},
 	}
@@ -105,7 +105,7 @@ func TestOptionVerdicts(t *testing.T) {
 				name = "--restore-sibling"
 			}
 			if name == "--network-lock" {
-				name = "--network-lock nftables"
+				name = "--network-lock iptables"
 			}
 			want := "gocr: " + name + " is not supported yet ("
 			if code != 1 || !strings.HasPrefix(errb.String(), want) || strings.Count(errb.String(), "\n") != 1 {

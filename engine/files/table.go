@@ -92,6 +92,11 @@ type Set struct {
 	TCPEstablished bool
 	Repair         Repair
 	repaired       []*repaired
+	// LockName is the nftables table of the network lock (netlock), ""
+	// for none (criu's --network-lock skip); lockedNS the namespaces it
+	// was made in.
+	LockName string
+	lockedNS map[string]bool
 	// Mqueues collects the tree's open POSIX message queues (and the
 	// unlinked queues of the tree's own ipc namespace they keep).
 	Mqueues *ns.Mqueues

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 	"unsafe"
 
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/image"
+	"github.com/gocr/gocr/engine/netlock"
 )
 
 // Established TCP connections, through the kernel's TCP repair mode
@@ -77,6 +79,8 @@ const sizeofTCPRepairOpt = 8
 type Repair interface {
 	RepairOn(pid, fd int, reuse bool) error
 	RepairOff(pid, fd int) error
+	// Locked says the network namespace of pid gets the network lock.
+	Locked(pid int) error
 }
 
 // repaired is a socket of the tree in repair mode.
@@ -97,6 +101,10 @@ func (s *Set) dumpTCPStream(pid, fd, local int, ino uint32, ti tcpInfo, opts *sk
 		return fmt.Errorf("dup: %w", err)
 	}
 	rp := &repaired{pid: pid, fd: fd, local: own, reuse: opts.GetReuseaddr(), ino: ino, ti: ti}
+	if err := s.lock(pid, own); err != nil {
+		unix.Close(own)
+		return err
+	}
 	if s.Repair != nil {
 		if err := s.Repair.RepairOn(pid, fd, rp.reuse); err != nil {
 			unix.Close(own)
@@ -300,9 +308,54 @@ func peekTCPQueue(fd, queue, n int) ([]byte, error) {
 	}
 }
 
-// EndRepair takes the tree's sockets out of repair mode: the dump failed,
-// or the tree runs on. Leaving repair mode clears SO_REUSEADDR, which is
-// set back.
+// lock puts a connection under the network lock (netlock), before its
+// state is read: from then on none of its packets pass, either way.
+func (s *Set) lock(pid, fd int) error {
+	if s.LockName == "" {
+		return nil
+	}
+	la, err := unix.Getsockname(fd)
+	if err != nil {
+		return fmt.Errorf("getsockname: %w", err)
+	}
+	pa, err := unix.Getpeername(fd)
+	if err != nil {
+		return fmt.Errorf("getpeername: %w", err)
+	}
+	l, p := sockaddrOf(la), sockaddrOf(pa)
+	netns := fmt.Sprintf("/proc/%d/ns/net", pid)
+	if s.Repair != nil {
+		if err := s.Repair.Locked(pid); err != nil {
+			return err
+		}
+	}
+	if s.lockedNS == nil {
+		s.lockedNS = map[string]bool{}
+	}
+	s.lockedNS[netns] = true
+	conn := netlock.Conn{Local: netip.AddrPortFrom(l.ip.Unmap(), l.port), Peer: netip.AddrPortFrom(p.ip.Unmap(), p.port)}
+	if err := netlock.Add(netns, s.LockName, conn); err != nil {
+		return fmt.Errorf("network lock: %w", err)
+	}
+	return nil
+}
+
+// Unlock removes the network lock of the dump (a failed dump, a tree
+// that runs on; after a kill it stays for restore to remove).
+func (s *Set) Unlock() error {
+	var errs []error
+	for netns := range s.lockedNS {
+		if err := netlock.Remove(netns, s.LockName); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.lockedNS = nil
+	return errors.Join(errs...)
+}
+
+// EndRepair takes the tree's sockets out of repair mode, then off the
+// network lock: the dump failed, or the tree runs on. Leaving repair mode
+// clears SO_REUSEADDR, which is set back.
 func (s *Set) EndRepair() error {
 	var errs []error
 	for _, rp := range s.repaired {
@@ -317,6 +370,9 @@ func (s *Set) EndRepair() error {
 		}
 	}
 	s.closeRepaired()
+	if err := s.Unlock(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
