@@ -90,7 +90,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	defer dir.Close()
 	d := &dumper{ctx: ctx, o: o, log: o.Log, dir: dir, tr: ptrace.NewTracer(), files: files.NewSet(dir), layout: arch.HostLayout()}
 	d.files.FileLocks = o.FileLocks
-	d.files.TCPEstablished = o.TCPEstablished
+	d.files.TCPEstablished, d.files.TCPClose = o.TCPEstablished, o.TCPClose
 	d.files.GhostLimit = o.GhostLimit
 	d.files.ContentsSaved = func(dev uint64) bool { return dir.Exists(mount.TmpfsFile(unix.Major(dev)<<20 | unix.Minor(dev))) }
 	defer d.files.Close()
@@ -207,7 +207,7 @@ func (d *dumper) checkRestorable() error {
 	defer dir.Close()
 	mounts := mount.NewSet()
 	defer mounts.Close()
-	if _, err := checkImages(dir, RestoreOptions{FileLocks: d.o.FileLocks, Root: d.o.Root}, mounts); err != nil {
+	if _, err := checkImages(dir, RestoreOptions{FileLocks: d.o.FileLocks, Root: d.o.Root, TCPClose: d.o.TCPClose && !d.o.TCPEstablished}, mounts); err != nil {
 		return fmt.Errorf("the images would not restore: %w", err)
 	}
 	return nil

@@ -29,6 +29,9 @@ type DumpOptions struct {
 	// mode (criu's --tcp-established); without it a tree holding one is
 	// refused.
 	TCPEstablished bool
+	// TCPClose dumps established TCP connections without their state,
+	// to be restored closed (criu's --tcp-close); TCPEstablished wins.
+	TCPClose bool
 	// NoNetworkLock leaves the network unlocked while connections are
 	// dumped (criu's --network-lock skip): a peer may then see a reset,
 	// and a segment in flight may be lost.
@@ -69,6 +72,9 @@ type RestoreOptions struct {
 	// NoNetworkLock leaves the network lock of the dump in place (criu's
 	// --network-lock skip).
 	NoNetworkLock bool
+	// TCPClose restores established TCP connections closed (criu's
+	// --tcp-close), with or without their state in the images.
+	TCPClose bool
 }
 
 // parseExternalMounts reads the mnt[A]:B items of --external into a map

@@ -303,6 +303,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	r.fr.MemfdInodes, r.fr.Dir, r.fr.HostIDs = r.img.memfds, dir, r.img.ns.hostIDs()
 	r.fr.SkQueues, r.fr.SkPending = r.img.skQueues, r.img.skPending
 	r.fr.UserNS = r.img.ns.user
+	r.fr.TCPClose = o.TCPClose
 	defer r.fr.Close()
 	// Everything from here runs on the tracer thread: one hand-off, not one
 	// per injected call.
@@ -399,7 +400,7 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 			}
 		}
 		if e := f.Isk; e != nil {
-			if err := files.CheckInet(dir, e); err != nil {
+			if err := files.CheckInet(dir, e, true); err != nil {
 				return nil, fmt.Errorf("%s: [%d].isk (inet socket %d): %w", image.FilesFile, i, e.GetIno(), err)
 			}
 		}
@@ -695,6 +696,13 @@ func checkImages(dir *image.Dir, o RestoreOptions, mounts *mount.Set) (*restoreI
 	}
 	if err := checkTreeShape(img); err != nil {
 		return nil, err
+	}
+	for i, f := range img.files {
+		if e := f.GetIsk(); e != nil {
+			if err := files.CheckInet(dir, e, o.TCPClose); err != nil {
+				return nil, fmt.Errorf("%s: [%d].isk (inet socket %d): %w", image.FilesFile, i, e.GetIno(), err)
+			}
+		}
 	}
 	if err := checkTaskAttrs(img); err != nil {
 		return nil, err

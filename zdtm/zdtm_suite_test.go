@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +162,9 @@ var _ = Describe("zdtm", func() {
 					continue
 				}
 				for _, mode := range cfg.Modes {
+					if len(w.Desc.Modes) > 0 && !slices.Contains(w.Desc.Modes, mode) {
+						continue
+					}
 					It(flavor+"/"+mode, func() { runSpec(w, flavor, mode) })
 				}
 			}

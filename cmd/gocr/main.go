@@ -63,6 +63,7 @@ var dumpOpts = append([]option{
 	{"", "pre-dump-mode", true, "splice or read: how a pre-dump reads memory; a dump is not a pre-dump, so no effect, as in criu", false},
 	{"l", "file-locks", false, "save the file locks the tree holds (without it a tree holding one is refused)", false},
 	{"", "tcp-established", false, "checkpoint established TCP connections, in TCP repair mode (without it a tree holding one is refused)", false},
+	{"", "tcp-close", false, "dump established TCP connections without their state, to be restored closed", false},
 }, commonOpts...)
 
 var restoreOpts = append([]option{
@@ -72,6 +73,7 @@ var restoreOpts = append([]option{
 	{"", "status-fd", true, "write one zero byte to this fd and close it once the tree runs", false},
 	{"l", "file-locks", false, "take again the file locks the images hold (needed when they hold any)", false},
 	{"", "tcp-established", false, "accepted, as criu's: the images say which connections to rebuild", false},
+	{"", "tcp-close", false, "restore established TCP connections closed (shut down both ways)", false},
 }, commonOpts...)
 
 var checkOpts = append([]option{
@@ -214,7 +216,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = engine.Dump(ctx, engine.DumpOptions{
 			Pid: pid, ImagesDir: p.get("images-dir"), LeaveRunning: p.has("leave-running"),
 			ShellJob: p.has("shell-job"), Timeout: timeout, GhostLimit: ghost, Root: p.get("root"), Log: log,
-			FileLocks: p.has("file-locks"), TCPEstablished: p.has("tcp-established"), NoNetworkLock: skipLock(p),
+			FileLocks: p.has("file-locks"), TCPEstablished: p.has("tcp-established"), TCPClose: p.has("tcp-close"), NoNetworkLock: skipLock(p),
 			Fault: faults, External: p.vals["external"],
 		})
 		if err != nil {
@@ -238,7 +240,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		detached := p.has("restore-detached") || p.has("daemon")
 		res, err := engine.Restore(ctx, engine.RestoreOptions{
 			ImagesDir: p.get("images-dir"), Detached: detached,
-			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log, Fault: faults, FileLocks: p.has("file-locks"), NoNetworkLock: skipLock(p),
+			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log, Fault: faults, FileLocks: p.has("file-locks"), NoNetworkLock: skipLock(p), TCPClose: p.has("tcp-close"),
 			External: p.vals["external"],
 		})
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"unsafe"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/ns"
+	"github.com/gocr/gocr/engine/sockdiag"
 )
 
 // Sockets of the inet families (AF_INET, AF_INET6): TCP and UDP (and
@@ -288,6 +290,9 @@ func (s *Set) dumpInet(pid int, fd Fd, ino uint32, local, family int) (uint32, e
 		}
 		e.V6Only = ptr(v != 0)
 	}
+	if e.Shutdown, err = s.inetShutdown(pid, local, family, proto, typ, state); err != nil {
+		return 0, fmt.Errorf("%s: %w", where, err)
+	}
 	switch {
 	case typ == unix.SOCK_DGRAM:
 		if n, err := queuedDatagrams(local); err != nil {
@@ -304,17 +309,86 @@ func (s *Set) dumpInet(pid int, fd Fd, ino uint32, local, family int) (uint32, e
 	case proto == ipprotoMPTCP:
 		return 0, fmt.Errorf("%s: MPTCP connections are not supported yet (only MPTCP listeners and unconnected sockets are)", where)
 	case state == tcpEstablished:
-		if !s.TCPEstablished {
-			return 0, fmt.Errorf("%s: an established TCP connection: dump with --tcp-established to checkpoint it", where)
-		}
-		if err := s.dumpTCPStream(pid, fd.Fd, local, ino, ti, opts); err != nil {
-			return 0, fmt.Errorf("%s: %w", where, err)
+		switch {
+		case s.TCPEstablished:
+			if err := s.dumpTCPStream(pid, fd.Fd, local, ino, ti, opts); err != nil {
+				return 0, fmt.Errorf("%s: %w", where, err)
+			}
+		case s.TCPClose:
+			// Not kept: restored closed (criu's --tcp-close); the peer
+			// sees the connection end when the tree is killed.
+		default:
+			return 0, fmt.Errorf("%s: an established TCP connection: dump with --tcp-established to checkpoint it (or --tcp-close to restore it closed)", where)
 		}
 	default:
 		return 0, fmt.Errorf("%s: TCP sockets in state %s are not supported yet", where, tcpStateName(state))
 	}
 	typEntry := fdinfo.FdTypes_INETSK
 	return s.add(&fdinfo.FileEntry{Type: &typEntry, Isk: e}), nil
+}
+
+// inetShutdown finds how a socket was shut down. The kernel tells it of
+// the sockets it has hashed (sock_diag's INET_DIAG_SHUTDOWN): UDP ones.
+// A TCP socket in CLOSE is in no hash; what shows of its shutdown is the
+// reading side (POLLRDHUP), the writing side changes nothing in a socket
+// that is not connected (a write fails with EPIPE either way). Connected
+// TCP sockets carry theirs in their state.
+func (s *Set) inetShutdown(pid, fd, family, proto, typ int, state uint32) (*sk_opts.SkShutdown, error) {
+	var how uint8
+	switch {
+	case typ == unix.SOCK_DGRAM:
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err != nil {
+			return nil, err
+		}
+		key := fmt.Sprintf("%s/%d/%d", link, family, proto)
+		all, ok := s.inetDiag[key]
+		if !ok {
+			err := ns.Enter(pid, "net", func() error {
+				c, err := sockdiag.Open()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				all, err = c.AllInet(uint8(family), uint8(proto))
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+			if s.inetDiag == nil {
+				s.inetDiag = map[string]map[uint32]*sockdiag.Inet{}
+			}
+			s.inetDiag[key] = all
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, err
+		}
+		if d := all[uint32(st.Ino)]; d != nil {
+			how = d.Shutdown
+		} else {
+			// Not hashed: never bound. Only the reading side shows.
+			how = rdhup(fd)
+		}
+	case state == tcpClose:
+		how = rdhup(fd)
+	default:
+		return nil, nil
+	}
+	if how &= rcvShutdown | sendShutdown; how == 0 {
+		return nil, nil
+	}
+	return sk_opts.SkShutdown(how).Enum(), nil
+}
+
+// rdhup is RCV_SHUTDOWN if the socket polls POLLRDHUP.
+func rdhup(fd int) uint8 {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	if n, err := unix.Poll(p, 0); err == nil && n > 0 && p[0].Revents&unix.POLLRDHUP != 0 {
+		return rcvShutdown
+	}
+	return 0
 }
 
 // queuedDatagrams says how long the first datagram of a UDP socket's
@@ -585,6 +659,13 @@ func (b *inetBuild) build() error {
 		if err := restoreInetSockOpts(fd, e); err != nil {
 			return fmt.Errorf("%s: %w", entryWhere(e), err)
 		}
+		if how, ok := shutdownHow[e.GetShutdown()]; ok {
+			// A socket that is not connected answers ENOTCONN, but is
+			// marked shut down all the same.
+			if err := unix.Shutdown(fd, how); err != nil && !errors.Is(err, unix.ENOTCONN) {
+				return fmt.Errorf("%s: shutdown %v: %w", entryWhere(e), e.GetShutdown(), err)
+			}
+		}
 		fl := int(e.GetFlags()) &^ unix.O_ACCMODE
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl); err != nil {
 			return fmt.Errorf("%s: set flags %#o: %w", entryWhere(e), fl, err)
@@ -659,6 +740,15 @@ func (b *inetBuild) setup(fd int, e *sk_inet.InetSkEntry) error {
 	}
 	switch e.GetState() {
 	case tcpEstablished:
+		if b.r.TCPClose {
+			// Closed, as after its peer's end (criu's --tcp-close): a
+			// socket shut down both ways reads end of file and polls
+			// POLLHUP; shutdown answers ENOTCONN but marks it so.
+			if err := unix.Shutdown(fd, unix.SHUT_RDWR); err != nil && !errors.Is(err, unix.ENOTCONN) {
+				return fmt.Errorf("shutdown: %w", err)
+			}
+			return nil
+		}
 		c, err := b.r.restoreTCPConn(fd, e, local)
 		if err != nil {
 			return err
@@ -748,8 +838,9 @@ func (r *Restorer) openInet(e *fdinfo.FileEntry) (int, error) {
 
 // CheckInet checks the inet sockets of files.img as restore would: known
 // families, types and states, addresses of the right size, and the TCP
-// stream of each connection in the image directory.
-func CheckInet(dir *image.Dir, e *sk_inet.InetSkEntry) error {
+// stream of each connection in the image directory, unless the restore
+// closes connections (closing).
+func CheckInet(dir *image.Dir, e *sk_inet.InetSkEntry, closing bool) error {
 	family := int(e.GetFamily())
 	if family != unix.AF_INET && family != unix.AF_INET6 {
 		return fmt.Errorf("family %d: not an inet family", family)
@@ -776,8 +867,8 @@ func CheckInet(dir *image.Dir, e *sk_inet.InetSkEntry) error {
 		switch st {
 		case tcpListen, tcpClose:
 		case tcpEstablished:
-			if !dir.Exists(image.TCPStreamFile(e.GetIno())) {
-				return fmt.Errorf("an established connection without its %s", image.TCPStreamFile(e.GetIno()))
+			if !closing && !dir.Exists(image.TCPStreamFile(e.GetIno())) {
+				return fmt.Errorf("an established connection without its %s (dumped with --tcp-close): restore with --tcp-close", image.TCPStreamFile(e.GetIno()))
 			}
 		default:
 			return fmt.Errorf("TCP state %s: not supported yet", tcpStateName(st))

@@ -21,6 +21,7 @@ import (
 	"github.com/gocr/gocr/engine/ns"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/remote"
+	"github.com/gocr/gocr/engine/sockdiag"
 )
 
 // Set collects the file entries of a dump and hands out their ids.
@@ -90,13 +91,19 @@ type Set struct {
 	// (criu's --tcp-established); Repair is told of each socket put in
 	// repair mode for it (tcp.go); repaired are those sockets.
 	TCPEstablished bool
-	Repair         Repair
-	repaired       []*repaired
+	// TCPClose lets them be dumped without their state, to be restored
+	// closed (criu's --tcp-close).
+	TCPClose bool
+	Repair   Repair
+	repaired []*repaired
 	// LockName is the nftables table of the network lock (netlock), ""
 	// for none (criu's --network-lock skip); lockedNS the namespaces it
 	// was made in.
 	LockName string
 	lockedNS map[string]bool
+	// inetDiag is what sock_diag says of the inet sockets of a network
+	// namespace, family and protocol, read on first use.
+	inetDiag map[string]map[uint32]*sockdiag.Inet
 	// Mqueues collects the tree's open POSIX message queues (and the
 	// unlinked queues of the tree's own ipc namespace they keep).
 	Mqueues *ns.Mqueues
@@ -386,6 +393,9 @@ type Restorer struct {
 	// whose master was outside the tree have gocr's own terminal.
 	TtyInfos map[uint32]*tty.TtyInfoEntry
 	ShellJob bool
+	// TCPClose restores established TCP connections closed (criu's
+	// --tcp-close).
+	TCPClose bool
 
 	order     []*fdinfo.FileEntry       // files.img order
 	usk       map[uint32]int            // file id → unix socket made, not handed out yet

@@ -22,8 +22,12 @@ type Desc struct {
 	// (gocr's keys 'dopts' and 'ropts'); "{dirname}" in them is the
 	// workload's --dirname, e.g. for --external mnt[{dirname}/m]:KEY.
 	DumpOpts, RestoreOpts []string
-	Timeout               time.Duration // the whole spec; DefaultTimeout when not given
-	Arch                  string        // only run on this architecture when set
+	// Modes are the modes the workload makes sense in (gocr's key
+	// 'modes'); all when empty. A workload whose state is changed on
+	// purpose by the restore (--tcp-close) has no leave-running mode.
+	Modes   []string
+	Timeout time.Duration // the whole spec; DefaultTimeout when not given
+	Arch    string        // only run on this architecture when set
 }
 
 // DefaultTimeout bounds a spec whose descriptor gives no timeout.
@@ -66,6 +70,8 @@ func ParseDesc(name, text string) (Desc, error) {
 			d.DumpOpts = strings.Fields(v)
 		case "ropts":
 			d.RestoreOpts = strings.Fields(v)
+		case "modes":
+			d.Modes = strings.Fields(v)
 		case "timeout":
 			n, err := strconv.Atoi(strings.TrimSpace(v))
 			if err != nil || n <= 0 {

@@ -2,6 +2,7 @@ package workloads
 
 import (
 	"context"
+	"golang.org/x/sys/unix"
 	"io"
 	"net"
 	"time"
@@ -64,5 +65,60 @@ var UDPQueueRefused = lib.Workload{Name: "udp_queue_refused", Run: func(t *lib.T
 	if err != nil || string(buf[:n]) != "queued" {
 		t.Fail("read the queued datagram: %q, %v", buf[:n], err)
 	}
+	t.Pass()
+}}
+
+// TCPClose holds an established connection over loopback and is dumped
+// and restored with --tcp-close: afterwards both ends must be closed
+// (TCP state CLOSE, a read gives end of file), and the listener must
+// accept a new connection.
+var TCPClose = lib.Workload{Name: "tcp_close", Run: func(t *lib.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Ready()
+	t.WaitSignal()
+	for name, c := range map[string]net.Conn{"client": client, "server": server} {
+		raw, err := c.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var state byte
+		var n int
+		var rerr error
+		raw.Control(func(fd uintptr) { //nolint:errcheck
+			info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+			if err == nil {
+				state = info.State
+			}
+			var b [4]byte
+			n, _, rerr = unix.Recvfrom(int(fd), b[:], unix.MSG_DONTWAIT)
+		})
+		if state != 7 || n != 0 || rerr != nil {
+			t.Fail("%s: TCP state %d, read %d bytes (%v); want CLOSE (7) and end of file", name, state, n, rerr)
+		}
+	}
+	c2, err := net.DialTimeout("tcp4", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fail("connect to the restored listener: %v", err)
+	}
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+	s2, err := ln.Accept()
+	if err != nil {
+		t.Fail("accept on the restored listener: %v", err)
+	}
+	s2.Close()
+	c2.Close()
 	t.Pass()
 }}

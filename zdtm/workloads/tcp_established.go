@@ -110,6 +110,15 @@ var TCPEstablished = lib.Workload{Name: "tcp_established", Run: func(t *lib.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A bound UDP socket shut down for writing.
+	shut, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(shut, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Shutdown(shut, unix.SHUT_WR) //nolint:errcheck // ENOTCONN, but marked
 	// Wait for the bulk writer to block: the window is full.
 	time.Sleep(300 * time.Millisecond)
 	select {
@@ -214,6 +223,9 @@ var TCPEstablished = lib.Workload{Name: "tcp_established", Run: func(t *lib.T) {
 	}
 	if v, err := unix.GetsockoptInt(bound, unix.SOL_SOCKET, unix.SO_REUSEADDR); err != nil || v != 1 {
 		t.Fail("bound socket: SO_REUSEADDR %d (%v), want 1", v, err)
+	}
+	if err := unix.Sendto(shut, []byte("x"), 0, &unix.SockaddrInet4{Port: 9, Addr: [4]byte{127, 0, 0, 1}}); err != unix.EPIPE {
+		t.Fail("UDP socket shut down for writing: sendto gives %v, want EPIPE", err)
 	}
 	// UDP both ways.
 	if _, err := u2.Write([]byte("ping")); err != nil {

@@ -17,6 +17,7 @@ func All() []lib.Workload {
 		TCPEstablished,
 		TCPBacklogRefused,
 		UDPQueueRefused,
+		TCPClose,
 		RedisServer,
 		NginxServer,
 		Threads,
