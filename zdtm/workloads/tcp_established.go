@@ -35,8 +35,9 @@ func tcpPattern(n int) []byte {
 // not listening, and UDP sockets bound and connected. After the restore
 // every socket must have its addresses and options, the unread data must
 // read back byte for byte, the bulk writer must finish and its data
-// arrive whole, the listener must accept a new connection and the UDP
-// sockets must exchange datagrams.
+// arrive whole, the listener must accept a new connection, the UDP
+// sockets must exchange datagrams, and a UDP socket shut down for
+// writing must still refuse to send.
 var TCPEstablished = lib.Workload{Name: "tcp_established", Run: func(t *lib.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
