@@ -290,6 +290,20 @@ func (s *Set) dumpInet(pid int, fd Fd, ino uint32, local, family int) (uint32, e
 		}
 		e.V6Only = ptr(v != 0)
 	}
+	if typ == unix.SOCK_STREAM && proto == unix.IPPROTO_TCP {
+		var o tcpOpts
+		for _, x := range []struct {
+			opt int
+			v   *bool
+		}{{unix.TCP_CORK, &o.Cork}, {unix.TCP_NODELAY, &o.Nodelay}} {
+			v, err := unix.GetsockoptInt(local, unix.IPPROTO_TCP, x.opt)
+			if err != nil {
+				return 0, fmt.Errorf("%s: getsockopt TCP %d: %w", where, x.opt, err)
+			}
+			*x.v = v != 0
+		}
+		setTCPOpts(e, o)
+	}
 	if e.Shutdown, err = s.inetShutdown(pid, local, family, proto, typ, state); err != nil {
 		return 0, fmt.Errorf("%s: %w", where, err)
 	}
@@ -551,6 +565,23 @@ func restoreInetSockOpts(fd int, e *sk_inet.InetSkEntry) error {
 	return nil
 }
 
+// restoreTCPOpts sets TCP_CORK and TCP_NODELAY as tcp_opts has them.
+func restoreTCPOpts(fd int, e *sk_inet.InetSkEntry) error {
+	o, ok, err := getTCPOpts(e)
+	if err != nil || !ok {
+		return err
+	}
+	for _, x := range []struct {
+		opt int
+		v   bool
+	}{{unix.TCP_NODELAY, o.Nodelay}, {unix.TCP_CORK, o.Cork}} {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, x.opt, boolInt(x.v)); err != nil {
+			return fmt.Errorf("setsockopt TCP %d: %w", x.opt, err)
+		}
+	}
+	return nil
+}
+
 // restoreIPOpts sets the options that decide what bind accepts, before it.
 func restoreIPOpts(fd int, e *sk_inet.InetSkEntry) error {
 	family := int(e.GetFamily())
@@ -657,6 +688,9 @@ func (b *inetBuild) build() error {
 			return fmt.Errorf("%s: %w", entryWhere(e), err)
 		}
 		if err := restoreInetSockOpts(fd, e); err != nil {
+			return fmt.Errorf("%s: %w", entryWhere(e), err)
+		}
+		if err := restoreTCPOpts(fd, e); err != nil {
 			return fmt.Errorf("%s: %w", entryWhere(e), err)
 		}
 		if how, ok := shutdownHow[e.GetShutdown()]; ok {

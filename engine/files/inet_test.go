@@ -1,6 +1,8 @@
 package files
 
 import (
+	sk_inet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-inet"
+	"google.golang.org/protobuf/proto"
 	"net/netip"
 	"slices"
 	"testing"
@@ -97,4 +99,26 @@ func unixSocketNoFilter(t *testing.T) int {
 	}
 	t.Cleanup(func() { unix.Close(fd) })
 	return fd
+}
+
+// tcp_opts, a CRIU 4.2 field go-criu lacks, survives a round trip through
+// the message's encoding.
+func TestTCPOptsUnknownField(t *testing.T) {
+	e := &sk_inet.InetSkEntry{Ino: ptr(uint32(7))}
+	setTCPOpts(e, tcpOpts{Cork: true, Nodelay: false})
+	b, err := proto.MarshalOptions{AllowPartial: true}.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back sk_inet.InetSkEntry
+	if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	o, ok, err := getTCPOpts(&back)
+	if err != nil || !ok || !o.Cork || o.Nodelay {
+		t.Errorf("tcp_opts back: %+v, %v, %v", o, ok, err)
+	}
+	if _, ok, _ := getTCPOpts(&sk_inet.InetSkEntry{}); ok {
+		t.Error("tcp_opts found in an entry without it")
+	}
 }
