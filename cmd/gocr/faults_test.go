@@ -31,6 +31,7 @@ import (
 
 	"github.com/gocr/gocr/engine"
 	"github.com/gocr/gocr/engine/fault"
+	"github.com/gocr/gocr/engine/netlock"
 	"github.com/gocr/gocr/internal/rseqtest"
 	"github.com/gocr/gocr/zdtm/lib"
 	"github.com/gocr/gocr/zdtm/workloads"
@@ -833,4 +834,41 @@ func TestPrivileges(t *testing.T) {
 // tree holds one of its pids (clone3 with set_tid says EEXIST).
 func pidTaken(r result) bool {
 	return r.code != 0 && strings.Contains(r.out, "set_tid") && strings.Contains(r.out, "file exists") && strings.Contains(r.out, " is held by ")
+}
+
+// TestDumpKillPointsTCP interrupts dumps with --tcp-established of the
+// zdtm workload tcp_established (connections with data in flight both
+// ways, a writer blocked on a full window, an IPv6 listener) from the
+// step where its connections are in repair mode and under the network
+// lock on: whatever ends the dump — an error, SIGTERM, SIGKILL of gocr
+// and its watchdog's repair — the connections must leave repair mode, the
+// lock's table must be gone, and the workload must pass its own check of
+// every byte at the end.
+func TestDumpKillPointsTCP(t *testing.T) {
+	needRoot(t)
+	if ok, detail := netlock.Probe(); !ok {
+		t.Skipf("no nftables here: %s", detail)
+	}
+	dir := t.TempDir()
+	v := startVictimFlavor(t, dir, "tcp_established", "h")
+	table := netlock.TableName(v.pid)
+	walked := 0
+	for _, step := range []string{"files", "images", "memory", "resume"} {
+		for _, a := range actions {
+			spec := fmt.Sprintf("dump:%s:%s", step, a)
+			img := filepath.Join(dir, fmt.Sprintf("img-tcp-%s-%s", step, a))
+			r := gocr(t, spec, "dump", "-t", strconv.Itoa(v.pid), "-D", img, "--tcp-established")
+			expectFault(t, spec, r)
+			if err := v.healthy(); err != nil {
+				t.Fatalf("%s: workload pid %d harmed: %v\ngocr: %s", spec, v.pid, err, r.out)
+			}
+			reapWatchdogs(t)
+			if has, err := netlock.Has("", table); err != nil || has {
+				t.Fatalf("%s: the network lock's table %s is still there (%v)\ngocr: %s", spec, table, err, r.out)
+			}
+			walked++
+		}
+	}
+	v.finish(t)
+	t.Logf("TCP dump kill points walked: %d, the connections intact every time", walked)
 }
