@@ -90,7 +90,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	defer dir.Close()
 	d := &dumper{ctx: ctx, o: o, log: o.Log, dir: dir, tr: ptrace.NewTracer(), files: files.NewSet(dir), layout: arch.HostLayout()}
 	d.files.FileLocks = o.FileLocks
-	d.files.TCPEstablished, d.files.TCPClose = o.TCPEstablished, o.TCPClose
+	d.files.TCPEstablished, d.files.TCPClose, d.files.SkipInFlight = o.TCPEstablished, o.TCPClose, o.SkipInFlight
 	d.files.GhostLimit = o.GhostLimit
 	d.files.ContentsSaved = func(dev uint64) bool { return dir.Exists(mount.TmpfsFile(unix.Major(dev)<<20 | unix.Minor(dev))) }
 	defer d.files.Close()

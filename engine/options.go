@@ -32,6 +32,9 @@ type DumpOptions struct {
 	// TCPClose dumps established TCP connections without their state,
 	// to be restored closed (criu's --tcp-close); TCPEstablished wins.
 	TCPClose bool
+	// SkipInFlight leaves out connections not accepted yet (criu's
+	// --skip-in-flight) instead of refusing the dump.
+	SkipInFlight bool
 	// NoNetworkLock leaves the network unlocked while connections are
 	// dumped (criu's --network-lock skip): a peer may then see a reset,
 	// and a segment in flight may be lost.

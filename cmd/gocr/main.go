@@ -64,6 +64,7 @@ var dumpOpts = append([]option{
 	{"l", "file-locks", false, "save the file locks the tree holds (without it a tree holding one is refused)", false},
 	{"", "tcp-established", false, "checkpoint established TCP connections, in TCP repair mode (without it a tree holding one is refused)", false},
 	{"", "tcp-close", false, "dump established TCP connections without their state, to be restored closed", false},
+	{"", "skip-in-flight", false, "leave out TCP connections waiting in a listener's accept queue instead of refusing the dump", false},
 }, commonOpts...)
 
 var restoreOpts = append([]option{
@@ -216,7 +217,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = engine.Dump(ctx, engine.DumpOptions{
 			Pid: pid, ImagesDir: p.get("images-dir"), LeaveRunning: p.has("leave-running"),
 			ShellJob: p.has("shell-job"), Timeout: timeout, GhostLimit: ghost, Root: p.get("root"), Log: log,
-			FileLocks: p.has("file-locks"), TCPEstablished: p.has("tcp-established"), TCPClose: p.has("tcp-close"), NoNetworkLock: skipLock(p),
+			FileLocks: p.has("file-locks"), TCPEstablished: p.has("tcp-established"), TCPClose: p.has("tcp-close"), SkipInFlight: p.has("skip-in-flight"), NoNetworkLock: skipLock(p),
 			Fault: faults, External: p.vals["external"],
 		})
 		if err != nil {

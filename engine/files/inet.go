@@ -309,6 +309,11 @@ func (s *Set) dumpInet(pid int, fd Fd, ino uint32, local, family int) (uint32, e
 	}
 	switch {
 	case typ == unix.SOCK_DGRAM:
+		if proto == unix.IPPROTO_UDP || proto == ipprotoUDPLite {
+			if v, err := unix.GetsockoptInt(local, unix.IPPROTO_UDP, unix.UDP_CORK); err == nil && v != 0 {
+				return 0, fmt.Errorf("%s: corked (UDP_CORK): the data it holds back cannot be read, so it is not supported", where)
+			}
+		}
 		if n, err := queuedDatagrams(local); err != nil {
 			return 0, fmt.Errorf("%s: %w", where, err)
 		} else if n > 0 {
@@ -316,8 +321,8 @@ func (s *Set) dumpInet(pid int, fd Fd, ino uint32, local, family int) (uint32, e
 		}
 	case state == tcpListen:
 		e.Backlog = ptr(ti.Sacked)
-		if ti.Unacked > 0 {
-			return 0, fmt.Errorf("%s: %d connections wait in its accept queue (not accepted yet): not supported yet", where, ti.Unacked)
+		if ti.Unacked > 0 && !s.SkipInFlight {
+			return 0, fmt.Errorf("%s: %d connections wait in its accept queue (not accepted yet): not supported yet (--skip-in-flight leaves them out)", where, ti.Unacked)
 		}
 	case state == tcpClose:
 	case proto == ipprotoMPTCP:
@@ -510,7 +515,21 @@ func dumpIPOpts(fd, family int) (*sk_inet.IpOptsEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("getsockopt PKTINFO: %w", err)
 	}
-	return &sk_inet.IpOptsEntry{Freebind: ptr(fb != 0), Pktinfo: ptr(pi != 0)}, nil
+	o := &sk_inet.IpOptsEntry{Freebind: ptr(fb != 0), Pktinfo: ptr(pi != 0)}
+	if family == unix.AF_INET {
+		tos, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS)
+		if err != nil && !unsupportedOpt(err) {
+			return nil, fmt.Errorf("getsockopt IP_TOS: %w", err)
+		}
+		ttl, err2 := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL)
+		if err2 != nil && !unsupportedOpt(err2) {
+			return nil, fmt.Errorf("getsockopt IP_TTL: %w", err2)
+		}
+		if err == nil && err2 == nil {
+			setIPTosTTL(o, uint32(tos), uint32(ttl))
+		}
+	}
+	return o, nil
 }
 
 // restoreInetSockOpts sets what dumpInetSockOpts read.
@@ -609,6 +628,24 @@ func restoreIPOpts(fd int, e *sk_inet.InetSkEntry) error {
 	if io.GetPktinfo() {
 		if err := unix.SetsockoptInt(fd, level, pktinfo, 1); err != nil {
 			return fmt.Errorf("setsockopt PKTINFO: %w", err)
+		}
+	}
+	tos, ttl, hasTOS, hasTTL, err := getIPTosTTL(io)
+	if err != nil {
+		return err
+	}
+	if hasTOS && family == unix.AF_INET {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, int(tos)); err != nil {
+			return fmt.Errorf("setsockopt IP_TOS %#x: %w", tos, err)
+		}
+	}
+	if hasTTL && family == unix.AF_INET {
+		// getsockopt gives the route's TTL for an unset one; setting
+		// it pins the same value.
+		if cur, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL); err != nil || cur != int(ttl) {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, int(ttl)); err != nil {
+				return fmt.Errorf("setsockopt IP_TTL %d: %w", ttl, err)
+			}
 		}
 	}
 	return nil

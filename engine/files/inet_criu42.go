@@ -93,3 +93,50 @@ func getTCPOpts(e *sk_inet.InetSkEntry) (tcpOpts, bool, error) {
 	}
 	return o, found, nil
 }
+
+// ip_opts_entry.tos (6) and ttl (7), CRIU 4.2's, for IPv4 sockets.
+const (
+	ipOptsTOSField = 6
+	ipOptsTTLField = 7
+)
+
+// setIPTosTTL puts tos and ttl in o.
+func setIPTosTTL(o *sk_inet.IpOptsEntry, tos, ttl uint32) {
+	raw := o.ProtoReflect().GetUnknown()
+	raw = protowire.AppendTag(raw, ipOptsTOSField, protowire.VarintType)
+	raw = protowire.AppendVarint(raw, uint64(tos))
+	raw = protowire.AppendTag(raw, ipOptsTTLField, protowire.VarintType)
+	raw = protowire.AppendVarint(raw, uint64(ttl))
+	o.ProtoReflect().SetUnknown(raw)
+}
+
+// getIPTosTTL reads them back; has says which were there.
+func getIPTosTTL(o *sk_inet.IpOptsEntry) (tos, ttl uint32, hasTOS, hasTTL bool, err error) {
+	raw := o.ProtoReflect().GetUnknown()
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 {
+			return 0, 0, false, false, fmt.Errorf("ip_opts unknown fields: %w", protowire.ParseError(n))
+		}
+		raw = raw[n:]
+		if typ == protowire.VarintType && (num == ipOptsTOSField || num == ipOptsTTLField) {
+			v, m := protowire.ConsumeVarint(raw)
+			if m < 0 {
+				return 0, 0, false, false, fmt.Errorf("ip_opts field %d: %w", num, protowire.ParseError(m))
+			}
+			raw = raw[m:]
+			if num == ipOptsTOSField {
+				tos, hasTOS = uint32(v), true
+			} else {
+				ttl, hasTTL = uint32(v), true
+			}
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, raw)
+		if m < 0 {
+			return 0, 0, false, false, fmt.Errorf("ip_opts field %d: %w", num, protowire.ParseError(m))
+		}
+		raw = raw[m:]
+	}
+	return tos, ttl, hasTOS, hasTTL, nil
+}

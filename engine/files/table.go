@@ -94,8 +94,12 @@ type Set struct {
 	// TCPClose lets them be dumped without their state, to be restored
 	// closed (criu's --tcp-close).
 	TCPClose bool
-	Repair   Repair
-	repaired []*repaired
+	// SkipInFlight leaves out the connections waiting in a listener's
+	// accept queue (criu's --skip-in-flight): the listener comes back
+	// without them, and their clients find no one at the other end.
+	SkipInFlight bool
+	Repair       Repair
+	repaired     []*repaired
 	// LockName is the nftables table of the network lock (netlock), ""
 	// for none (criu's --network-lock skip); lockedNS the namespaces it
 	// was made in.
