@@ -23,6 +23,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	seccompimg "github.com/checkpoint-restore/go-criu/v7/crit/images/seccomp"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
 	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
@@ -45,6 +46,7 @@ import (
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
 	"github.com/gocr/gocr/engine/remote"
+	"github.com/gocr/gocr/engine/seccomp"
 	"github.com/gocr/gocr/engine/sig"
 )
 
@@ -147,6 +149,10 @@ type restoreImages struct {
 	// the controlling terminal of each session, by its leader's pid.
 	ttyInfos map[uint32]*tty.TtyInfoEntry
 	ctty     map[int]*tty.TtyInfoEntry
+	// seccomp is seccomp.img's entry, nil without one; hasSeccomp says
+	// some thread of the tree is in strict or filter mode.
+	seccomp    *seccompimg.SeccompEntry
+	hasSeccomp bool
 }
 
 // procImages are the images of one process of the tree.
@@ -167,6 +173,7 @@ type procImages struct {
 	fs       *fs.FsEntry
 	fds      []*fdinfo.FdinfoEntry
 	locks    []*file_lock.FileLockEntry // filelocks.img's, for the fd table it owns
+	seccomp  map[int]seccomp.Thread     // by tid: mode and filter chain
 }
 
 // restorer restores a whole tree; each of its processes has a
@@ -381,6 +388,11 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 	if img.remaps, err = readRemaps(dir, img); err != nil {
 		return nil, err
 	}
+	if dir.Exists(image.SeccompFile) {
+		if img.seccomp, err = image.ReadOne[seccompimg.SeccompEntry](dir, image.Seccomp, image.SeccompFile); err != nil {
+			return nil, err
+		}
+	}
 	for _, e := range tree {
 		p, err := readProcImages(dir, img, e)
 		if err != nil {
@@ -526,7 +538,8 @@ func readMemfds(dir *image.Dir, img *restoreImages) error {
 
 // readProcImages reads and checks the images of the process e of the tree.
 func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (*procImages, error) {
-	p := &procImages{restoreImages: img, tree: e, pid: int(e.GetPid()), cores: map[int]*criu_core.CoreEntry{}}
+	p := &procImages{restoreImages: img, tree: e, pid: int(e.GetPid()), cores: map[int]*criu_core.CoreEntry{},
+		seccomp: map[int]seccomp.Thread{}}
 	p.tids = []int{p.pid}
 	for _, t := range e.GetThreads() {
 		if int(t) != p.pid {
@@ -566,8 +579,13 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 		if tc == nil {
 			return nil, fmt.Errorf("%s: thread_core: missing", name)
 		}
-		if m := tc.GetSeccompMode(); m != criu_core.SeccompMode_disabled {
-			return nil, fmt.Errorf("%s: thread_core.seccomp_mode: %s: seccomp is not supported yet", name, m)
+		sc, err := seccomp.ReadThread(tc, img.seccomp)
+		if err != nil {
+			return nil, fmt.Errorf("%s: thread_core.%w", name, err)
+		}
+		if sc.Mode != criu_core.SeccompMode_disabled {
+			p.seccomp[tid] = sc
+			img.hasSeccomp = true
 		}
 		p.cores[tid] = c
 	}
@@ -836,6 +854,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"remove ghost files", "", r.fr.RemoveGhosts}, // every process has what it needs of them
 		{"create threads", "threads", each((*procRestorer).createThreads)},
 		{"restore thread state", "thread-state", each((*procRestorer).restoreThreads)},
+		{"restore seccomp", "", each((*procRestorer).restoreSeccomp)}, // last: see seccomp.go
 		{"resume", "", r.finish}, // its points are inside
 	}
 	for _, s := range steps {
@@ -886,6 +905,12 @@ func (r *restorer) spawn() error {
 			Tids: tids, Flags: ns.CloneFlags(r.img.ns.kinds()...), Path: "/proc/self/exe", Argv: []string{"gocr", stubArg},
 			Options: unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_EXITKILL,
 		}
+		if r.img.hasSeccomp {
+			// Every stub and thread forked from this one inherits it: the
+			// calls injected after a task's seccomp mode is set (the
+			// last of them unmaps the scratch area) are not judged by it.
+			spec.Options |= unix.PTRACE_O_SUSPEND_SECCOMP
+		}
 		if u := r.img.ns.user; u != nil {
 			// Born in a fresh user namespace: its maps are written before
 			// it executes, and it executes as that namespace's root, so
@@ -899,6 +924,9 @@ func (r *restorer) spawn() error {
 	})
 	r.forkTime = time.Since(t0)
 	if err != nil {
+		if r.img.hasSeccomp && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL)) {
+			err = fmt.Errorf("the image has tasks in seccomp mode, restored under PTRACE_O_SUSPEND_SECCOMP (gocr check --feature seccomp_suspend): %w", err)
+		}
 		return err
 	}
 	root.spawned = true
@@ -1687,6 +1715,11 @@ func (r *procRestorer) restoreThreads() error {
 	if err != nil {
 		return fmt.Errorf("get securebits: %w", err)
 	}
+	if r.filtersFirst() {
+		if err := r.installFilters(); err != nil {
+			return err
+		}
+	}
 	for _, tid := range order {
 		tt, core := r.threads[tid], r.img.cores[tid]
 		if err := r.restoreThread(tt, tid, core, stubStatus, uint32(secbits)); err != nil {
@@ -1758,6 +1791,11 @@ func (r *procRestorer) restoreThread(t *remote.Task, tid int, core *criu_core.Co
 	if c := tc.GetCreds(); c != nil && (r.img.ns.user != nil || !creds.Same(c, stub, stubSecbits)) {
 		if err := creds.Restore(t, c); err != nil {
 			return err
+		}
+	}
+	if creds.NoNewPrivs(tc.GetCreds()) {
+		if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("set no_new_privs: %w", err)
 		}
 	}
 	// After the credentials: changing ids clears the parent-death signal.
