@@ -12,12 +12,13 @@
  * Built as seccomp_filter the process sets no_new_privs first, as an
  * unprivileged process must, and it must be set after restore. Built as
  * seccomp_filter_suid (FILTER_SUID) it keeps root, installs the filters
- * with CAP_SYS_ADMIN instead, and only then drops to the ZDTM ids: it has
- * no no_new_privs, and its restored credentials could install no filter.
+ * with CAP_SYS_ADMIN instead, and only then drops that capability from
+ * all its sets: it has no no_new_privs, and its restored credentials could
+ * install no filter.
  */
 #define _GNU_SOURCE
-#include <grp.h>
-#include <stdlib.h>
+#include <linux/capability.h>
+#include <stdbool.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -31,6 +32,36 @@
 #else
 #define SUID false
 #define NNP 1
+#endif
+
+#ifdef FILTER_SUID
+static bool has_sys_admin(void)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2];
+	if (syscall(SYS_capget, &hdr, data))
+		fail("capget: %m");
+	return (data[0].effective | data[0].permitted) & (1u << CAP_SYS_ADMIN);
+}
+
+/* drop_sys_admin takes CAP_SYS_ADMIN out of the bounding, effective,
+ * permitted and inheritable sets. */
+static void drop_sys_admin(void)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2];
+	if (prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0))
+		fail("drop CAP_SYS_ADMIN from the bounding set: %m");
+	if (syscall(SYS_capget, &hdr, data))
+		fail("capget: %m");
+	data[0].effective &= ~(1u << CAP_SYS_ADMIN);
+	data[0].permitted &= ~(1u << CAP_SYS_ADMIN);
+	data[0].inheritable &= ~(1u << CAP_SYS_ADMIN);
+	if (syscall(SYS_capset, &hdr, data))
+		fail("capset: %m");
+	if (has_sys_admin())
+		fail("CAP_SYS_ADMIN still there");
+}
 #endif
 
 static void check(const char *when)
@@ -61,12 +92,7 @@ int main(int argc, char **argv)
 	if (errno_filter(SYS_getsid, ERRNO_SID, SECCOMP_FILTER_FLAG_LOG))
 		fail("install the getsid filter: %m");
 #ifdef FILTER_SUID
-	const char *uid = getenv("ZDTM_UID"), *gid = getenv("ZDTM_GID");
-	int u = uid ? atoi(uid) : 18943, g = gid ? atoi(gid) : 58467;
-	if (setgroups(0, NULL) || setresgid(g, g, g) || setresuid(u, u, u))
-		fail("drop to %d/%d: %m", u, g);
-	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
-		fail("PR_SET_DUMPABLE: %m");
+	drop_sys_admin();
 	if (errno_filter(SYS_getpriority, ERRNO_PRIO, 0) != -1 || errno != EACCES)
 		fail("without no_new_privs or CAP_SYS_ADMIN a filter went in");
 #endif
@@ -77,8 +103,8 @@ int main(int argc, char **argv)
 
 	check("after restore");
 #ifdef FILTER_SUID
-	if (getuid() != (uid_t)(uid ? atoi(uid) : 18943))
-		fail("uid %d after restore", getuid());
+	if (has_sys_admin())
+		fail("CAP_SYS_ADMIN is back after restore");
 #endif
 	pass();
 }
