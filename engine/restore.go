@@ -23,8 +23,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
-	seccompimg "github.com/checkpoint-restore/go-criu/v7/crit/images/seccomp"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
+	seccompimg "github.com/checkpoint-restore/go-criu/v7/crit/images/seccomp"
 	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
@@ -855,7 +855,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"create threads", "threads", each((*procRestorer).createThreads)},
 		{"restore thread state", "thread-state", each((*procRestorer).restoreThreads)},
 		{"restore seccomp", "", each((*procRestorer).restoreSeccomp)}, // last: see seccomp.go
-		{"resume", "", r.finish}, // its points are inside
+		{"resume", "", r.finish},                                      // its points are inside
 	}
 	for _, s := range steps {
 		t0 := time.Now()

@@ -19,7 +19,7 @@ type result struct {
 // ptraceResults are the answers of the ptrace requests, all asked of one
 // throwaway child.
 type ptraceResults struct {
-	peeksiginfo, getsigmask, rseq result
+	peeksiginfo, getsigmask, rseq              result
 	suspendSeccomp, seccompFilter, seccompMeta result
 }
 
