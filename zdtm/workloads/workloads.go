@@ -41,6 +41,7 @@ func All() []lib.Workload {
 		SeqpacketShutdown,
 		Tmpfile,
 		Chroot,
+		SeccompTsync,
 	}
 }
 
