@@ -446,14 +446,16 @@ func TestDumpKillPoints(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
 	walked := 0
-	victims := []struct{ workload, flavor string }{{"threads", "h"}, {"spinners", "h"}, {"threads", "ns"}}
+	victims := []struct{ workload, flavor string }{{"threads", "h"}, {"spinners", "h"}, {"seccomp_tsync", "h"}, {"threads", "ns"}}
 	if maps, _ := os.ReadFile("/proc/self/maps"); bytes.Contains(maps, []byte("libc.so")) {
-		victims = victims[:2] // the ns flavor needs a static test binary (CGO_ENABLED=0, as make does)
+		victims = victims[:3] // the ns flavor needs a static test binary (CGO_ENABLED=0, as make does)
 	}
 	for _, step := range fault.DumpSteps {
 		for _, vf := range victims {
-			// The zdtm workload, one that spins in user code, and the
-			// zdtm workload as pid 1 of its own namespaces.
+			// The zdtm workload, one that spins in user code, one whose
+			// threads are under seccomp filters (injected calls would
+			// meet them unless seccomp is suspended), and the zdtm
+			// workload as pid 1 of its own namespaces.
 			w := vf.workload + "-" + vf.flavor
 			v := startVictimFlavor(t, dir, vf.workload, vf.flavor)
 			if len(v.tids) < 2 {

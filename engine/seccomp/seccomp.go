@@ -20,6 +20,7 @@ import (
 
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	seccompimg "github.com/checkpoint-restore/go-criu/v7/crit/images/seccomp"
+	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/abi"
 )
@@ -160,8 +161,32 @@ func ReadThread(tc *criu_core.ThreadCoreEntry, e *seccompimg.SeccompEntry) (Thre
 	if err != nil {
 		return th, fmt.Errorf("seccomp_filter: %w", err)
 	}
+	if i, pc, ok := c.UserNotif(); ok {
+		return th, fmt.Errorf("seccomp_filter: filter %d (the chain's %d, oldest first) instruction %d returns SECCOMP_RET_USER_NOTIF: "+
+			"its listener, a supervisor's fd, cannot be restored: not supported", tc.GetSeccompFilter(), i, pc)
+	}
 	th.Chain = c
 	return th, nil
+}
+
+// UserNotif finds a filter that hands calls to a user-space supervisor
+// (an instruction `ret #SECCOMP_RET_USER_NOTIF`): the listener fd the
+// kernel gave at its installation (SECCOMP_FILTER_FLAG_NEW_LISTENER), held
+// by the supervisor, cannot be made again. It returns the filter's
+// position in the chain and the instruction's.
+func (c Chain) UserNotif() (filter, insn int, found bool) {
+	for i, f := range c {
+		insns, err := abi.DecodeSockFilters(f.Prog)
+		if err != nil {
+			continue
+		}
+		for pc, in := range insns {
+			if in.Code == unix.BPF_RET|unix.BPF_K && in.K&unix.SECCOMP_RET_ACTION_FULL == unix.SECCOMP_RET_USER_NOTIF {
+				return i, pc, true
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 // SharedPrefix is how many of the oldest filters every thread of a process

@@ -159,3 +159,27 @@ func TestSharedPrefix(t *testing.T) {
 		}
 	}
 }
+
+// A filter that returns SECCOMP_RET_USER_NOTIF is refused: its listener
+// cannot come back.
+func TestUserNotifRefused(t *testing.T) {
+	notif := Filter{Prog: abi.EncodeSockFilters([]abi.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.SYS_MOUNT},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_USER_NOTIF},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	})}
+	if _, _, ok := (Chain{fA, fB}).UserNotif(); ok {
+		t.Fatal("errno filters taken for user notification")
+	}
+	if i, pc, ok := (Chain{fA, notif}).UserNotif(); !ok || i != 1 || pc != 2 {
+		t.Fatalf("UserNotif = %d, %d, %v; want 1, 2, true", i, pc, ok)
+	}
+	var tb Table
+	idx, _ := tb.Add(Chain{fA, notif})
+	mode := criu_core.SeccompMode_filter
+	_, err := ReadThread(&criu_core.ThreadCoreEntry{SeccompMode: &mode, SeccompFilter: &idx}, tb.Entry())
+	if err == nil || !strings.Contains(err.Error(), "SECCOMP_RET_USER_NOTIF") {
+		t.Fatalf("ReadThread: %v", err)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"unsafe"
 
@@ -53,9 +52,9 @@ func seccompFiltered(nr uintptr, errno syscall.Errno) bool {
 // SeccompTsync puts a multi-threaded Go program under two seccomp filters
 // with SECCOMP_FILTER_FLAG_TSYNC (the newer one with
 // SECCOMP_FILTER_FLAG_LOG), no_new_privs set, so every thread shares the
-// same chain. Goroutines locked to their threads keep calling the
-// filtered getpgid and getsid, failing at the first answer that is not the
-// filter's, through the dump. After restore every thread of /proc/self/task
+// same chain. Goroutines locked to their threads check the filters, block
+// in read through the dump, and check them again. After restore every
+// thread of /proc/self/task
 // must be in filter mode with 2 filters; a third filter installed with
 // TSYNC must be taken (the kernel refuses it unless the threads share
 // their chain) and then act on every thread.
@@ -70,40 +69,45 @@ var SeccompTsync = lib.Workload{Name: "seccomp_tsync", Run: func(t *lib.T) {
 	if err := seccompErrnoFilter(unix.SYS_GETSID, tsyncErrnoSid, unix.SECCOMP_FILTER_FLAG_LOG); err != nil {
 		t.Fatal(err)
 	}
+	// Threads blocked in read: the dump finds them in a system call, and
+	// the Go runtime has no reason to make more threads meanwhile.
 	const n = 3
-	var (
-		mu     sync.Mutex
-		failed string
-		wg     sync.WaitGroup
-		stop   = make(chan struct{})
-	)
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan string, n)
 	for range n {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			runtime.LockOSThread()
-			for {
-				if !seccompFiltered(unix.SYS_GETPGID, tsyncErrnoPgid) || !seccompFiltered(unix.SYS_GETSID, tsyncErrnoSid) {
-					mu.Lock()
-					failed = fmt.Sprintf("thread %d: a call escaped its filter", unix.Gettid())
-					mu.Unlock()
-					return
-				}
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				runtime.Gosched()
+			tid := unix.Gettid()
+			if !seccompFiltered(unix.SYS_GETPGID, tsyncErrnoPgid) {
+				errs <- fmt.Sprintf("thread %d: getpgid escaped its filter before the dump", tid)
+				return
 			}
+			var b [1]byte
+			for {
+				_, err := unix.Read(fds[0], b[:])
+				if err != unix.EINTR {
+					break
+				}
+			}
+			if !seccompFiltered(unix.SYS_GETPGID, tsyncErrnoPgid) || !seccompFiltered(unix.SYS_GETSID, tsyncErrnoSid) {
+				errs <- fmt.Sprintf("thread %d: a call escaped its filter after restore", tid)
+				return
+			}
+			errs <- ""
 		}()
 	}
 	t.Ready()
 	t.WaitSignal()
-	close(stop)
-	wg.Wait()
-	if failed != "" {
-		t.Fail("%s", failed)
+	if _, err := unix.Write(fds[1], make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if msg := <-errs; msg != "" {
+			t.Fail("%s", msg)
+		}
 	}
 	if err := checkTaskFilters(2); err != nil {
 		t.Fail("after restore: %v", err)
