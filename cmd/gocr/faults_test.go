@@ -507,17 +507,21 @@ func TestDumpKillPointsRseqCS(t *testing.T) {
 // and a last clean restore must give a workload that passes.
 func TestRestoreKillPoints(t *testing.T) {
 	needRoot(t)
-	for _, flavor := range []string{"h", "ns"} {
-		t.Run(flavor, func(t *testing.T) { restoreKillPoints(t, flavor) })
+	for _, vf := range []struct{ workload, flavor string }{{"threads", "h"}, {"threads", "ns"}, {"seccomp_tsync", "h"}} {
+		name := vf.flavor
+		if vf.workload != "threads" {
+			name = vf.workload + "-" + vf.flavor // threads under seccomp filters: stubs restored with seccomp suspended
+		}
+		t.Run(name, func(t *testing.T) { restoreKillPoints(t, vf.workload, vf.flavor) })
 	}
 }
 
-func restoreKillPoints(t *testing.T, flavor string) {
+func restoreKillPoints(t *testing.T, workload, flavor string) {
 	if maps, _ := os.ReadFile("/proc/self/maps"); flavor != "h" && bytes.Contains(maps, []byte("libc.so")) {
 		t.Skip("the ns flavor's root holds only the test binary: build it static (CGO_ENABLED=0, as make does)")
 	}
 	dir := t.TempDir()
-	v := startVictimFlavor(t, dir, "threads", flavor)
+	v := startVictimFlavor(t, dir, workload, flavor)
 	img := filepath.Join(dir, "img")
 	if r := gocr(t, "", "dump", "-t", strconv.Itoa(v.pid), "-D", img); r.code != 0 || r.signal != 0 {
 		t.Fatalf("dump: %+v", r)
