@@ -237,7 +237,9 @@ type procRestorer struct {
 // set what is process-wide (signal dispositions, timers, umask, limits,
 // cwd, shared pending signals); make the other threads; set what is per
 // thread (rseq, altstack, tid address, robust list, name, private pending
-// signals, credentials last); then put the image's registers, FPU state
+// signals, credentials and no_new_privs last); then each thread's seccomp
+// mode and filters (see seccomp.go; the stubs are traced with seccomp
+// suspended); then put the image's registers, FPU state
 // and signal mask on every thread and let them go, the root last.
 // Whatever fails, every stub is killed and reaped: a failed restore
 // leaves nothing behind.
