@@ -41,7 +41,7 @@ export KCACHE
 endif
 
 .PHONY: all build deps unit fuzz zdtm test vet bench clean vmdeps vmtest matrix test-vm proto \
-	criu-deps zdtm-criu zdtm-criu-prepare zdtm-criu-external
+	criu-deps zdtm-criu zdtm-criu-prepare zdtm-criu-external server-deps
 
 all: build
 
@@ -50,10 +50,24 @@ build:
 	$(GO) build -o bin/zdtm-workload ./zdtm/cmd/zdtm-workload
 
 # What the tests need from Debian, installed only when missing.
-deps:
+deps: server-deps
 	@command -v $(GO) >/dev/null || { echo "make deps: Go is needed (https://go.dev/dl, or Debian's golang)"; exit 1; }
 	@command -v gcc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev
 	@bash ci/install-crit.sh
+
+# The real servers the suite runs as workloads (redis_server,
+# nginx_server), from Debian's packages. The workloads start their own
+# instances, on ports of their own, whatever the packages start.
+SERVER_DEPS := redis-server nginx-light
+server-deps:
+	@need=""; for p in $(SERVER_DEPS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || need="$$need $$p"; \
+	done; \
+	if [ -n "$$need" ]; then \
+		echo "make server-deps: installing$$need"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$need || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$need; }; \
+	fi
 
 # gocr's own image messages (engine/image/gocrpb) from their .proto: needs
 # protoc (Debian: protobuf-compiler); protoc-gen-go is built at go.mod's

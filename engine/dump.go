@@ -35,6 +35,7 @@ import (
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mem"
 	"github.com/gocr/gocr/engine/mount"
+	"github.com/gocr/gocr/engine/netlock"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
 	"github.com/gocr/gocr/engine/remote"
@@ -92,6 +93,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	defer dir.Close()
 	d := &dumper{ctx: ctx, o: o, log: o.Log, dir: dir, tr: ptrace.NewTracer(), files: files.NewSet(dir), layout: arch.HostLayout()}
 	d.files.FileLocks = o.FileLocks
+	d.files.TCPEstablished = o.TCPEstablished
 	d.files.GhostLimit = o.GhostLimit
 	d.files.ContentsSaved = func(dev uint64) bool { return dir.Exists(mount.TmpfsFile(unix.Major(dev)<<20 | unix.Minor(dev))) }
 	defer d.files.Close()
@@ -106,6 +108,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 			return &TaskError{Pid: o.Pid, Op: "dump", Err: err}
 		}
 		d.tr.SetJournal(d.wd)
+		d.files.Repair = d.wd
 	}
 	start := time.Now()
 	if err := d.freeze(); err != nil {
@@ -121,6 +124,13 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	if err == nil {
 		d.files.UserMaps = d.userns
 		d.files.NetNsID, d.files.UserNS = uint32(d.nsIDs["net"]), d.userns
+		if !o.NoNetworkLock {
+			root := int(d.vpidOf(o.Pid))
+			d.files.LockName = netlock.TableName(root)
+			if d.wd != nil {
+				d.wd.lockRoot = root
+			}
+		}
 		err = d.at("namespaces")
 	}
 	for _, p := range d.procs {
@@ -140,6 +150,9 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		err = d.files.FinishUnix()
 	}
 	if err == nil {
+		err = d.files.SettleTCP()
+	}
+	if err == nil {
 		err = d.takePendingConnections()
 	}
 	if err == nil {
@@ -156,6 +169,14 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 		err = d.at("resume")
 	}
 	if err != nil || o.LeaveRunning {
+		// Connections leave repair mode before the tree runs again.
+		if rerr := d.files.EndRepair(); rerr != nil {
+			if err != nil {
+				err = errors.Join(err, rerr)
+			} else {
+				err = fmt.Errorf("dumped, but a connection stays in repair mode: %w", rerr)
+			}
+		}
 		// The links made for deleted files go before the tree runs
 		// again: it must find its filesystem as it left it.
 		if lerr := d.files.DropLinkRemaps(); lerr != nil && err != nil {

@@ -25,7 +25,15 @@ type DumpOptions struct {
 	// and takes them again on restore, as criu's --file-locks. Without
 	// it a tree holding a lock is refused: it would run on unlocked.
 	FileLocks bool
-	Root      string // root directory of the tree ("" or "/")
+	// TCPEstablished dumps established TCP connections, in TCP repair
+	// mode (criu's --tcp-established); without it a tree holding one is
+	// refused.
+	TCPEstablished bool
+	// NoNetworkLock leaves the network unlocked while connections are
+	// dumped (criu's --network-lock skip): a peer may then see a reset,
+	// and a segment in flight may be lost.
+	NoNetworkLock bool
+	Root          string // root directory of the tree ("" or "/")
 	// External names resources outside the tree, as criu's --external
 	// does: "mnt[PATH]:KEY" makes the mount at PATH (inside the tree's
 	// mount namespaces) external, saved by KEY alone, for restore to bind
@@ -58,6 +66,9 @@ type RestoreOptions struct {
 	External []string
 	Log      *slog.Logger
 	Fault    fault.Spec // see DumpOptions.Fault
+	// NoNetworkLock leaves the network lock of the dump in place (criu's
+	// --network-lock skip).
+	NoNetworkLock bool
 }
 
 // parseExternalMounts reads the mnt[A]:B items of --external into a map

@@ -42,6 +42,7 @@ import (
 	"github.com/gocr/gocr/engine/image"
 	"github.com/gocr/gocr/engine/mem"
 	"github.com/gocr/gocr/engine/mount"
+	"github.com/gocr/gocr/engine/netlock"
 	"github.com/gocr/gocr/engine/ns"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
@@ -349,6 +350,26 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	return &Restored{Pid: root.pid}, nil
 }
 
+// unlockNetwork removes the network lock the dump left on the tree's
+// connections (netlock), now that they exist again: in gocr's network
+// namespace, which a tree restored into the host's shares (a tree in a
+// namespace of its own left the lock in the old one, gone with it).
+func (r *restorer) unlockNetwork() error {
+	if r.o.NoNetworkLock {
+		return nil
+	}
+	established := false
+	for _, f := range r.img.files {
+		if e := f.GetIsk(); e != nil && e.GetState() == 1 && e.GetType() == unix.SOCK_STREAM {
+			established = true
+		}
+	}
+	if !established {
+		return nil
+	}
+	return netlock.Remove("", netlock.TableName(r.procs[0].vpid))
+}
+
 // readRestoreImages reads and checks every image the restore uses.
 func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 	img := &restoreImages{byPid: map[int]*procImages{}, fileByID: map[uint32]*fdinfo.FileEntry{}, pipeData: map[uint32][]byte{},
@@ -384,6 +405,11 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		if u := f.Usk; u != nil && u.NameDir != nil {
 			if err := image.ValidatePath(image.FilesFile, fmt.Sprintf("[%d].usk.name_dir", i), u.GetNameDir()); err != nil {
 				return nil, err
+			}
+		}
+		if e := f.Isk; e != nil {
+			if err := files.CheckInet(dir, e); err != nil {
+				return nil, fmt.Errorf("%s: [%d].isk (inet socket %d): %w", image.FilesFile, i, e.GetIno(), err)
 			}
 		}
 	}
@@ -856,6 +882,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"remove ghost files", "", r.fr.RemoveGhosts}, // every process has what it needs of them
 		{"create threads", "threads", each((*procRestorer).createThreads)},
 		{"restore thread state", "thread-state", each((*procRestorer).restoreThreads)},
+		{"remove the network lock", "", r.unlockNetwork},
 		{"restore seccomp", "", each((*procRestorer).restoreSeccomp)}, // last: see seccomp.go
 		{"resume", "", r.finish},                                      // its points are inside
 	}

@@ -20,6 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gocr/gocr/engine/abi"
+	"github.com/gocr/gocr/engine/files"
+	"github.com/gocr/gocr/engine/netlock"
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
 )
@@ -56,6 +58,9 @@ const (
 	wdUnscratch            // scratch mapping removed
 	wdContinued            // group stop ended (SIGCONT sent, or left stopped on purpose)
 	wdDone                 // dump over: exit
+	wdRepairOn             // socket at fd Addr of process Tid put in TCP repair mode; Mask=1 if it had SO_REUSEADDR
+	wdRepairOff            // that socket left repair mode
+	wdNetLocked            // the network namespace of process Tid has the network lock of root Mask
 )
 
 type wdRecord struct {
@@ -75,6 +80,8 @@ type watchdog struct {
 	ready *os.File // one byte once the watchdog listens
 	mu    sync.Mutex
 	err   error
+	// lockRoot is the root pid the network lock's table is named after.
+	lockRoot int
 }
 
 // startWatchdog starts the watchdog of a dump of pid. It does not wait for
@@ -137,6 +144,26 @@ func (wd *watchdog) send(rec wdRecord) error {
 	return wd.err
 }
 
+// RepairOn and RepairOff make the watchdog a files.Repair: a connection
+// left in repair mode by a dead gocr would stay silent forever.
+func (wd *watchdog) RepairOn(pid, fd int, reuse bool) error {
+	var m uint64
+	if reuse {
+		m = 1
+	}
+	return wd.send(wdRecord{Kind: wdRepairOn, Tid: int32(pid), Addr: uint64(fd), Mask: m})
+}
+
+func (wd *watchdog) RepairOff(pid, fd int) error {
+	return wd.send(wdRecord{Kind: wdRepairOff, Tid: int32(pid), Addr: uint64(fd)})
+}
+
+// Locked tells the watchdog where the network lock is, to remove it if
+// gocr dies (the tree runs on).
+func (wd *watchdog) Locked(pid int) error {
+	return wd.send(wdRecord{Kind: wdNetLocked, Tid: int32(pid), Mask: uint64(wd.lockRoot)})
+}
+
 // SessionOpen and SessionClosed make the watchdog a ptrace.Journal.
 func (wd *watchdog) SessionOpen(tid int, regs abi.PtraceRegs, mask, insn uint64) error {
 	return wd.send(wdRecord{Kind: wdOpen, Tid: int32(tid), Regs: regs, Mask: mask, Insn: insn})
@@ -188,7 +215,7 @@ func RunWatchdog(args []string) int {
 	ready.Write([]byte{1}) //nolint:errcheck // gocr times out otherwise
 	ready.Close()
 
-	st := wdState{root: pid, procs: map[int]*wdProc{}, open: map[int]wdRecord{}, insn: map[int]uint64{}}
+	st := wdState{root: pid, procs: map[int]*wdProc{}, open: map[int]wdRecord{}, insn: map[int]uint64{}, repairing: map[[2]int]bool{}, netLocks: map[int]string{}}
 	size := binary.Size(wdRecord{})
 	buf := make([]byte, size)
 	for {
@@ -215,6 +242,12 @@ func RunWatchdog(args []string) int {
 			p.scratch, p.scratchSize = rec.Addr, rec.Size
 		case wdUnscratch:
 			st.proc(int(rec.Tid)).scratch = 0
+		case wdRepairOn:
+			st.repairing[[2]int{int(rec.Tid), int(rec.Addr)}] = rec.Mask != 0
+		case wdRepairOff:
+			delete(st.repairing, [2]int{int(rec.Tid), int(rec.Addr)})
+		case wdNetLocked:
+			st.netLocks[int(rec.Tid)] = netlock.TableName(int(rec.Mask))
 		}
 	}
 	if err := st.repair(log); err != nil {
@@ -230,6 +263,11 @@ type wdState struct {
 	procs map[int]*wdProc  // by pid
 	open  map[int]wdRecord // open sessions, by tid
 	insn  map[int]uint64   // the syscall instruction of the last session of each tid
+	// repairing are the sockets in TCP repair mode, by pid and fd, with
+	// their SO_REUSEADDR.
+	repairing map[[2]int]bool
+	// netLocks are the network lock's tables, by a pid in their namespace.
+	netLocks map[int]string
 }
 
 // wdProc is what the watchdog knows of one process of the tree.
@@ -250,6 +288,41 @@ func (st *wdState) proc(pid int) *wdProc {
 
 // repair puts the tree back after gocr's death.
 func (st *wdState) repair(log *slog.Logger) error {
+	errs := []error{st.endRepair(log)}
+	if err := st.putBack(log); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// endRepair takes the tree's sockets out of TCP repair mode, through
+// copies of the tasks' fds.
+func (st *wdState) endRepair(log *slog.Logger) error {
+	var errs []error
+	for k, reuse := range st.repairing {
+		fd, err := files.CopyFd(k[0], k[1])
+		if err == nil {
+			err = files.LeaveRepair(fd, reuse)
+			unix.Close(fd)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("socket of pid %d fd %d out of repair mode: %w", k[0], k[1], err))
+			continue
+		}
+		log.Warn("connection out of repair mode", "pid", k[0], "fd", k[1])
+	}
+	for pid, name := range st.netLocks {
+		if err := netlock.Remove(fmt.Sprintf("/proc/%d/ns/net", pid), name); err != nil {
+			errs = append(errs, fmt.Errorf("network lock: %w", err))
+			continue
+		}
+		log.Warn("network lock removed", "pid", pid, "table", name)
+	}
+	return errors.Join(errs...)
+}
+
+// putBack puts the tree's threads back as they were.
+func (st *wdState) putBack(log *slog.Logger) error {
 	var pids []int
 	for pid, p := range st.procs {
 		if p.stopping {

@@ -96,6 +96,9 @@ func BuildPayload(ctx context.Context, repo, dir, ldflags string, log func(strin
 	if err := p.addCWorkloads(ctx, repo, filepath.Join(dir, "c"), log); err != nil {
 		return nil, err
 	}
+	if err := p.addServers(log); err != nil {
+		return nil, err
+	}
 	log("built the guest payload in %v (C workloads: %s)", time.Since(t).Round(100*time.Millisecond), strings.Join(p.CWorkloads, " "))
 	return p, nil
 }
@@ -135,6 +138,40 @@ func (p *Payload) addCWorkloads(ctx context.Context, repo, dir string, log func(
 	}
 	for l := range libs {
 		p.Files = append(p.Files, File{Dest: l, Src: l, Mode: 0o755})
+	}
+	return nil
+}
+
+// serverBinaries are the real programs of the server workloads
+// (redis_server, nginx_server), at their host paths; make server-deps
+// installs them.
+var serverBinaries = []string{"/usr/bin/redis-server", "/usr/sbin/nginx"}
+
+// addServers takes the server programs the host has into the guest, with
+// their libraries and the user database nginx looks its user up in.
+func (p *Payload) addServers(log func(string, ...any)) error {
+	libs := map[string]bool{}
+	var missing []string
+	for _, b := range serverBinaries {
+		if _, err := os.Stat(b); err != nil {
+			missing = append(missing, b)
+			continue
+		}
+		p.Files = append(p.Files, File{Dest: b, Src: b, Mode: 0o755})
+		if err := sharedLibs(b, libs); err != nil {
+			return fmt.Errorf("%s: %w", b, err)
+		}
+	}
+	if len(missing) > 0 {
+		log("server workloads will fail in the guest: %s missing on the host (make server-deps)", strings.Join(missing, " "))
+	}
+	for l := range libs {
+		if !slices.ContainsFunc(p.Files, func(f File) bool { return f.Dest == l }) {
+			p.Files = append(p.Files, File{Dest: l, Src: l, Mode: 0o755})
+		}
+	}
+	for _, f := range []string{"/etc/passwd", "/etc/group"} {
+		p.Files = append(p.Files, File{Dest: f, Src: f, Mode: 0o644})
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ var commonOpts = []option{
 	{"j", "shell-job", false, "the tree was started from a shell: keep its controlling terminal", false},
 	{"r", "root", true, "root of the tree: a directory of the host that is the root of its mount namespace", false},
 	{"", "external", true, "external resource: dump mnt[PATH]:KEY, restore mnt[KEY]:HOSTPATH (repeatable)", false},
-	{"", "network-lock", true, "network locking: only skip (or none) is accepted: gocr checkpoints no network state to lock", false},
+	{"", "network-lock", true, "nftables (the default): drop the packets of the tree's TCP connections from their dump to their restore; skip: leave the network alone", false},
 	{"", "display-stats", false, "print the dump's or restore's statistics at the end, as criu does", false},
 }
 
@@ -62,6 +62,7 @@ var dumpOpts = append([]option{
 	{"", "pidfile", true, "accepted: as criu's dump, which writes no pidfile (only restore does)", false},
 	{"", "pre-dump-mode", true, "splice or read: how a pre-dump reads memory; a dump is not a pre-dump, so no effect, as in criu", false},
 	{"l", "file-locks", false, "save the file locks the tree holds (without it a tree holding one is refused)", false},
+	{"", "tcp-established", false, "checkpoint established TCP connections, in TCP repair mode (without it a tree holding one is refused)", false},
 }, commonOpts...)
 
 var restoreOpts = append([]option{
@@ -70,6 +71,7 @@ var restoreOpts = append([]option{
 	{"", "pidfile", true, "write the pid of the restored root here", false},
 	{"", "status-fd", true, "write one zero byte to this fd and close it once the tree runs", false},
 	{"l", "file-locks", false, "take again the file locks the images hold (needed when they hold any)", false},
+	{"", "tcp-established", false, "accepted, as criu's: the images say which connections to rebuild", false},
 }, commonOpts...)
 
 var checkOpts = append([]option{
@@ -212,8 +214,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = engine.Dump(ctx, engine.DumpOptions{
 			Pid: pid, ImagesDir: p.get("images-dir"), LeaveRunning: p.has("leave-running"),
 			ShellJob: p.has("shell-job"), Timeout: timeout, GhostLimit: ghost, Root: p.get("root"), Log: log,
-			FileLocks: p.has("file-locks"),
-			Fault:     faults, External: p.vals["external"],
+			FileLocks: p.has("file-locks"), TCPEstablished: p.has("tcp-established"), NoNetworkLock: skipLock(p),
+			Fault: faults, External: p.vals["external"],
 		})
 		if err != nil {
 			return fail(err)
@@ -236,7 +238,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		detached := p.has("restore-detached") || p.has("daemon")
 		res, err := engine.Restore(ctx, engine.RestoreOptions{
 			ImagesDir: p.get("images-dir"), Detached: detached,
-			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log, Fault: faults, FileLocks: p.has("file-locks"),
+			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log, Fault: faults, FileLocks: p.has("file-locks"), NoNetworkLock: skipLock(p),
 			External: p.vals["external"],
 		})
 		if err != nil {
@@ -269,14 +271,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// skipLock says --network-lock asks for no lock.
+func skipLock(p parsed) bool {
+	v := p.get("network-lock")
+	return v == "skip" || v == "none"
+}
+
 // checkValues refuses values of accepted options that ask for what gocr
 // lacks, and malformed ones, before anything is done.
 func checkValues(p parsed) error {
 	if p.has("network-lock") {
 		switch v := p.get("network-lock"); v {
-		case "skip", "none":
-		case "iptables", "nftables":
-			return &unsupportedError{"--network-lock " + v, "lock the tree's network during the dump"}
+		case "skip", "none", "nftables":
+		case "iptables":
+			return &unsupportedError{"--network-lock " + v, "lock the tree's network with iptables rules (gocr locks it with nftables)"}
 		default:
 			return fmt.Errorf("--network-lock %q: want iptables, nftables or skip", v)
 		}

@@ -32,7 +32,6 @@ type unsupported struct {
 var unsupportedOpts = []unsupported{
 	{"s", "leave-stopped", false, false, "leave the tree stopped after dump or restore"},
 	{"S", "restore-sibling", false, false, "restore the root as a sibling of gocr instead of its child"},
-	{"", "tcp-established", false, false, "checkpoint and restore established TCP connections"},
 	{"", "tcp-close", false, false, "restore established TCP connections closed"},
 	{"", "skip-in-flight", false, false, "leave out TCP connections not accepted yet"},
 	{"", "manage-cgroups", true, true, "checkpoint and restore the tree's cgroups"},

@@ -90,8 +90,8 @@ func TestZdtmOptionsNeverUnknown(t *testing.T) {
 // ignored; those it has, or that ask for what it does anyway, parse.
 func TestOptionVerdicts(t *testing.T) {
 	refused := map[string][]string{
-		"dump":    {"--track-mem", "--prev-images-dir=../1", "--tcp-established", "--manage-cgroups", "--manage-cgroups=soft", "--link-remap", "--ghost-fiemap", "--ext-unix-sk", "-x", "--page-server", "--lazy-pages", "--action-script=/x", "--status-fd=3", "--network-lock=nftables", "--leave-stopped", "--auto-dedup"},
-		"restore": {"--inherit-fd=fd[1]:x", "--restore-sibling", "-S", "--join-ns=net:/x", "--tcp-established", "--lazy-pages", "--mntns-compat-mode"},
+		"dump":    {"--track-mem", "--prev-images-dir=../1", "--manage-cgroups", "--manage-cgroups=soft", "--link-remap", "--ghost-fiemap", "--ext-unix-sk", "-x", "--page-server", "--lazy-pages", "--action-script=/x", "--status-fd=3", "--network-lock=iptables", "--leave-stopped", "--auto-dedup"},
+		"restore": {"--inherit-fd=fd[1]:x", "--restore-sibling", "-S", "--join-ns=net:/x", "--lazy-pages", "--mntns-compat-mode"},
 		"check":   {"--extra"},
 	}
 	for cmd, list := range refused {
@@ -105,7 +105,7 @@ func TestOptionVerdicts(t *testing.T) {
 				name = "--restore-sibling"
 			}
 			if name == "--network-lock" {
-				name = "--network-lock nftables"
+				name = "--network-lock iptables"
 			}
 			want := "gocr: " + name + " is not supported yet ("
 			if code != 1 || !strings.HasPrefix(errb.String(), want) || strings.Count(errb.String(), "\n") != 1 {
@@ -224,7 +224,7 @@ func dupFd(f *os.File) (string, error) {
 func TestRefusalLog(t *testing.T) {
 	dir := t.TempDir()
 	for _, args := range [][]string{
-		{"dump", "--log-file", "dump.log", "--images-dir", dir, "--verbosity=4", "--tree", "1", "--tcp-established"},
+		{"dump", "--log-file", "dump.log", "--images-dir", dir, "--verbosity=4", "--tree", "1", "--track-mem"},
 		{"pre-dump", "-o", "dump.log", "-D", dir},
 		{"restore", "--log-file=dump.log", "-D" + dir, "--inherit-fd", "fd[3]:x"},
 	} {

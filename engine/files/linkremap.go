@@ -112,6 +112,7 @@ func (s *Set) Close() {
 	}
 	s.linkRemaps = nil
 	s.closeMemfds()
+	s.closeRepaired()
 }
 
 // openRemapped opens a file whose name was gone at dump time through what

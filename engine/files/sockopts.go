@@ -1,6 +1,7 @@
 package files
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
 
@@ -30,6 +31,9 @@ func dumpSockOpts(fd int) (*sk_opts.SkOptsEntry, error) {
 	}
 	for _, i := range ints {
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, i.opt)
+		if unsupportedOpt(err) {
+			continue // the protocol has no such option (MPTCP has few): nothing to keep
+		}
 		if err != nil {
 			return nil, fmt.Errorf("getsockopt %d: %w", i.opt, err)
 		}
@@ -43,19 +47,87 @@ func dumpSockOpts(fd int) (*sk_opts.SkOptsEntry, error) {
 		{unix.SO_RCVTIMEO, &o.SoRcvTmoSec, &o.SoRcvTmoUsec},
 	} {
 		tv, err := unix.GetsockoptTimeval(fd, unix.SOL_SOCKET, t.opt)
+		if unsupportedOpt(err) {
+			tv, err = &unix.Timeval{}, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("getsockopt %d: %w", t.opt, err)
 		}
 		*t.sec, *t.usec = ptr(uint64(tv.Sec)), ptr(uint64(tv.Usec))
 	}
-	n, err := filterLen(fd)
+	filter, err := dumpFilter(fd)
 	if err != nil {
 		return nil, err
 	}
-	if n > 0 {
-		return nil, fmt.Errorf("a socket filter (SO_ATTACH_FILTER, %d instructions) is attached: not supported", n)
-	}
+	o.SoFilter = filter
 	return o, nil
+}
+
+// sockFilter is struct sock_filter, one classic BPF instruction; CRIU's
+// so_filter keeps each as the 64-bit word of its 8 bytes.
+type sockFilter struct {
+	Code   uint16
+	Jt, Jf uint8
+	K      uint32
+}
+
+const sizeofSockFilter = 8
+
+// sockFprog is struct sock_fprog.
+type sockFprog struct {
+	Len    uint16
+	_      [6]byte
+	Filter *sockFilter
+}
+
+const sizeofSockFprog = 16
+
+// dumpFilter reads the classic BPF filter attached to a socket
+// (SO_ATTACH_FILTER), if any. getsockopt(SO_GET_FILTER) counts in
+// instructions, not bytes. A filter attached as eBPF (SO_ATTACH_BPF) has
+// no classic form and is refused.
+func dumpFilter(fd int) ([]uint64, error) {
+	n, err := filterLen(fd)
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	prog := make([]sockFilter, n)
+	l := uint32(n)
+	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_GET_FILTER,
+		uintptr(unsafe.Pointer(&prog[0])), uintptr(unsafe.Pointer(&l)), 0); e != 0 {
+		return nil, fmt.Errorf("getsockopt SO_GET_FILTER (%d instructions): %w (an eBPF filter, SO_ATTACH_BPF, is not supported)", n, e)
+	}
+	words := make([]uint64, l)
+	for i, f := range prog[:l] {
+		words[i] = uint64(f.Code) | uint64(f.Jt)<<16 | uint64(f.Jf)<<24 | uint64(f.K)<<32
+	}
+	return words, nil
+}
+
+// restoreFilter attaches the saved filter again.
+func restoreFilter(fd int, words []uint64) error {
+	if len(words) == 0 {
+		return nil
+	}
+	if len(words) > 0xffff {
+		return fmt.Errorf("so_filter: %d instructions, at most 65535", len(words))
+	}
+	prog := make([]sockFilter, len(words))
+	for i, w := range words {
+		prog[i] = sockFilter{Code: uint16(w), Jt: uint8(w >> 16), Jf: uint8(w >> 24), K: uint32(w >> 32)}
+	}
+	fp := sockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if _, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+		uintptr(unsafe.Pointer(&fp)), sizeofSockFprog, 0); e != 0 {
+		return fmt.Errorf("setsockopt SO_ATTACH_FILTER (%d instructions): %w", len(prog), e)
+	}
+	return nil
+}
+
+// unsupportedOpt says an option read failed because the socket's
+// protocol does not have it.
+func unsupportedOpt(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOPROTOOPT)
 }
 
 // filterLen is the number of instructions of the classic BPF filter
@@ -122,6 +194,9 @@ func restoreSockOpts(fd int, o *sk_opts.SkOptsEntry) error {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, op.set, v); err != nil {
 			return fmt.Errorf("setsockopt %d to %d: %w", op.set, v, err)
 		}
+	}
+	if err := restoreFilter(fd, o.GetSoFilter()); err != nil {
+		return err
 	}
 	for _, t := range []struct {
 		opt       int

@@ -86,6 +86,17 @@ type Set struct {
 	FileLocks bool
 	Locks     []LockDump
 	lockSeen  map[string]bool
+	// TCPEstablished lets established TCP connections be dumped
+	// (criu's --tcp-established); Repair is told of each socket put in
+	// repair mode for it (tcp.go); repaired are those sockets.
+	TCPEstablished bool
+	Repair         Repair
+	repaired       []*repaired
+	// LockName is the nftables table of the network lock (netlock), ""
+	// for none (criu's --network-lock skip); lockedNS the namespaces it
+	// was made in.
+	LockName string
+	lockedNS map[string]bool
 	// Mqueues collects the tree's open POSIX message queues (and the
 	// unlinked queues of the tree's own ipc namespace they keep).
 	Mqueues *ns.Mqueues
@@ -130,6 +141,8 @@ func (s *Set) add(e *fdinfo.FileEntry) uint32 {
 		e.Tty.Id = ptr(id)
 	case e.Usk != nil:
 		e.Usk.Id = ptr(id)
+	case e.Isk != nil:
+		e.Isk.Id = ptr(id)
 	case e.Ext != nil:
 		e.Ext.Id = ptr(id)
 	}
@@ -284,8 +297,7 @@ func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 		id, err := s.dumpInotify(pid, fd)
 		return id, fdinfo.FdTypes_INOTIFY, err
 	case strings.HasPrefix(t, "socket:["):
-		id, err := s.dumpSocket(pid, fd)
-		return id, fdinfo.FdTypes_UNIXSK, err
+		return s.dumpSocket(pid, fd)
 	}
 	return 0, 0, fmt.Errorf("this kind of file is not supported yet")
 }
@@ -377,6 +389,7 @@ type Restorer struct {
 
 	order     []*fdinfo.FileEntry       // files.img order
 	usk       map[uint32]int            // file id → unix socket made, not handed out yet
+	isk       map[uint32]int            // file id → inet socket made, not handed out yet
 	open      map[uint32]int            // file id → gocr's fd
 	pipes     map[uint32]*pipeEnds      // pipe id → the pipe gocr made
 	fifos     map[uint32]int            // FIFO pipe id → gocr's read-write fd of it
@@ -451,6 +464,8 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = r.openTty(id, e.Tty)
 	case e.Usk != nil:
 		fd, err = r.openUnix(e)
+	case e.Isk != nil:
+		fd, err = r.openInet(e)
 	case e.Ext != nil:
 		fd, err = r.openMqueue(id)
 	default:

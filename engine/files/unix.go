@@ -83,30 +83,37 @@ const (
 	maxFdsInMsg  = 253 // SCM_MAX_FD
 )
 
-// dumpSocket records a socket. Only unix sockets are supported; any other
-// family is refused by name.
-func (s *Set) dumpSocket(pid int, fd Fd) (uint32, error) {
+// dumpSocket records a socket: unix (unix.go) or inet (inet.go); any
+// other family is refused by name.
+func (s *Set) dumpSocket(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(fd.Target, "socket:["), "]"), 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("socket inode in %q: %w", fd.Target, err)
+		return 0, 0, fmt.Errorf("socket inode in %q: %w", fd.Target, err)
 	}
 	local, err := CopyFd(pid, fd.Fd)
 	if err != nil {
-		return 0, fmt.Errorf("socket %d: %w", ino, err)
+		return 0, 0, fmt.Errorf("socket %d: %w", ino, err)
 	}
 	defer unix.Close(local)
 	family, err := unix.GetsockoptInt(local, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil {
-		return 0, fmt.Errorf("socket %d: family: %w", ino, err)
+		return 0, 0, fmt.Errorf("socket %d: family: %w", ino, err)
 	}
-	if family != unix.AF_UNIX {
-		return 0, fmt.Errorf("socket %d: %s sockets are not supported yet (only unix sockets are)", ino, familyName(family))
+	switch family {
+	case unix.AF_UNIX:
+		id, err := s.dumpUnix(pid, fd, uint32(ino), local)
+		if err != nil {
+			return 0, 0, fmt.Errorf("unix socket %d: %w", ino, err)
+		}
+		return id, fdinfo.FdTypes_UNIXSK, nil
+	case unix.AF_INET, unix.AF_INET6:
+		id, err := s.dumpInet(pid, fd, uint32(ino), local, family)
+		if err != nil {
+			return 0, 0, fmt.Errorf("socket %d: %w", ino, err)
+		}
+		return id, fdinfo.FdTypes_INETSK, nil
 	}
-	id, err := s.dumpUnix(pid, fd, uint32(ino), local)
-	if err != nil {
-		return 0, fmt.Errorf("unix socket %d: %w", ino, err)
-	}
-	return id, nil
+	return 0, 0, fmt.Errorf("socket %d: %s sockets are not supported yet (only unix and inet sockets are)", ino, familyName(family))
 }
 
 // CopyFd gives gocr its own fd on the open file behind pid's fd

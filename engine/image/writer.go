@@ -30,6 +30,12 @@ func (d *Dir) Writer(k Kind, name string) (*Writer, error) {
 	return d.writer(k, name, false)
 }
 
+// Replacer is Writer for an image the dump writes again: the new one
+// takes the old one's place when it is closed.
+func (d *Dir) Replacer(k Kind, name string) (*Writer, error) {
+	return d.writer(k, name, true)
+}
+
 func (d *Dir) writer(k Kind, name string, replace bool) (*Writer, error) {
 	i, ok := kindInfo(k)
 	if !ok {

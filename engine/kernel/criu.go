@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"fmt"
+	"github.com/gocr/gocr/engine/netlock"
 	"os"
 	"strings"
 
@@ -36,7 +37,7 @@ var criuFeatures = []criuFeature{
 	{name: "loginuid", lacks: "restoring the audit login uid"},
 	{name: "cgroupns", lacks: "cgroups and cgroup namespaces"},
 	{name: "autofs", lacks: "autofs mounts"},
-	{name: "tcp_half_closed", lacks: "TCP sockets"},
+	{name: "tcp_half_closed", lacks: "half-closed TCP connections (FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING)"},
 	{name: "compat_cr", lacks: "32-bit (compat) tasks"},
 	{name: "uffd", lacks: "lazy (post-copy) restore"},
 	{name: "uffd-noncoop", lacks: "lazy (post-copy) restore"},
@@ -56,13 +57,13 @@ var criuFeatures = []criuFeature{
 	{name: "pidfd_store", lacks: "pre-dumps, which keep pidfds of the tree between them"},
 	{name: "ns_pid", lacks: "nested pid namespaces"},
 	{name: "apparmor_stacking", lacks: "AppArmor namespaces and stacked profiles"},
-	{name: "network_lock_nftables", lacks: "locking the network during a dump"},
+	{name: "network_lock_nftables", extra: netlock.Probe},
 	{name: "sockopt_buf_lock", lacks: "restoring locked socket buffer sizes (SO_BUF_LOCK)"},
 	{name: "memfd_hugetlb", lacks: "hugetlb memfds"},
 	{name: "move_mount_set_group", needs: []string{"move-mount-set-group"}},
 	{name: "openat2", extra: openat2Works},
 	{name: "get_rseq_conf", needs: []string{"ptrace-rseq-config"}},
-	{name: "ipv6_freebind", lacks: "IPv6 sockets"},
+	{name: "ipv6_freebind", extra: ipv6Freebind},
 	{name: "pagemap_scan", needs: []string{"pagemap-scan"}},
 	{name: "timer_cr_ids", lacks: "POSIX timers"},
 	{name: "overlayfs_maps", lacks: "mappings of overlayfs files"},
@@ -152,6 +153,19 @@ func fdinfoLocks() (bool, string) {
 
 // openat2Works opens / with openat2 (Linux 5.6), which gocr's mount code
 // uses to open paths without following links out of a mount.
+// ipv6Freebind: an IPv6 socket takes IPV6_FREEBIND (Linux 4.15).
+func ipv6Freebind() (bool, string) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Sprintf("IPv6 socket: %v", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1); err != nil {
+		return false, fmt.Sprintf("IPV6_FREEBIND: %v", err)
+	}
+	return true, "IPV6_FREEBIND works"
+}
+
 func openat2Works() (bool, string) {
 	fd, err := unix.Openat2(unix.AT_FDCWD, "/", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS})
 	if err != nil {

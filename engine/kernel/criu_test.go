@@ -56,7 +56,7 @@ func TestCriuFeatures(t *testing.T) {
 		}
 	}
 	// What gocr cannot do is never there, whatever the kernel.
-	for _, n := range []string{"mem_dirty_track", "tcp_half_closed", "network_lock_nftables", "uffd", "pidfd_store"} {
+	for _, n := range []string{"mem_dirty_track", "tcp_half_closed", "uffd", "pidfd_store"} {
 		if ft, _ := f.Criu(n); ft.Found {
 			t.Errorf("%s found, but gocr does not implement it", n)
 		}

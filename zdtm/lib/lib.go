@@ -45,7 +45,11 @@ type Workload struct {
 	Name string
 	// Suid workloads keep root; the others switch to ZDTM_UID/GID if set.
 	Suid bool
-	Run  func(t *T)
+	// HostDirs are host directories the workload needs in the ns and
+	// uns flavors' root (a real program and its libraries): bound there
+	// read-only, or made the same symlink where the host has one.
+	HostDirs []string
+	Run      func(t *T)
 }
 
 // T is what a running workload talks to.
@@ -207,7 +211,7 @@ func runDaemon(w *Workload, opts map[string]string, readyFd string) {
 	unix.CloseOnExec(fd)
 	signal.Notify(t.sigterm, syscall.SIGTERM)
 	if t.Flavor == "ns" || t.Flavor == "uns" {
-		if err := enterRoot(t); err != nil {
+		if err := enterRoot(t, w.HostDirs); err != nil {
 			t.Fatal(fmt.Errorf("set up %s flavor: %w", t.Flavor, err))
 		}
 	}

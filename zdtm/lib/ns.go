@@ -19,7 +19,7 @@ const NsHostname = "zdtm-ns"
 // /dev (with a devpts instance of its own), /tmp, the workload binary and the test's directory, each at the path
 // it has on the host so that every path given on the command line still
 // works, then pivots into it.
-func enterRoot(t *T) error {
+func enterRoot(t *T, hostDirs []string) error {
 	workdir, err := filepath.Abs(filepath.Dir(t.outPath))
 	if err != nil {
 		return err
@@ -51,6 +51,24 @@ func enterRoot(t *T) error {
 	}
 	if err := bind(exe, filepath.Join(root, exe), true); err != nil {
 		return err
+	}
+	for _, d := range hostDirs {
+		if _, err := os.Lstat(d); err != nil {
+			continue // not on this system (a test VM's small root)
+		}
+		dst := filepath.Join(root, d)
+		if target, err := os.Readlink(d); err == nil {
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			if err := os.Symlink(target, dst); err != nil {
+				return fmt.Errorf("symlink %s: %w", d, err)
+			}
+			continue
+		}
+		if err := bindTree(d, dst); err != nil {
+			return err
+		}
 	}
 	if err := unix.Mount("zdtm-dev", filepath.Join(root, "dev"), "tmpfs", unix.MS_NOSUID, "mode=0755"); err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
@@ -135,6 +153,21 @@ func bind(src, dst string, readOnly bool) error {
 		if err := unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return fmt.Errorf("remount %s read-only: %w", dst, err)
 		}
+	}
+	return nil
+}
+
+// bindTree binds the directory src on dst read-only (not recursively:
+// what is mounted under src on the host stays out).
+func bindTree(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
+	}
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, dst, err)
+	}
+	if err := unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("remount %s read-only: %w", dst, err)
 	}
 	return nil
 }

@@ -14,6 +14,11 @@ func All() []lib.Workload {
 	return []lib.Workload{
 		Counter,
 		TCPRefused,
+		TCPEstablished,
+		TCPBacklogRefused,
+		UDPQueueRefused,
+		RedisServer,
+		NginxServer,
 		Threads,
 		Heap256M,
 		Sigpending,

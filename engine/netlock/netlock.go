@@ -1,0 +1,159 @@
+// Package netlock is the network lock of a dump: while a tree's TCP
+// connections are read and until they are restored, the packets of each
+// are dropped, both ways, so a peer outside the tree sees a silent
+// network (and retransmits) instead of a reset from a port nobody holds,
+// and no segment slips in after its socket was read.
+//
+// The lock is an nftables table of gocr's own, "gocr-lock-PID" (PID: the
+// tree's root as its images name it), in the network namespace the
+// connections are in, with an input and an output chain holding one drop
+// rule per connection and direction. Dump makes it (Add); restore, a
+// failed dump, a dump that leaves the tree running and the watchdog of a
+// gocr that died remove it (Remove). A tree in a network namespace of its
+// own takes the table with it when it dies.
+package netlock
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Conn is one TCP connection: its two ends as the local socket sees them.
+type Conn struct {
+	Local, Peer netip.AddrPort
+}
+
+// TableName is the table of the lock of the tree whose root is pid.
+func TableName(pid int) string { return fmt.Sprintf("gocr-lock-%d", pid) }
+
+// connect opens an nftables netlink connection in the network namespace
+// of file netns ("" for gocr's own).
+func connect(netns string) (*nftables.Conn, func(), error) {
+	if netns == "" {
+		c, err := nftables.New()
+		if err != nil {
+			return nil, nil, fmt.Errorf("nftables: %w", err)
+		}
+		return c, func() { c.CloseLasting() }, nil //nolint:errcheck
+	}
+	fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("network namespace %s: %w", netns, err)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(fd))
+	if err != nil {
+		unix.Close(fd)
+		return nil, nil, fmt.Errorf("nftables in %s: %w", netns, err)
+	}
+	return c, func() { c.CloseLasting(); unix.Close(fd) }, nil //nolint:errcheck
+}
+
+// Add locks conns in the table name of netns, making it if needed.
+func Add(netns, name string, conns ...Conn) error {
+	c, done, err := connect(netns)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: name})
+	accept := nftables.ChainPolicyAccept
+	in := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	out := c.AddChain(&nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	for _, k := range conns {
+		if k.Local.Addr().Is4() != k.Peer.Addr().Is4() {
+			return fmt.Errorf("connection %v → %v: addresses of two families", k.Local, k.Peer)
+		}
+		// Out: from the local end to the peer; in: from the peer to it.
+		c.AddRule(&nftables.Rule{Table: t, Chain: out, Exprs: dropTCP(k.Local, k.Peer)})
+		c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: dropTCP(k.Peer, k.Local)})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: lock %d connections in table inet %s: %w", len(conns), name, err)
+	}
+	return nil
+}
+
+// Remove deletes the table name of netns; a table that is not there is
+// no error.
+func Remove(netns, name string) error {
+	c, done, err := connect(netns)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // the namespace is gone, and its table with it
+		}
+		return err
+	}
+	defer done()
+	if _, err := c.ListTableOfFamily(name, nftables.TableFamilyINet); err != nil {
+		return nil // not there
+	}
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: name})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: remove table inet %s: %w", name, err)
+	}
+	return nil
+}
+
+// Has says whether the table name exists in netns.
+func Has(netns, name string) (bool, error) {
+	c, done, err := connect(netns)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	_, err = c.ListTableOfFamily(name, nftables.TableFamilyINet)
+	return err == nil, nil
+}
+
+// dropTCP matches the TCP packets from src to dst and drops them.
+func dropTCP(src, dst netip.AddrPort) []expr.Any {
+	proto, saddr, daddr := byte(unix.NFPROTO_IPV4), uint32(12), uint32(16)
+	if !src.Addr().Is4() {
+		proto, saddr, daddr = unix.NFPROTO_IPV6, 8, 24
+	}
+	s, d := src.Addr().AsSlice(), dst.Addr().AsSlice()
+	port := func(p uint16) []byte { return []byte{byte(p >> 8), byte(p)} }
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: saddr, Len: uint32(len(s))},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: s},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: daddr, Len: uint32(len(d))},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: d},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: port(src.Port())},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: port(dst.Port())},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
+// Probe says whether nftables tables can be made here: it makes an empty
+// table of its own in gocr's network namespace and removes it.
+func Probe() (bool, string) {
+	name := fmt.Sprintf("gocr-probe-%d", os.Getpid())
+	c, done, err := connect("")
+	if err != nil {
+		return false, err.Error()
+	}
+	defer done()
+	c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: name})
+	if err := c.Flush(); err != nil {
+		return false, fmt.Sprintf("nftables: make a table: %v", err)
+	}
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: name})
+	if err := c.Flush(); err != nil {
+		return false, fmt.Sprintf("nftables: remove table %s: %v", name, err)
+	}
+	return true, "nftables: an inet table can be made and removed"
+}
