@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	criu_x86 "github.com/checkpoint-restore/go-criu/v7/crit/images/core-x86"
+	creds_img "github.com/checkpoint-restore/go-criu/v7/crit/images/creds"
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
@@ -23,6 +24,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/vma"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/engine/abi"
 	"github.com/gocr/gocr/engine/arch"
@@ -37,6 +39,7 @@ import (
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
 	"github.com/gocr/gocr/engine/remote"
+	"github.com/gocr/gocr/engine/seccomp"
 	"github.com/gocr/gocr/engine/sig"
 )
 
@@ -248,6 +251,7 @@ type dumper struct {
 	shStats   mem.PageStats  // shared memory: shared anonymous, memfd (shpages_*)
 	memTime   time.Duration  // copying memory into the pages images, summed over processes
 	shmem     []mem.TaskVMAs // every process's shared anonymous VMAs, dumped once per object
+	seccomp   seccomp.Table  // the tree's seccomp filter chains, for seccomp.img
 }
 
 // threadState is what the dump keeps of one thread.
@@ -268,6 +272,9 @@ type threadState struct {
 	robust    uint64
 	robustLen uint64
 	sched     attr.Sched
+	seccomp   criu_core.SeccompMode
+	filters   seccomp.Chain // in filter mode, the oldest first
+	nnp       bool
 }
 
 // dumpProc dumps one process of the tree: a zombie by its exit status
@@ -334,7 +341,7 @@ func (d *dumper) dumpProc(p *procDump) (err error) {
 	threads := make([]*threadState, len(p.tids))
 	err = d.tr.Do(func() error { // one hand-off to the tracer thread for them all
 		for i, tid := range p.tids {
-			th, err := d.readThread(pid, tid)
+			th, err := d.readThread(p, tid)
 			if err != nil {
 				return fmt.Errorf("thread %d: %w", tid, err)
 			}
@@ -565,8 +572,9 @@ func mustPersonality(pid int) uint32 {
 // readThread reads a stopped thread's state through ptrace alone, and
 // the contents of its rseq area, which injected calls make the kernel
 // rewrite (see dumpProc).
-func (d *dumper) readThread(pid, tid int) (*threadState, error) {
-	t := &threadState{tid: tid}
+func (d *dumper) readThread(p *procDump, tid int) (*threadState, error) {
+	pid := p.pid
+	t := &threadState{tid: tid, seccomp: criu_core.SeccompMode(p.seccomp[tid]), nnp: p.nnp[tid]}
 	var err error
 	if t.regs, err = d.tr.GetRegs(tid); err != nil {
 		return nil, err
@@ -613,6 +621,18 @@ func (d *dumper) readThread(pid, tid int) (*threadState, error) {
 		return nil, fmt.Errorf("get_robust_list: %w", e)
 	}
 	t.robust, t.robustLen = head, size
+	if t.seccomp == criu_core.SeccompMode_filter {
+		fs, err := d.tr.SeccompFilters(tid)
+		if err != nil {
+			return nil, err
+		}
+		if len(fs) == 0 {
+			return nil, fmt.Errorf("seccomp filter mode, but PTRACE_SECCOMP_GET_FILTER shows no filter")
+		}
+		for _, f := range fs {
+			t.filters = append(t.filters, seccomp.Filter{Prog: f.Prog, Flags: uint32(f.Flags)})
+		}
+	}
 	return t, nil
 }
 
@@ -823,6 +843,21 @@ func (d *dumper) writeImages(p *procDump, status procfs.TaskStatus, threads []*t
 	}
 	tc.OomScoreAdj, tc.Loginuid = &oom, &loginuid
 	for i, th := range threads {
+		// Credentials are per thread; of what gocr keeps, no_new_privs
+		// can differ between threads.
+		thCreds := cr
+		if th.nnp {
+			thCreds = proto.Clone(cr).(*creds_img.CredsEntry)
+			creds.SetNoNewPrivs(thCreds, true)
+		}
+		var filterIdx *uint32
+		if th.seccomp == criu_core.SeccompMode_filter {
+			idx, err := d.seccomp.Add(th.filters)
+			if err != nil {
+				return fmt.Errorf("thread %d: %w", th.tid, err)
+			}
+			filterIdx = &idx
+		}
 		fp, err := d.layout.FPRegsFromXState(th.xstate)
 		if err != nil {
 			return fmt.Errorf("thread %d: %w", th.tid, err)
@@ -839,8 +874,8 @@ func (d *dumper) writeImages(p *procDump, status procfs.TaskStatus, threads []*t
 				FutexRla: &th.robust, FutexRlaLen: ptr(uint32(th.robustLen)),
 				BlkSigset: &th.sigmask, SignalsP: sig.QueueEntry(th.pending),
 				Sas:       &criu_core.ThreadSasEntry{SsSp: &th.sas.Sp, SsSize: &th.sas.Size, SsFlags: ptr(uint32(th.sas.Flags))},
-				PdeathSig: ptr(uint32(th.pdeathSig)), Comm: &th.comm, Creds: cr,
-				SeccompMode: ptr(criu_core.SeccompMode(status.Seccomp)),
+				PdeathSig: ptr(uint32(th.pdeathSig)), Comm: &th.comm, Creds: thCreds,
+				SeccompMode: ptr(th.seccomp), SeccompFilter: filterIdx,
 				SchedPolicy: &th.sched.Policy, SchedPrio: &th.sched.Prio, SchedNice: &th.sched.Nice,
 			},
 		}

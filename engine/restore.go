@@ -24,6 +24,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	remap "github.com/checkpoint-restore/go-criu/v7/crit/images/remap-file-path"
+	seccompimg "github.com/checkpoint-restore/go-criu/v7/crit/images/seccomp"
 	sk_packet "github.com/checkpoint-restore/go-criu/v7/crit/images/sk-packet"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timer"
@@ -46,6 +47,7 @@ import (
 	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
 	"github.com/gocr/gocr/engine/remote"
+	"github.com/gocr/gocr/engine/seccomp"
 	"github.com/gocr/gocr/engine/sig"
 )
 
@@ -148,6 +150,10 @@ type restoreImages struct {
 	// the controlling terminal of each session, by its leader's pid.
 	ttyInfos map[uint32]*tty.TtyInfoEntry
 	ctty     map[int]*tty.TtyInfoEntry
+	// seccomp is seccomp.img's entry, nil without one; hasSeccomp says
+	// some thread of the tree is in strict or filter mode.
+	seccomp    *seccompimg.SeccompEntry
+	hasSeccomp bool
 }
 
 // procImages are the images of one process of the tree.
@@ -168,6 +174,7 @@ type procImages struct {
 	fs       *fs.FsEntry
 	fds      []*fdinfo.FdinfoEntry
 	locks    []*file_lock.FileLockEntry // filelocks.img's, for the fd table it owns
+	seccomp  map[int]seccomp.Thread     // by tid: mode and filter chain
 }
 
 // restorer restores a whole tree; each of its processes has a
@@ -231,7 +238,9 @@ type procRestorer struct {
 // set what is process-wide (signal dispositions, timers, umask, limits,
 // cwd, shared pending signals); make the other threads; set what is per
 // thread (rseq, altstack, tid address, robust list, name, private pending
-// signals, credentials last); then put the image's registers, FPU state
+// signals, credentials and no_new_privs last); then each thread's seccomp
+// mode and filters (see seccomp.go; the stubs are traced with seccomp
+// suspended); then put the image's registers, FPU state
 // and signal mask on every thread and let them go, the root last.
 // Whatever fails, every stub is killed and reaped: a failed restore
 // leaves nothing behind.
@@ -408,6 +417,11 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 	if img.remaps, err = readRemaps(dir, img); err != nil {
 		return nil, err
 	}
+	if dir.Exists(image.SeccompFile) {
+		if img.seccomp, err = image.ReadOne[seccompimg.SeccompEntry](dir, image.Seccomp, image.SeccompFile); err != nil {
+			return nil, err
+		}
+	}
 	for _, e := range tree {
 		p, err := readProcImages(dir, img, e)
 		if err != nil {
@@ -553,7 +567,8 @@ func readMemfds(dir *image.Dir, img *restoreImages) error {
 
 // readProcImages reads and checks the images of the process e of the tree.
 func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (*procImages, error) {
-	p := &procImages{restoreImages: img, tree: e, pid: int(e.GetPid()), cores: map[int]*criu_core.CoreEntry{}}
+	p := &procImages{restoreImages: img, tree: e, pid: int(e.GetPid()), cores: map[int]*criu_core.CoreEntry{},
+		seccomp: map[int]seccomp.Thread{}}
 	p.tids = []int{p.pid}
 	for _, t := range e.GetThreads() {
 		if int(t) != p.pid {
@@ -593,8 +608,13 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 		if tc == nil {
 			return nil, fmt.Errorf("%s: thread_core: missing", name)
 		}
-		if m := tc.GetSeccompMode(); m != criu_core.SeccompMode_disabled {
-			return nil, fmt.Errorf("%s: thread_core.seccomp_mode: %s: seccomp is not supported yet", name, m)
+		sc, err := seccomp.ReadThread(tc, img.seccomp)
+		if err != nil {
+			return nil, fmt.Errorf("%s: thread_core.%w", name, err)
+		}
+		if sc.Mode != criu_core.SeccompMode_disabled {
+			p.seccomp[tid] = sc
+			img.hasSeccomp = true
 		}
 		p.cores[tid] = c
 	}
@@ -871,7 +891,8 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"create threads", "threads", each((*procRestorer).createThreads)},
 		{"restore thread state", "thread-state", each((*procRestorer).restoreThreads)},
 		{"remove the network lock", "", r.unlockNetwork},
-		{"resume", "", r.finish}, // its points are inside
+		{"restore seccomp", "", each((*procRestorer).restoreSeccomp)}, // last: see seccomp.go
+		{"resume", "", r.finish},                                      // its points are inside
 	}
 	for _, s := range steps {
 		t0 := time.Now()
@@ -921,6 +942,12 @@ func (r *restorer) spawn() error {
 			Tids: tids, Flags: ns.CloneFlags(r.img.ns.kinds()...), Path: "/proc/self/exe", Argv: []string{"gocr", stubArg},
 			Options: unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_EXITKILL,
 		}
+		if r.img.hasSeccomp {
+			// Every stub and thread forked from this one inherits it: the
+			// calls injected after a task's seccomp mode is set (the
+			// last of them unmaps the scratch area) are not judged by it.
+			spec.Options |= unix.PTRACE_O_SUSPEND_SECCOMP
+		}
 		if u := r.img.ns.user; u != nil {
 			// Born in a fresh user namespace: its maps are written before
 			// it executes, and it executes as that namespace's root, so
@@ -934,6 +961,9 @@ func (r *restorer) spawn() error {
 	})
 	r.forkTime = time.Since(t0)
 	if err != nil {
+		if r.img.hasSeccomp && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL)) {
+			err = fmt.Errorf("the image has tasks in seccomp mode, restored under PTRACE_O_SUSPEND_SECCOMP (gocr check --feature seccomp_suspend): %w", err)
+		}
 		return err
 	}
 	root.spawned = true
@@ -1722,6 +1752,11 @@ func (r *procRestorer) restoreThreads() error {
 	if err != nil {
 		return fmt.Errorf("get securebits: %w", err)
 	}
+	if r.filtersFirst() {
+		if err := r.installFilters(); err != nil {
+			return err
+		}
+	}
 	for _, tid := range order {
 		tt, core := r.threads[tid], r.img.cores[tid]
 		if err := r.restoreThread(tt, tid, core, stubStatus, uint32(secbits)); err != nil {
@@ -1793,6 +1828,11 @@ func (r *procRestorer) restoreThread(t *remote.Task, tid int, core *criu_core.Co
 	if c := tc.GetCreds(); c != nil && (r.img.ns.user != nil || !creds.Same(c, stub, stubSecbits)) {
 		if err := creds.Restore(t, c); err != nil {
 			return err
+		}
+	}
+	if creds.NoNewPrivs(tc.GetCreds()) {
+		if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("set no_new_privs: %w", err)
 		}
 	}
 	// After the credentials: changing ids clears the parent-death signal.

@@ -57,6 +57,11 @@ type procDump struct {
 	// (cwd, root, umask) this one shares (clone with CLONE_FILES or
 	// CLONE_FS but not CLONE_THREAD): its parent, or itself.
 	filesOwner, fsOwner *procDump
+	// seccomp is each thread's seccomp mode (0 off, 1 strict, 2 filter)
+	// and nnp its no_new_privs bit, read once all its threads are stopped
+	// (see suspendSeccomp).
+	seccomp map[int]int
+	nnp     map[int]bool
 }
 
 // freeze seizes every thread of every process of the tree, parents before
@@ -153,6 +158,9 @@ func (d *dumper) seizeProc(pid int) (*procDump, error) {
 			p.tids = append(p.tids, t)
 		}
 	}
+	if err := d.suspendSeccomp(p); err != nil {
+		return p, err
+	}
 	if p.sharedPending, err = d.tr.PeekSiginfo(pid, true); err != nil {
 		return p, err
 	}
@@ -162,6 +170,32 @@ func (d *dumper) seizeProc(pid int) (*procDump, error) {
 		return p, err
 	}
 	return p, nil
+}
+
+// suspendSeccomp reads each thread's seccomp mode and no_new_privs once
+// every thread of the process is stopped (a running sibling could still
+// spread a filter with SECCOMP_FILTER_FLAG_TSYNC), and suspends seccomp
+// for each thread in strict or filter mode: injected calls would
+// otherwise kill a strict task or meet the filters' verdicts. Nothing has
+// been injected yet, so a kernel or a gocr that cannot suspend it fails
+// the dump with the task untouched.
+func (d *dumper) suspendSeccomp(p *procDump) error {
+	p.seccomp, p.nnp = map[int]int{}, map[int]bool{}
+	for _, tid := range p.tids {
+		st, err := procfs.ThreadStatus(p.pid, tid)
+		if err != nil {
+			return fmt.Errorf("tid %d: %w", tid, err)
+		}
+		p.seccomp[tid], p.nnp[tid] = st.Seccomp, st.NoNewPrivs
+		if st.Seccomp == 0 {
+			continue
+		}
+		if err := d.tr.SuspendSeccomp(tid); err != nil {
+			return fmt.Errorf("tid %d is in seccomp mode %s: injecting into it needs seccomp suspended (gocr check --feature seccomp_suspend): %w",
+				tid, criu_core.SeccompMode(st.Seccomp), err)
+		}
+	}
+	return nil
 }
 
 // Kinds of kcmp(2) comparisons of what processes can share.
@@ -412,6 +446,11 @@ func (d *dumper) writeTreeImages() error {
 	}
 	if err := d.writeSkQueues(); err != nil {
 		return err
+	}
+	if !d.seccomp.Empty() {
+		if err := d.dir.WriteOne(image.Seccomp, image.SeccompFile, d.seccomp.Entry()); err != nil {
+			return err
+		}
 	}
 	return d.dir.WriteInventory(image.NewInventory(d.rootIDs(), inventory.Lsmtype_NO_LSM))
 }

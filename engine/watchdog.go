@@ -22,6 +22,7 @@ import (
 	"github.com/gocr/gocr/engine/abi"
 	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/netlock"
+	"github.com/gocr/gocr/engine/procfs"
 	"github.com/gocr/gocr/engine/ptrace"
 )
 
@@ -391,6 +392,14 @@ func (st *wdState) fix(tids []int) error {
 		if _, err := tr.Interrupt(tid); err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		// What it runs now must not be judged by the task's seccomp
+		// mode: a strict task would be killed by the munmap below.
+		if ts, err := procfs.Status(tid); err == nil && ts.Seccomp != 0 {
+			if err := tr.SuspendSeccomp(tid); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		if rec, ok := st.open[tid]; ok {
 			if err := tr.PutBack(tid, rec.Regs, rec.Mask); err != nil {

@@ -447,14 +447,16 @@ func TestDumpKillPoints(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
 	walked := 0
-	victims := []struct{ workload, flavor string }{{"threads", "h"}, {"spinners", "h"}, {"threads", "ns"}}
+	victims := []struct{ workload, flavor string }{{"threads", "h"}, {"spinners", "h"}, {"seccomp_tsync", "h"}, {"threads", "ns"}}
 	if maps, _ := os.ReadFile("/proc/self/maps"); bytes.Contains(maps, []byte("libc.so")) {
-		victims = victims[:2] // the ns flavor needs a static test binary (CGO_ENABLED=0, as make does)
+		victims = victims[:3] // the ns flavor needs a static test binary (CGO_ENABLED=0, as make does)
 	}
 	for _, step := range fault.DumpSteps {
 		for _, vf := range victims {
-			// The zdtm workload, one that spins in user code, and the
-			// zdtm workload as pid 1 of its own namespaces.
+			// The zdtm workload, one that spins in user code, one whose
+			// threads are under seccomp filters (injected calls would
+			// meet them unless seccomp is suspended), and the zdtm
+			// workload as pid 1 of its own namespaces.
 			w := vf.workload + "-" + vf.flavor
 			v := startVictimFlavor(t, dir, vf.workload, vf.flavor)
 			if len(v.tids) < 2 {
@@ -506,17 +508,21 @@ func TestDumpKillPointsRseqCS(t *testing.T) {
 // and a last clean restore must give a workload that passes.
 func TestRestoreKillPoints(t *testing.T) {
 	needRoot(t)
-	for _, flavor := range []string{"h", "ns"} {
-		t.Run(flavor, func(t *testing.T) { restoreKillPoints(t, flavor) })
+	for _, vf := range []struct{ workload, flavor string }{{"threads", "h"}, {"threads", "ns"}, {"seccomp_tsync", "h"}} {
+		name := vf.flavor
+		if vf.workload != "threads" {
+			name = vf.workload + "-" + vf.flavor // threads under seccomp filters: stubs restored with seccomp suspended
+		}
+		t.Run(name, func(t *testing.T) { restoreKillPoints(t, vf.workload, vf.flavor) })
 	}
 }
 
-func restoreKillPoints(t *testing.T, flavor string) {
+func restoreKillPoints(t *testing.T, workload, flavor string) {
 	if maps, _ := os.ReadFile("/proc/self/maps"); flavor != "h" && bytes.Contains(maps, []byte("libc.so")) {
 		t.Skip("the ns flavor's root holds only the test binary: build it static (CGO_ENABLED=0, as make does)")
 	}
 	dir := t.TempDir()
-	v := startVictimFlavor(t, dir, "threads", flavor)
+	v := startVictimFlavor(t, dir, workload, flavor)
 	img := filepath.Join(dir, "img")
 	if r := gocr(t, "", "dump", "-t", strconv.Itoa(v.pid), "-D", img); r.code != 0 || r.signal != 0 {
 		t.Fatalf("dump: %+v", r)

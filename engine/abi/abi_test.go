@@ -30,6 +30,13 @@ func TestSizes(t *testing.T) {
 		{"semid64_ds", unsafe.Sizeof(SemidDS{}), 104},
 		{"msqid64_ds", unsafe.Sizeof(MsqidDS{}), 120},
 		{"mq_attr", unsafe.Sizeof(MqAttr{}), 64},
+		{"struct sock_filter", unsafe.Sizeof(SockFilter{}), SockFilterSize},
+		{"struct sock_filter (kernel)", SockFilterSize, 8},
+		{"struct sock_fprog", unsafe.Sizeof(SockFprog{}), SockFprogSize},
+		{"struct sock_fprog (kernel)", SockFprogSize, 16},
+		{"struct seccomp_metadata", unsafe.Sizeof(SeccompMetadata{}), SeccompMetadataSize},
+		{"struct seccomp_metadata (kernel)", SeccompMetadataSize, 16},
+		{"x/sys sock_filter", unsafe.Sizeof(unix.SockFilter{}), SockFilterSize},
 	} {
 		if c.got != c.want {
 			t.Errorf("sizeof(%s) = %d, want %d", c.name, c.got, c.want)

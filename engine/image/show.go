@@ -17,6 +17,7 @@ import (
 	ipc_shm "github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-shm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	seccompimg "github.com/checkpoint-restore/go-criu/v7/crit/images/seccomp"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/timens"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/utsns"
@@ -246,6 +247,45 @@ func (s *shower) task(p *pstree.PstreeEntry) {
 	s.memory(pid)
 	s.fds(pid, core)
 	s.signals(pid, core)
+	s.seccomp(p)
+}
+
+// seccomp prints the seccomp mode of each thread that has one, and how
+// many filters its chain in seccomp.img holds.
+func (s *shower) seccomp(p *pstree.PstreeEntry) {
+	var filters []*seccompimg.SeccompFilter
+	read := false
+	for _, tid := range p.GetThreads() {
+		core, err := ReadOne[criu_core.CoreEntry](s.d, Core, CoreFile(tid))
+		if err != nil {
+			continue // said for the leader already
+		}
+		tc := core.GetThreadCore()
+		switch tc.GetSeccompMode() {
+		case criu_core.SeccompMode_disabled:
+			continue
+		case criu_core.SeccompMode_filter:
+			if !read {
+				read = true
+				if e, err := ReadOne[seccompimg.SeccompEntry](s.d, Seccomp, SeccompFile); err == nil {
+					filters = e.GetSeccompFilters()
+				} else {
+					s.problem("  ", SeccompFile, err)
+				}
+			}
+			// Oldest first, through prev, to the newest (no prev); a
+			// loop in a damaged image stops at len(filters).
+			n, insns := 0, 0
+			for i, more := tc.GetSeccompFilter(), true; more && int(i) < len(filters) && n < len(filters); n++ {
+				f := filters[i]
+				insns += len(f.GetFilter()) / 8
+				more, i = f.Prev != nil, f.GetPrev()
+			}
+			s.printf("  seccomp: thread %d in filter mode, %d filters (%d instructions) from %s entry %d\n", tid, n, insns, SeccompFile, tc.GetSeccompFilter())
+		default:
+			s.printf("  seccomp: thread %d in %s mode\n", tid, tc.GetSeccompMode())
+		}
+	}
 }
 
 func (s *shower) memory(pid uint32) {

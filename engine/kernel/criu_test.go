@@ -56,7 +56,7 @@ func TestCriuFeatures(t *testing.T) {
 		}
 	}
 	// What gocr cannot do is never there, whatever the kernel.
-	for _, n := range []string{"mem_dirty_track", "tcp_half_closed", "seccomp_filters", "uffd", "pidfd_store"} {
+	for _, n := range []string{"mem_dirty_track", "tcp_half_closed", "uffd", "pidfd_store"} {
 		if ft, _ := f.Criu(n); ft.Found {
 			t.Errorf("%s found, but gocr does not implement it", n)
 		}
@@ -64,7 +64,7 @@ func TestCriuFeatures(t *testing.T) {
 	if !f.Kernel.AtLeast(Version{6, 13, 0}) {
 		t.Skipf("kernel %s is older than the 6.18 host the expectations were measured on", f.Release)
 	}
-	for _, n := range []string{"mnt_id", "timerfd", "userns", "timens", "clone3_set_tid", "move_mount_set_group", "openat2", "get_rseq_conf", "pagemap_scan"} {
+	for _, n := range []string{"mnt_id", "timerfd", "userns", "timens", "clone3_set_tid", "move_mount_set_group", "openat2", "get_rseq_conf", "pagemap_scan", "seccomp_suspend", "seccomp_filters"} {
 		if ft, _ := f.Criu(n); !ft.Found {
 			t.Errorf("%s missing on this host: %s", n, ft.Detail)
 		}

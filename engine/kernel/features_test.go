@@ -38,7 +38,7 @@ func TestProbeThisHost(t *testing.T) {
 	for _, name := range []string{"clone3-set-tid", "pagemap-scan", "vvar-vclock", "fdinfo-mnt-id",
 		"ptrace-rseq-config", "ptrace-peeksiginfo", "ptrace-getsigmask", "checkpoint-restore", "kcmp",
 		"memfd", "timerfd-set-ticks", "eventfd-semaphore", "inotify-setnextwd", "process-vm-readv", "time-ns", "pidfd", "userfaultfd", "uffd-wp", "move-mount-set-group", "mount-setattr",
-		"ipc-msg-copy", "ipc-next-id"} {
+		"ipc-msg-copy", "ipc-next-id", "ptrace-suspend-seccomp", "ptrace-seccomp-filter", "ptrace-seccomp-metadata"} {
 		if err := Require(f, name); err != nil {
 			t.Errorf("Require(%s): %v", name, err)
 		}

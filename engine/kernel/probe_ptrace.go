@@ -19,7 +19,8 @@ type result struct {
 // ptraceResults are the answers of the ptrace requests, all asked of one
 // throwaway child.
 type ptraceResults struct {
-	peeksiginfo, getsigmask, rseq result
+	peeksiginfo, getsigmask, rseq              result
+	suspendSeccomp, seccompFilter, seccompMeta result
 }
 
 func (e *probeEnv) ptraceProbes() *ptraceResults {
@@ -44,6 +45,21 @@ func probeRseqConfig(e *probeEnv) (bool, string) {
 	return r.found, r.detail
 }
 
+func probeSuspendSeccomp(e *probeEnv) (bool, string) {
+	r := e.ptraceProbes().suspendSeccomp
+	return r.found, r.detail
+}
+
+func probeSeccompGetFilter(e *probeEnv) (bool, string) {
+	r := e.ptraceProbes().seccompFilter
+	return r.found, r.detail
+}
+
+func probeSeccompMetadata(e *probeEnv) (bool, string) {
+	r := e.ptraceProbes().seccompMeta
+	return r.found, r.detail
+}
+
 // runPtraceProbes starts this very binary with PTRACE_TRACEME, so it stops
 // with SIGTRAP right after execve, before running a single instruction of
 // its own: no external program is needed (an initramfs has none) and the
@@ -55,7 +71,7 @@ func runPtraceProbes() *ptraceResults {
 
 	fail := func(err error) *ptraceResults {
 		r := result{detail: "no traced child: " + err.Error()}
-		return &ptraceResults{r, r, r}
+		return &ptraceResults{r, r, r, r, r, r}
 	}
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"gocr-probe-child"}
@@ -107,6 +123,27 @@ func runPtraceProbes() *ptraceResults {
 	if err == nil && n != unsafe.Sizeof(conf) {
 		r.rseq = result{detail: fmt.Sprintf("PTRACE_GET_RSEQ_CONFIGURATION returned %d, want %d", n, unsafe.Sizeof(conf))}
 	}
+
+	// The child has no filter: a kernel that has the request answers
+	// EINVAL (not in filter mode), one without it EIO; EACCES means gocr
+	// lacks CAP_SYS_ADMIN or runs under seccomp itself.
+	_, err = ptrace(unix.PTRACE_SECCOMP_GET_FILTER, pid, 0, 0)
+	r.seccompFilter = seccompRequestResult("PTRACE_SECCOMP_GET_FILTER", err)
+	var meta [16]byte // struct seccomp_metadata, filter_off 0
+	_, err = ptrace(unix.PTRACE_SECCOMP_GET_METADATA, pid, uintptr(len(meta)), uintptr(unsafe.Pointer(&meta[0])))
+	r.seccompMeta = seccompRequestResult("PTRACE_SECCOMP_GET_METADATA", err)
+	// Last: it changes the child's options (it is killed next anyway).
+	if err := unix.PtraceSetOptions(pid, unix.PTRACE_O_SUSPEND_SECCOMP); err != nil {
+		why := err.Error()
+		if errors.Is(err, unix.EINVAL) {
+			why = "EINVAL (unknown option: no CONFIG_CHECKPOINT_RESTORE)"
+		} else if errors.Is(err, unix.EPERM) {
+			why = "EPERM (needs CAP_SYS_ADMIN, and gocr not under seccomp)"
+		}
+		r.suspendSeccomp = result{detail: "PTRACE_SETOPTIONS PTRACE_O_SUSPEND_SECCOMP: " + why}
+	} else {
+		r.suspendSeccomp = result{found: true, detail: "PTRACE_O_SUSPEND_SECCOMP set on a traced child"}
+	}
 	return &r
 }
 
@@ -118,6 +155,23 @@ func requestResult(req string, n uintptr, err error, ok func(uintptr) string) re
 		return result{found: true, detail: ok(n)}
 	case errors.Is(err, unix.EIO):
 		return result{detail: req + ": EIO (unknown request)"}
+	default:
+		return result{detail: fmt.Sprintf("%s: %v", req, err)}
+	}
+}
+
+// seccompRequestResult judges a seccomp ptrace request made of a task in
+// no filter mode.
+func seccompRequestResult(req string, err error) result {
+	switch {
+	case errors.Is(err, unix.EINVAL):
+		return result{found: true, detail: req + ": EINVAL for a task without filters, as expected"}
+	case err == nil:
+		return result{found: true, detail: req + ": answered"}
+	case errors.Is(err, unix.EIO):
+		return result{detail: req + ": EIO (unknown request: no CONFIG_SECCOMP_FILTER or CONFIG_CHECKPOINT_RESTORE)"}
+	case errors.Is(err, unix.EACCES):
+		return result{detail: req + ": EACCES (needs CAP_SYS_ADMIN, and gocr not under seccomp)"}
 	default:
 		return result{detail: fmt.Sprintf("%s: %v", req, err)}
 	}

@@ -48,6 +48,21 @@ func Status(pid int) (TaskStatus, error) {
 	return st, nil
 }
 
+// ThreadStatus reads /proc/PID/task/TID/status: what is per thread
+// (credentials, NoNewPrivs, Seccomp, the signal mask) is the thread's own.
+func ThreadStatus(pid, tid int) (TaskStatus, error) {
+	name := "task/" + strconv.Itoa(tid) + "/status"
+	b, err := readFile(pid, name)
+	if err != nil {
+		return TaskStatus{}, err
+	}
+	st, err := ParseStatus(b)
+	if err != nil {
+		return TaskStatus{}, fmt.Errorf("parse %s: %w", path(pid, name), err)
+	}
+	return st, nil
+}
+
 // ParseStatus parses the text of a status file. Unknown keys are skipped, so
 // new kernel lines do not break it.
 func ParseStatus(b []byte) (TaskStatus, error) {

@@ -28,6 +28,8 @@ func TestMain(m *testing.M) {
 		}
 	case "threads":
 		helperThreads()
+	case "seccomp":
+		helperSeccomp()
 	case "signals":
 		c := make(chan os.Signal, 1)
 		signal.Notify(c, syscall.SIGUSR1)

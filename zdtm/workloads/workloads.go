@@ -47,6 +47,7 @@ func All() []lib.Workload {
 		SeqpacketShutdown,
 		Tmpfile,
 		Chroot,
+		SeccompTsync,
 	}
 }
 

@@ -16,6 +16,9 @@
 #   timens timens_outer timens_nested  static, one source: a time namespace
 #                the root made for its children, one the whole tree is in,
 #                and two (refused)
+#   seccomp_*    static, with seccomplib.h: strict mode, filters (and as
+#                seccomp_filter_suid without no_new_privs), per-thread
+#                chains, inherited chains, a refused dump of both modes
 set -eu
 out=${1:?usage: build.sh OUTDIR}
 src=$(cd "$(dirname "$0")" && pwd)
@@ -44,3 +47,8 @@ done
 $CC $CFLAGS -static -o "$out/timens" "$src/timens.c" "$src/zdtmlib.c"
 $CC $CFLAGS -DTIMENS_OUTER -static -o "$out/timens_outer" "$src/timens.c" "$src/zdtmlib.c"
 $CC $CFLAGS -DTIMENS_NESTED -static -o "$out/timens_nested" "$src/timens.c" "$src/zdtmlib.c"
+for t in seccomp_strict seccomp_filter seccomp_filter_inherit seccomp_refused; do
+	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
+done
+$CC $CFLAGS -DFILTER_SUID -static -o "$out/seccomp_filter_suid" "$src/seccomp_filter.c" "$src/zdtmlib.c"
+$CC $CFLAGS -static -pthread -o "$out/seccomp_filter_threads" "$src/seccomp_filter_threads.c" "$src/zdtmlib.c"
