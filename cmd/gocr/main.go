@@ -75,6 +75,7 @@ var restoreOpts = append([]option{
 	{"l", "file-locks", false, "take again the file locks the images hold (needed when they hold any)", false},
 	{"", "tcp-established", false, "accepted, as criu's: the images say which connections to rebuild", false},
 	{"", "tcp-close", false, "restore established TCP connections closed (shut down both ways)", false},
+	{"", "skip-in-flight", false, "accepted, as criu's: a dump option (the images hold no connection not accepted yet)", false},
 }, commonOpts...)
 
 var checkOpts = append([]option{
