@@ -29,11 +29,11 @@ import (
 var GuestModules = []string{"virtio_console", "virtio_pci"}
 
 // OptionalGuestModules are loaded when the kernel ships them: features the
-// engine uses that Debian builds as modules on some kernels (unix_diag on
-// 5.10 and 6.1), and the guest has no modprobe to load them on demand. A
-// kernel without one runs the suite with the workloads that need it
-// skipped, the feature named.
-var OptionalGuestModules = []string{"unix_diag"}
+// engine uses that Debian builds as modules on some kernels (unix_diag,
+// udp_diag and nf_tables, for the network lock, on 5.10 and 6.1), and the
+// guest has no modprobe to load them on demand. A kernel without one runs
+// the suite with the workloads that need it skipped, the feature named.
+var OptionalGuestModules = []string{"unix_diag", "inet_diag", "udp_diag", "nf_tables"}
 
 // Options of a run.
 type Options struct {

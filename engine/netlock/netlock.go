@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -33,8 +34,12 @@ type Conn struct {
 func TableName(pid int) string { return fmt.Sprintf("gocr-lock-%d", pid) }
 
 // connect opens an nftables netlink connection in the network namespace
-// of file netns ("" for gocr's own).
+// of file netns ("" for gocr's own). A kernel without nf_tables is told
+// apart first: the netlink library panics on a socket it could not make.
 func connect(netns string) (*nftables.Conn, func(), error) {
+	if err := haveNetfilter(netns); err != nil {
+		return nil, nil, err
+	}
 	if netns == "" {
 		c, err := nftables.New()
 		if err != nil {
@@ -52,6 +57,37 @@ func connect(netns string) (*nftables.Conn, func(), error) {
 		return nil, nil, fmt.Errorf("nftables in %s: %w", netns, err)
 	}
 	return c, func() { c.CloseLasting(); unix.Close(fd) }, nil //nolint:errcheck
+}
+
+// haveNetfilter makes and closes a NETLINK_NETFILTER socket in netns.
+func haveNetfilter(netns string) error {
+	try := func() error {
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+		if err != nil {
+			return fmt.Errorf("nftables: no netfilter netlink here (nf_tables not loaded?): %w", err)
+		}
+		return unix.Close(fd)
+	}
+	if netns == "" {
+		return try()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends in the namespace it joined
+		fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("network namespace %s: %w", netns, err)
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			errc <- fmt.Errorf("join network namespace %s: %w", netns, err)
+			return
+		}
+		errc <- try()
+	}()
+	return <-errc
 }
 
 // Add locks conns in the table name of netns, making it if needed.
