@@ -75,7 +75,7 @@ server-deps:
 proto:
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	cd engine/image/gocrpb && protoc --plugin=protoc-gen-go=$(CURDIR)/bin/protoc-gen-go \
-		--go_out=. --go_opt=paths=source_relative mqueue.proto
+		--go_out=. --go_opt=paths=source_relative mqueue.proto pidfd.proto
 
 vet:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt: files above need formatting"; exit 1; }

@@ -124,6 +124,7 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	if err == nil {
 		d.files.UserMaps = d.userns
 		d.files.NetNsID, d.files.UserNS = uint32(d.nsIDs["net"]), d.userns
+		d.files.VPid = d.processVPid
 		if !o.NoNetworkLock {
 			root := int(d.vpidOf(o.Pid))
 			d.files.LockName = netlock.TableName(root)
@@ -195,6 +196,18 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 	// A dumped tree is killed, as criu does without --leave-running.
 	d.kill()
 	return nil
+}
+
+// processVPid numbers a process of the tree as the images do; a pid that
+// is no process of the tree (a thread other than a leader too: restore
+// makes threads after files) is not found.
+func (d *dumper) processVPid(host int) (int, bool) {
+	for _, p := range d.procs {
+		if p.pid == host {
+			return int(d.vpidOf(host)), true
+		}
+	}
+	return 0, false
 }
 
 // checkRestorable runs restore's own checks (checkImages) over the images

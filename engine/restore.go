@@ -40,6 +40,7 @@ import (
 	"github.com/gocr/gocr/engine/fault"
 	"github.com/gocr/gocr/engine/files"
 	"github.com/gocr/gocr/engine/image"
+	"github.com/gocr/gocr/engine/image/gocrpb"
 	"github.com/gocr/gocr/engine/mem"
 	"github.com/gocr/gocr/engine/mount"
 	"github.com/gocr/gocr/engine/netlock"
@@ -135,6 +136,7 @@ type restoreImages struct {
 	files     []*fdinfo.FileEntry
 	fileByID  map[uint32]*fdinfo.FileEntry
 	remaps    map[uint32]*remap.RemapFilePathEntry // by orig_id: what stands in for deleted files
+	pidfds    map[uint32]*gocrpb.PidfdEntry        // gocr-pidfds.img, by file id
 	pipeData  map[uint32][]byte
 	pipeSize  map[uint32]int // capacities, where pipes-data.img has them
 	fifoSize  map[uint32]int
@@ -298,6 +300,8 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	r.fr.FifoData = r.img.fifoData
 	r.fr.PipeSize, r.fr.FifoSize = r.img.pipeSize, r.img.fifoSize
 	r.fr.MqueueFiles = r.img.ns.mqFiles
+	r.fr.Pidfds = r.img.pidfds
+	r.fr.HostPid = func(vpid int) (int, bool) { h, ok := r.hostTid[vpid]; return h, ok }
 	r.fr.Mounts = r.mounts
 	r.fr.ShellJob = o.ShellJob
 	if r.fr.TtyInfos, err = r.ttyInfosOutside(); err != nil {
@@ -415,6 +419,13 @@ func readRestoreImages(dir *image.Dir) (*restoreImages, error) {
 		}
 	}
 	if img.remaps, err = readRemaps(dir, img); err != nil {
+		return nil, err
+	}
+	if img.pidfds, err = files.ReadPidfds(dir,
+		func(id uint32) bool { return img.fileByID[id].GetExt() != nil },
+		func(pid int) bool {
+			return slices.ContainsFunc(tree, func(e *pstree.PstreeEntry) bool { return int(e.GetPid()) == pid })
+		}); err != nil {
 		return nil, err
 	}
 	if dir.Exists(image.SeccompFile) {

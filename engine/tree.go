@@ -447,6 +447,9 @@ func (d *dumper) writeTreeImages() error {
 	if err := d.writeSkQueues(); err != nil {
 		return err
 	}
+	if err := d.files.WritePidfds(d.dir); err != nil {
+		return err
+	}
 	if !d.seccomp.Empty() {
 		if err := d.dir.WriteOne(image.Seccomp, image.SeccompFile, d.seccomp.Entry()); err != nil {
 			return err

@@ -108,6 +108,10 @@ type Set struct {
 	// inetDiag is what sock_diag says of the inet sockets of a network
 	// namespace, family and protocol, read on first use.
 	inetDiag map[string]map[uint32]*sockdiag.Inet
+	// Pidfds are the tree's open pidfds, by the processes they name;
+	// VPid numbers a process as the images do (false: not in the tree).
+	Pidfds []*gocrpb.PidfdEntry
+	VPid   func(hostPid int) (int, bool)
 	// Mqueues collects the tree's open POSIX message queues (and the
 	// unlinked queues of the tree's own ipc namespace they keep).
 	Mqueues *ns.Mqueues
@@ -304,6 +308,9 @@ func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	case t == "anon_inode:[timerfd]":
 		id, err := s.dumpTimerfd(pid, fd)
 		return id, fdinfo.FdTypes_TIMERFD, err
+	case t == "anon_inode:[pidfd]":
+		id, err := s.dumpPidfd(fd)
+		return id, fdinfo.FdTypes_EXT, err
 	case t == "anon_inode:inotify":
 		id, err := s.dumpInotify(pid, fd)
 		return id, fdinfo.FdTypes_INOTIFY, err
@@ -419,7 +426,11 @@ type Restorer struct {
 	// MqueueFds gocr's fds of those of the tree's own ipc namespace,
 	// opened when it was restored (ns.RestoreIPC), by file id.
 	MqueueFiles map[uint32]*gocrpb.MqueueFileEntry
-	MqueueFds   map[uint32]int
+	// Pidfds are the open pidfds (EXT files), by file id; HostPid gives
+	// the restored process of a pid of the tree.
+	Pidfds    map[uint32]*gocrpb.PidfdEntry
+	HostPid   func(vpid int) (int, bool)
+	MqueueFds map[uint32]int
 }
 
 // NewRestorer indexes the file entries of files.img.
@@ -480,6 +491,8 @@ func (r *Restorer) Open(id uint32) (int, error) {
 		fd, err = r.openUnix(e)
 	case e.Isk != nil:
 		fd, err = r.openInet(e)
+	case e.Ext != nil && r.Pidfds[id] != nil:
+		fd, err = r.openPidfd(r.Pidfds[id])
 	case e.Ext != nil:
 		fd, err = r.openMqueue(id)
 	default:

@@ -65,6 +65,7 @@ const (
 	// magics are gocr's (gocrMagics) and their messages engine/image/gocrpb.
 	GocrMqueue      // gocr-mqueue-<ipc ns id>.img: POSIX message queues, each + its messages
 	GocrMqueueFiles // gocr-mqueue-files.img: open message queues
+	GocrPidfds      // gocr-pidfds.img: open pidfds
 	lastKind
 )
 
@@ -202,6 +203,8 @@ func kindInfo(k Kind) (info, bool) {
 		return i, true
 	case GocrMqueueFiles:
 		return one("gocr-mqueue-files", "GOCR_MQUEUE_FILES", "gocr.mqueue_file_entry"), true
+	case GocrPidfds:
+		return one("gocr-pidfds", "GOCR_PIDFDS", "gocr.pidfd_entry"), true
 	}
 	return info{}, false
 }
@@ -230,6 +233,7 @@ func Kinds() []Kind {
 var gocrMagics = map[string]uint32{
 	"GOCR_MQUEUE":       0x52434f47,
 	"GOCR_MQUEUE_FILES": 0x51434f47,
+	"GOCR_PIDFDS":       0x50434f47, // "GOCP"
 }
 
 // loadMagics is go-criu's magic table with gocr's own added.

@@ -58,6 +58,9 @@ const (
 	// GocrMqueueFilesFile is gocr's own: the open POSIX message queues
 	// (gocrpb.MqueueFileEntry), which files.img lists as EXT files.
 	GocrMqueueFilesFile = "gocr-mqueue-files.img"
+	// GocrPidfdsFile is gocr's own: the open pidfds (gocrpb.PidfdEntry),
+	// which files.img lists as EXT files.
+	GocrPidfdsFile = "gocr-pidfds.img"
 )
 
 // Per-task images, named by thread id (core) or process id.

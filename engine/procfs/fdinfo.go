@@ -27,6 +27,10 @@ type FdInfoData struct {
 	Inotify  []InotifyWatch
 	// Locks are the raw "lock:" lines (a /proc/locks line each).
 	Locks []string
+	// PidfdPid is a pidfd's process ("Pid:", in the pid namespace of the
+	// /proc read; -1 once it has exited and been reaped); nil for any
+	// other file.
+	PidfdPid *int
 	// Other keeps lines no field above took (fanotify, pidfd, tty, ...).
 	Other []string
 }
@@ -143,6 +147,11 @@ func ParseFdInfo(b []byte) (FdInfoData, error) {
 			fi.TtyIndex, err = atoi(v)
 		case "lock":
 			fi.Locks = append(fi.Locks, v)
+		case "Pid":
+			var n int
+			if n, err = strconv.Atoi(v); err == nil {
+				fi.PidfdPid = &n
+			}
 		case "eventfd-count":
 			fi.eventFd().Count, err = parseUint(v, 16)
 		case "eventfd-id":

@@ -126,10 +126,25 @@ func (t *T) finish(verdict string, code int) {
 	os.Exit(code)
 }
 
+// SleeperArg makes the workload binary a plain child for workloads that
+// need one to start with os/exec: it waits for SIGTERM and exits 7.
+const SleeperArg = "--zdtm-sleeper"
+
+func sleeper() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGTERM)
+	runtime.GC() // the runtime's threads are all there before the dump looks
+	<-c
+	os.Exit(7)
+}
+
 // Main runs the workload named by os.Args[1] (multi-call binary) or, when
 // only one workload is given, that one. It never returns.
 func Main(workloads ...Workload) {
 	args := os.Args[1:]
+	if len(args) == 1 && args[0] == SleeperArg {
+		sleeper()
+	}
 	var w *Workload
 	switch {
 	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):

@@ -18,6 +18,7 @@ func All() []lib.Workload {
 		TCPBacklogRefused,
 		UDPQueueRefused,
 		TCPClose,
+		PidfdChild,
 		RedisServer,
 		NginxServer,
 		Threads,

@@ -1,0 +1,97 @@
+package workloads
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gocr/gocr/zdtm/lib"
+)
+
+// PidfdChild starts a child with os/exec, which keeps a pidfd of it (Go
+// 1.23 and later), and opens one more itself with pidfd_open. After the
+// restore the pidfd must still name the child (its fdinfo's Pid, a signal
+// 0 through it), must not poll readable while the child lives, and Go's
+// os.Process, which signals and waits through its pidfd, must end the
+// child with SIGTERM and see it exit with status 7.
+var PidfdChild = lib.Workload{Name: "pidfd_child", Run: func(t *lib.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, lib.SleeperArg)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	child := cmd.Process.Pid
+	pidfd, err := unix.PidfdOpen(child, 0)
+	if err != nil {
+		cmd.Process.Kill() //nolint:errcheck
+		t.Fatal(err)
+	}
+	fail := func(format string, args ...any) {
+		cmd.Process.Kill() //nolint:errcheck
+		t.Fail(format, args...)
+	}
+	// The child, a Go program too, starts its runtime's threads first:
+	// the harness compares the tree's threads before and after.
+	time.Sleep(300 * time.Millisecond)
+	t.Ready()
+	t.WaitSignal()
+
+	info, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", pidfd))
+	if err != nil {
+		fail("fdinfo of the pidfd: %v", err)
+	}
+	var got int
+	for _, line := range splitLines(string(info)) {
+		if n, _ := fmt.Sscanf(line, "Pid:\t%d", &got); n == 1 {
+			break
+		}
+	}
+	if got != child {
+		fail("the pidfd names pid %d, want the child %d (fdinfo %q)", got, child, info)
+	}
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+		fail("signal 0 through the pidfd: %v", err)
+	}
+	p := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(p, 0); err != nil || n != 0 {
+		fail("the pidfd polls %d (%v, revents %#x) while the child lives", n, err, p[0].Revents)
+	}
+	if err := cmd.Process.Signal(unix.SIGTERM); err != nil {
+		fail("os.Process.Signal: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+			t.Fail("the child ended with %v, want exit status 7", err)
+		}
+	case <-time.After(10 * time.Second):
+		fail("the child did not end on SIGTERM")
+	}
+	t.Pass()
+}}
+
+func splitLines(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		out = append(out, s[:i])
+		if i < len(s) {
+			i++
+		}
+		s = s[i:]
+	}
+	return out
+}
