@@ -176,6 +176,9 @@ func runSpec(w harness.Workload, flavor, mode string) {
 	if w.Desc.Arch != "" && w.Desc.Arch != map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH] {
 		Skip(fmt.Sprintf("workload is for %s only", w.Desc.Arch))
 	}
+	if w.Desc.HasFlag("reqcr") && !engine.Checkpoints() {
+		Skip(fmt.Sprintf("engine %s does not checkpoint: the workload checks what a restore does (%s)", engine.Name(), strings.Join(w.Desc.Opts, " ")))
+	}
 	ctx := context.Background()
 	for _, f := range w.Desc.Features {
 		if ok, why := engine.HasFeature(ctx, f); !ok {

@@ -15,7 +15,7 @@ import (
 //	{'flavor': 'h ns', 'flags': 'suid excl', 'feature': 'pagemap-scan', 'timeout': '60'}
 type Desc struct {
 	Flavors  []string // flavors the workload can run in; all when empty
-	Flags    []string // suid, excl, crfail, noauto, ...
+	Flags    []string // suid, excl, crfail, noauto, reqcr (checks what only a restore does: skipped with engine none), ...
 	Features []string // kernel features it needs (names of `gocr check`)
 	Opts     []string // extra engine options for dump and restore
 	// DumpOpts and RestoreOpts are options of one of the two only
