@@ -31,7 +31,7 @@ func TestDumpRefusesWhatRestoreWould(t *testing.T) {
 	defer cmd.Wait()
 	defer cmd.Process.Kill()
 	var zombie int
-	for deadline := time.Now().Add(10 * time.Second); zombie == 0; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); zombie == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no zombie child appeared")
 		}
