@@ -19,8 +19,10 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -29,6 +31,9 @@ import (
 type Conn struct {
 	Local, Peer netip.AddrPort
 }
+
+// ioTimeout bounds each exchange with the kernel's nftables.
+const ioTimeout = 5 * time.Second
 
 // TableName is the table of the lock of the tree whose root is pid.
 func TableName(pid int) string { return fmt.Sprintf("gocr-lock-%d", pid) }
@@ -40,8 +45,13 @@ func connect(netns string) (*nftables.Conn, func(), error) {
 	if err := haveNetfilter(netns); err != nil {
 		return nil, nil, err
 	}
+	// Every answer within a deadline: a kernel that does not answer one
+	// of the batch's messages fails the lock instead of hanging the dump.
+	deadline := nftables.WithSockOptions(func(c *netlink.Conn) error {
+		return c.SetDeadline(time.Now().Add(ioTimeout))
+	})
 	if netns == "" {
-		c, err := nftables.New()
+		c, err := nftables.New(deadline)
 		if err != nil {
 			return nil, nil, fmt.Errorf("nftables: %w", err)
 		}
@@ -51,7 +61,7 @@ func connect(netns string) (*nftables.Conn, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("network namespace %s: %w", netns, err)
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(fd))
+	c, err := nftables.New(nftables.WithNetNSFd(fd), deadline)
 	if err != nil {
 		unix.Close(fd)
 		return nil, nil, fmt.Errorf("nftables in %s: %w", netns, err)
