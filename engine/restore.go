@@ -678,6 +678,9 @@ func checkImages(dir *image.Dir, o RestoreOptions, mounts *mount.Set) (*restoreI
 	if err := checkTaskAttrs(img); err != nil {
 		return nil, err
 	}
+	if err := checkPosixTimers(img); err != nil {
+		return nil, err
+	}
 	if img.nlocks > 0 && !o.FileLocks {
 		return nil, fmt.Errorf("the images hold %d file locks (%s): restore with --file-locks to take them again", img.nlocks, image.FileLocksFile)
 	}
@@ -840,6 +843,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"restore process state", "process", each((*procRestorer).restoreProcess)},
 		{"remove ghost files", "", r.fr.RemoveGhosts}, // every process has what it needs of them
 		{"create threads", "threads", each((*procRestorer).createThreads)},
+		{"restore POSIX timers", "", each((*procRestorer).restorePosixTimers)}, // after the threads: SIGEV_THREAD_ID needs its own
 		{"restore thread state", "thread-state", each((*procRestorer).restoreThreads)},
 		{"resume", "", r.finish}, // its points are inside
 	}

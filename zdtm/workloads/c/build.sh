@@ -10,6 +10,7 @@
 #   ghost_small  static
 #   signalfd timerfd inotify memfd eventfd_tree  static: fd kinds
 #   stopped      static: children in job-control stop
+#   posix_timers static, with a thread: POSIX timers of every kind
 #   unix_*       static: unix sockets (pairs, bound datagrams, a listener,
 #                an fd in flight that the dump must refuse)
 #   sysv_shm sysv_sem sysv_msg posix_mq   static: SysV IPC and POSIX message queues
@@ -44,3 +45,4 @@ done
 $CC $CFLAGS -static -o "$out/timens" "$src/timens.c" "$src/zdtmlib.c"
 $CC $CFLAGS -DTIMENS_OUTER -static -o "$out/timens_outer" "$src/timens.c" "$src/zdtmlib.c"
 $CC $CFLAGS -DTIMENS_NESTED -static -o "$out/timens_nested" "$src/timens.c" "$src/zdtmlib.c"
+$CC $CFLAGS -static -pthread -o "$out/posix_timers" "$src/posix_timers.c" "$src/zdtmlib.c"
