@@ -733,6 +733,9 @@ func (d *dumper) injectDump(p *procDump, insn uint64, threads []*threadState, e 
 		return nil, err
 	}
 	tc.ChildSubreaper = ptr(uint32(sub) != 0)
+	if err := dumpMMState(t, e, tc); err != nil {
+		return nil, err
+	}
 	if err := d.at("syscalls"); err != nil {
 		return nil, err
 	}

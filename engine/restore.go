@@ -681,6 +681,9 @@ func checkImages(dir *image.Dir, o RestoreOptions, mounts *mount.Set) (*restoreI
 	if err := checkPosixTimers(img); err != nil {
 		return nil, err
 	}
+	if err := checkMMState(img); err != nil {
+		return nil, err
+	}
 	if img.nlocks > 0 && !o.FileLocks {
 		return nil, fmt.Errorf("the images hold %d file locks (%s): restore with --file-locks to take them again", img.nlocks, image.FileLocksFile)
 	}
@@ -1424,6 +1427,9 @@ func (r *procRestorer) restoreProcess() error {
 		return err
 	}
 	if err := r.restoreItimers(tc); err != nil {
+		return err
+	}
+	if err := r.restoreMMState(); err != nil {
 		return err
 	}
 	if img.fs.Umask != nil {

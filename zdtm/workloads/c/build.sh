@@ -13,6 +13,7 @@
 #   posix_timers static, with a thread: POSIX timers of every kind
 #   vma_flags vma_flags_refused  static, one source: mlock and madvise
 #                flags of VMAs, and a VMA locked on fault (refused)
+#   prctl_state  static, with a thread: prctl and membarrier state
 #   unix_*       static: unix sockets (pairs, bound datagrams, a listener,
 #                an fd in flight that the dump must refuse)
 #   sysv_shm sysv_sem sysv_msg posix_mq   static: SysV IPC and POSIX message queues
@@ -50,3 +51,4 @@ $CC $CFLAGS -DTIMENS_NESTED -static -o "$out/timens_nested" "$src/timens.c" "$sr
 $CC $CFLAGS -static -pthread -o "$out/posix_timers" "$src/posix_timers.c" "$src/zdtmlib.c"
 $CC $CFLAGS -static -o "$out/vma_flags" "$src/vma_flags.c" "$src/zdtmlib.c"
 $CC $CFLAGS -DREFUSED -static -o "$out/vma_flags_refused" "$src/vma_flags.c" "$src/zdtmlib.c"
+$CC $CFLAGS -static -pthread -o "$out/prctl_state" "$src/prctl_state.c" "$src/zdtmlib.c"
