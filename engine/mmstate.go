@@ -14,8 +14,8 @@ import (
 
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
-	"google.golang.org/protobuf/encoding/protowire"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/gocr/gocr/engine/remote"
 )
