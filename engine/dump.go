@@ -751,6 +751,9 @@ func (d *dumper) injectDump(p *procDump, insn uint64, threads []*threadState, e 
 		its[which] = &timer.ItimerEntry{Isec: &v[0], Iusec: &v[1], Vsec: &v[2], Vusec: &v[3]}
 	}
 	tc.Timers = &timer.TaskTimersEntry{Real: its[0], Virt: its[1], Prof: its[2]}
+	if tc.Timers.Posix, err = d.dumpPosixTimers(t, pid); err != nil {
+		return nil, err
+	}
 	brk, err := t.Syscall(unix.SYS_BRK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("brk: %w", err)
@@ -774,6 +777,9 @@ func (d *dumper) injectDump(p *procDump, insn uint64, threads []*threadState, e 
 		return nil, err
 	}
 	tc.ChildSubreaper = ptr(uint32(sub) != 0)
+	if err := dumpMMState(t, e, tc); err != nil {
+		return nil, err
+	}
 	if err := d.at("syscalls"); err != nil {
 		return nil, err
 	}

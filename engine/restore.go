@@ -738,6 +738,12 @@ func checkImages(dir *image.Dir, o RestoreOptions, mounts *mount.Set) (*restoreI
 	if err := checkTaskAttrs(img); err != nil {
 		return nil, err
 	}
+	if err := checkPosixTimers(img); err != nil {
+		return nil, err
+	}
+	if err := checkMMState(img); err != nil {
+		return nil, err
+	}
 	if img.nlocks > 0 && !o.FileLocks {
 		return nil, fmt.Errorf("the images hold %d file locks (%s): restore with --file-locks to take them again", img.nlocks, image.FileLocksFile)
 	}
@@ -900,6 +906,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		{"restore process state", "process", each((*procRestorer).restoreProcess)},
 		{"remove ghost files", "", r.fr.RemoveGhosts}, // every process has what it needs of them
 		{"create threads", "threads", each((*procRestorer).createThreads)},
+		{"restore POSIX timers", "", each((*procRestorer).restorePosixTimers)}, // after the threads: SIGEV_THREAD_ID needs its own
 		{"restore thread state", "thread-state", each((*procRestorer).restoreThreads)},
 		{"remove the network lock", "", r.unlockNetwork},
 		{"restore seccomp", "", each((*procRestorer).restoreSeccomp)}, // last: see seccomp.go
@@ -1491,6 +1498,9 @@ func (r *procRestorer) restoreProcess() error {
 		return err
 	}
 	if err := r.restoreItimers(tc); err != nil {
+		return err
+	}
+	if err := r.restoreMMState(); err != nil {
 		return err
 	}
 	if img.fs.Umask != nil {

@@ -23,6 +23,8 @@ func TestSizes(t *testing.T) {
 		{"siginfo_t", unsafe.Sizeof(Siginfo{}), 128},
 		{"kernel sigaction", unsafe.Sizeof(KernelSigaction{}), 32},
 		{"stack_t", unsafe.Sizeof(StackT{}), 24},
+		{"struct sigevent", unsafe.Sizeof(Sigevent{}), 64},
+		{"struct itimerspec", unsafe.Sizeof(Itimerspec{}), 32},
 		{"struct termios", unsafe.Sizeof(Termios{}), 36}, // 4 flags, c_line, c_cc[19]
 		{"struct winsize", unsafe.Sizeof(Winsize{}), 8},
 		{"ipc64_perm", unsafe.Sizeof(IpcPerm{}), 48},

@@ -83,3 +83,21 @@ const (
 
 // SigBit is the bit of signal sig in a kernel sigset.
 func SigBit(sig int) uint64 { return 1 << (uint(sig) - 1) }
+
+// Sigevent is struct sigevent as timer_create(2) takes it (64 bytes): the
+// value the signal carries, its number, how it is delivered
+// (SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID|SIGEV_SIGNAL) and, with
+// SIGEV_THREAD_ID, the thread it goes to.
+type Sigevent struct {
+	Value  uint64
+	Signo  int32
+	Notify int32
+	Tid    int32
+	_      [44]byte
+}
+
+// Itimerspec is struct itimerspec of timer_settime(2) and timer_gettime(2).
+type Itimerspec struct {
+	IntervalSec, IntervalNsec int64
+	ValueSec, ValueNsec       int64
+}

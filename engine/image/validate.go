@@ -25,6 +25,7 @@ const (
 	protMask      = 0x1 | 0x2 | 0x4 // PROT_READ|PROT_WRITE|PROT_EXEC
 	mapShared     = 0x01
 	mapPrivate    = 0x02
+	mapDroppable  = 0x08 // MAP_DROPPABLE (6.11): private memory the kernel may free
 	mapTypeMask   = 0x0f
 	mapAllowed    = mapShared | mapPrivate | 0x20 /*ANONYMOUS*/ | 0x100 /*GROWSDOWN*/ | 0x2000 /*LOCKED*/ | 0x4000 /*NORESERVE*/ | 0x8000 /*POPULATE*/ | 0x20000 /*STACK*/ | 0x40000 /*HUGETLB*/ | 0x3f<<26 /*huge page size*/
 	vmaAreaVsys   = 1 << 2
@@ -36,7 +37,7 @@ const (
 // ValidateMM checks an mm image's VMAs and address-space fields: VMAs
 // page-aligned, non-empty, inside user space (or exactly the legacy
 // vsyscall page), sorted and disjoint, with known prot and flag bits and
-// exactly one of MAP_SHARED and MAP_PRIVATE.
+// exactly one of MAP_SHARED, MAP_PRIVATE and MAP_DROPPABLE.
 func ValidateMM(file string, m *mm.MmEntry) error {
 	end := DefaultLimits().UserSpaceEnd
 	bad := func(field, format string, args ...any) error {
@@ -65,8 +66,8 @@ func ValidateMM(file string, m *mm.MmEntry) error {
 			return bad(f("prot"), "%#x: unknown bits", v.GetProt())
 		case v.GetFlags()&^mapAllowed != 0:
 			return bad(f("flags"), "%#x: unknown bits %#x", v.GetFlags(), v.GetFlags()&^mapAllowed)
-		case mapType != mapShared && mapType != mapPrivate:
-			return bad(f("flags"), "%#x: needs exactly one of MAP_SHARED and MAP_PRIVATE", v.GetFlags())
+		case mapType != mapShared && mapType != mapPrivate && mapType != mapDroppable:
+			return bad(f("flags"), "%#x: needs exactly one of MAP_SHARED, MAP_PRIVATE and MAP_DROPPABLE", v.GetFlags())
 		case v.GetStatus()&vmaUnsupp != 0:
 			return bad(f("status"), "%#x: VMA marked unsupported at dump", v.GetStatus())
 		case v.GetStatus()&(vmaFilePriv|vmaFileShared) != 0 && v.GetPgoff()%PageSize != 0:

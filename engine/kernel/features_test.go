@@ -43,6 +43,11 @@ func TestProbeThisHost(t *testing.T) {
 			t.Errorf("Require(%s): %v", name, err)
 		}
 	}
+	if f.Kernel.AtLeast(Version{6, 15, 0}) {
+		if err := Require(f, "timer-restore-ids"); err != nil {
+			t.Errorf("Require(timer-restore-ids) on %s: %v", f.Release, err)
+		}
+	}
 	if f.Kernel.AtLeast(Version{6, 17, 0}) {
 		if err := Require(f, "mremap-multi-vma"); err != nil {
 			t.Errorf("Require(mremap-multi-vma) on %s: %v", f.Release, err)

@@ -196,3 +196,15 @@ func probePidfdGetfd(*probeEnv) (bool, string) {
 	unix.Close(fd)
 	return true, "pidfd_getfd works"
 }
+
+// probeTimerRestoreIDs asks prctl(PR_TIMER_CREATE_RESTORE_IDS, GET) for
+// this process's mode: a kernel that knows the prctl answers 0 or 1, one
+// that does not EINVAL. In that mode timer_create takes the id in
+// *created_timer_id instead of choosing one.
+func probeTimerRestoreIDs(*probeEnv) (bool, string) {
+	r, err := unix.PrctlRetInt(unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0)
+	if err != nil {
+		return false, fmt.Sprintf("prctl PR_TIMER_CREATE_RESTORE_IDS GET: %v", err)
+	}
+	return true, fmt.Sprintf("prctl PR_TIMER_CREATE_RESTORE_IDS GET: %d", r)
+}

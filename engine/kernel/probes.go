@@ -27,6 +27,7 @@ var probes = []probe{
 	{"kcmp", "3.5", "files, fs and signal handlers shared between tasks go unnoticed", false, probeKcmp},
 	{"memfd", "3.17", "memfd files and mappings cannot be restored", false, probeMemfd},
 	{"timerfd-set-ticks", "3.17", "timerfds with expirations not yet read cannot be restored", true, probeTimerfdSetTicks},
+	{"timer-restore-ids", "6.15", "POSIX timers get their ids back only by creating them in order with stand-ins for the gaps: ids above a bound are refused at dump", true, probeTimerRestoreIDs},
 	{"eventfd-semaphore", "6.6", "an eventfd in semaphore mode (EFD_SEMAPHORE) is not told apart: it comes back as a plain counter", true, probeEventfdSemaphore},
 	{"inotify-setnextwd", "4.16", "inotify watch descriptors are matched by adding and removing stand-in watches", true, probeInotifySetNextWd},
 	{"map-files", "3.3", "mappings of deleted or unreachable files cannot be reopened", false, probeMapFiles},

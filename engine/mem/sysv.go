@@ -45,7 +45,9 @@ func dumpSysVVMA(v procfs.VMA, e *vma.VmaEntry) (*vma.VmaEntry, error) {
 	}
 	e.Flags, e.Status, e.Fdflags = &flags, &status, &fdflags
 	e.Shmid, e.Pgoff = ptr(v.Inode), ptr(v.Offset)
-	setMadv(v, e)
+	if err := setVmFlags(v, e); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -144,6 +146,9 @@ func (a *sysvAttachment) attach(t *remote.Task, pid int) error {
 			}
 		}
 		if err := advise(t, e.GetStart(), e.GetEnd(), e.GetMadv()); err != nil {
+			return err
+		}
+		if err := lock(t, e); err != nil {
 			return err
 		}
 	}

@@ -42,6 +42,81 @@ var madvFlags = []struct {
 	{procfs.VmNoHugePage, unix.MADV_NOHUGEPAGE},
 	{procfs.VmMergeable, unix.MADV_MERGEABLE},
 	{procfs.VmWipeOnFork, unix.MADV_WIPEONFORK},
+	{procfs.VmSeqRead, unix.MADV_SEQUENTIAL},
+	{procfs.VmRandRead, unix.MADV_RANDOM},
+}
+
+// mapFlags are the VmFlags CRIU's vma_entry keeps among the MAP_* flags
+// (criu/proc_parse.c): mmap takes them back, but for MAP_LOCKED, which
+// restore sets by an mlock once the VMA is mapped (MapVMA).
+var mapFlags = []struct {
+	flag procfs.VmFlags
+	mmap uint32
+}{
+	{procfs.VmLocked, unix.MAP_LOCKED},
+	{procfs.VmNoReserve, unix.MAP_NORESERVE},
+}
+
+// refusedFlags are the VmFlags of an ordinary mapping (not the vdso, vvar
+// or vsyscall page, which the kernel makes) that restore cannot give
+// back: the dump refuses the VMA, naming the flag, rather than bring it
+// back without it.
+var refusedFlags = []struct {
+	flag procfs.VmFlags
+	name string
+	what string
+}{
+	{procfs.VmPFNMap, "pf", "raw page frames of a driver (VM_PFNMAP)"},
+	{procfs.VmIO, "io", "device memory (VM_IO)"},
+	{procfs.VmDontExpand, "de", "a driver's mapping that cannot grow (VM_DONTEXPAND)"},
+	{procfs.VmMixedMap, "mm", "a driver's mixed mapping (VM_MIXEDMAP)"},
+	{procfs.VmArch1, "ar", "an architecture-specific mapping (VM_ARCH_1)"},
+	{procfs.VmSync, "sf", "synchronous page faults (MAP_SYNC on DAX)"},
+	{procfs.VmHugeTLB, "ht", "huge pages (hugetlbfs, MAP_HUGETLB)"},
+	{procfs.VmUffdMissing, "um", "a userfaultfd registration (missing pages)"},
+	{procfs.VmUffdWP, "uw", "a userfaultfd registration (write-protect)"},
+	{procfs.VmUffdMinor, "ui", "a userfaultfd registration (minor faults)"},
+	{procfs.VmShadowStack, "ss", "a shadow stack"},
+	{procfs.VmSealed, "sl", "sealed memory (mseal)"},
+	{procfs.VmBTI, "bt", "branch target identification (arm64)"},
+	{procfs.VmMTE, "mt", "memory tagging (arm64)"},
+	{procfs.VmLockOnFault, "lf", "memory locked on fault (mlock2 MLOCK_ONFAULT), which CRIU's vma_entry cannot tell from mlock"},
+}
+
+// setVmFlags carries the VmFlags of an ordinary mapping into the image:
+// those mmap takes into flags, the madvise advice into madv; a flag
+// restore cannot give back, or one this gocr does not know (a newer
+// kernel's), refuses the VMA by name. MAP_DROPPABLE (6.11) replaces
+// MAP_PRIVATE, as CRIU records it.
+func setVmFlags(v procfs.VMA, e *vma.VmaEntry) error {
+	for _, r := range refusedFlags {
+		if v.Flags.Has(r.flag) {
+			return fmt.Errorf("VMA %#x-%#x (%s): VmFlags %s, %s: not supported", v.Start, v.End, vmaName(v), r.name, r.what)
+		}
+	}
+	if v.UnknownFlags != "" {
+		return fmt.Errorf("VMA %#x-%#x (%s): VmFlags %s: not known to this gocr, not supported", v.Start, v.End, vmaName(v), v.UnknownFlags)
+	}
+	flags := e.GetFlags()
+	for _, m := range mapFlags {
+		// Shared memory is the kernel's to account (shmem, SysV).
+		if v.Flags.Has(m.flag) && (m.mmap != unix.MAP_NORESERVE || flags&unix.MAP_SHARED == 0) {
+			flags |= m.mmap
+		}
+	}
+	if v.Flags.Has(procfs.VmDroppable) {
+		flags = flags&^unix.MAP_PRIVATE | unix.MAP_DROPPABLE
+	}
+	e.Flags = &flags
+	setMadv(v, e)
+	return nil
+}
+
+func vmaName(v procfs.VMA) string {
+	if v.Path == "" {
+		return "anonymous"
+	}
+	return v.Path
 }
 
 // FileIDs gives the image file id of the file behind a file mapping.
@@ -103,7 +178,12 @@ func DumpVMA(v procfs.VMA, fileID FileIDs) (*vma.VmaEntry, error) {
 		return nil, fmt.Errorf("VMA %#x-%#x (%s): special mapping gocr cannot restore", v.Start, v.End, v.Path)
 	}
 	e.Flags, e.Status = &flags, &status
-	setMadv(v, e)
+	if status&(AreaVDSO|AreaVVAR|AreaVsyscall) != 0 {
+		return e, nil // the kernel's, with the kernel's flags
+	}
+	if err := setVmFlags(v, e); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -130,7 +210,9 @@ func dumpFileVMA(v procfs.VMA, e *vma.VmaEntry, fileID FileIDs) (*vma.VmaEntry, 
 		status |= AreaMemfd
 	}
 	e.Flags, e.Status = &flags, &status
-	setMadv(v, e)
+	if err := setVmFlags(v, e); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -222,6 +304,7 @@ func MapVMA(t *remote.Task, e *vma.VmaEntry, fd int) error {
 	} else {
 		flags &^= unix.MAP_ANONYMOUS // shared anonymous memory comes as its shmem file
 	}
+	flags &^= unix.MAP_LOCKED // locked below, where a failure is named
 	got, err := t.Syscall(unix.SYS_MMAP, start, length, uint64(e.GetProt()), flags, uint64(int64(fd)), off)
 	if err != nil {
 		return fmt.Errorf("map VMA %#x-%#x (prot %#x flags %#x): %w", start, e.GetEnd(), e.GetProt(), flags, err)
@@ -229,7 +312,23 @@ func MapVMA(t *remote.Task, e *vma.VmaEntry, fd int) error {
 	if got != start {
 		return fmt.Errorf("map VMA %#x-%#x: mapped at %#x", start, e.GetEnd(), got)
 	}
-	return advise(t, start, e.GetEnd(), e.GetMadv())
+	if err := advise(t, start, e.GetEnd(), e.GetMadv()); err != nil {
+		return err
+	}
+	return lock(t, e)
+}
+
+// lock mlocks a VMA the image has locked (MAP_LOCKED in its flags). The
+// stub still has gocr's credentials, CAP_IPC_LOCK with them; without it
+// RLIMIT_MEMLOCK bounds what may be locked.
+func lock(t *remote.Task, e *vma.VmaEntry) error {
+	if e.GetFlags()&unix.MAP_LOCKED == 0 {
+		return nil
+	}
+	if _, err := t.Syscall(unix.SYS_MLOCK, e.GetStart(), e.GetEnd()-e.GetStart()); err != nil {
+		return fmt.Errorf("VMA %#x-%#x: mlock: %w", e.GetStart(), e.GetEnd(), err)
+	}
+	return nil
 }
 
 // UnmapExcept removes every mapping of the task (as /proc/PID/maps lists

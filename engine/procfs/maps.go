@@ -65,6 +65,10 @@ type VMA struct {
 	Path    string
 	Deleted bool
 	Flags   VmFlags
+	// UnknownFlags are the VmFlags mnemonics of smaps this package does
+	// not know, space-separated (a newer kernel's): the dump refuses them
+	// rather than lose what they stand for.
+	UnknownFlags string
 }
 
 // Len is the size of the mapping in bytes.

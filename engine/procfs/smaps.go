@@ -36,7 +36,8 @@ func ParseSmaps(b []byte) ([]VMA, error) {
 			if len(vmas) == 0 {
 				return fmt.Errorf("VmFlags before any mapping: %w", errSyntax)
 			}
-			vmas[len(vmas)-1].Flags = ParseVmFlags(string(line[len(vmFlagsKey):]))
+			v := &vmas[len(vmas)-1]
+			v.Flags, v.UnknownFlags = ParseVmFlagsUnknown(string(line[len(vmFlagsKey):]))
 			return nil
 		}
 		sp := bytes.IndexByte(line, ' ')

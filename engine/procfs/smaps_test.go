@@ -79,6 +79,14 @@ func TestParseVmFlags(t *testing.T) {
 	if !f.Has(VmGrowsDown|VmDontDump) || f.Has(VmShared) {
 		t.Errorf("Has wrong on %q", f)
 	}
+	f, unknown := ParseVmFlagsUnknown("rd wr zz lo lf dp qq")
+	if f.String() != "rd wr lo lf dp" || unknown != "zz qq" {
+		t.Errorf("ParseVmFlagsUnknown: %q, unknown %q", f.String(), unknown)
+	}
+	vmas, err := ParseSmaps([]byte("10-20 rw-p 00000000 00:00 0\nVmFlags: rd wr ac xx\n"))
+	if err != nil || len(vmas) != 1 || vmas[0].UnknownFlags != "xx" || vmas[0].Flags.String() != "rd wr ac" {
+		t.Errorf("ParseSmaps unknown flags: %+v, %v", vmas, err)
+	}
 }
 
 func TestParseSmapsRejects(t *testing.T) {
@@ -99,7 +107,9 @@ func FuzzParseSmaps(f *testing.F) {
 			return
 		}
 		for _, v := range vmas {
-			_ = v.Flags.String()
+			if back := ParseVmFlags(v.Flags.String()); back != v.Flags {
+				t.Errorf("flags %q do not parse back: %q", v.Flags, back)
+			}
 		}
 	})
 }

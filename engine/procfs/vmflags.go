@@ -47,6 +47,7 @@ const (
 	VmUffdMinor                       // ui
 	VmShadowStack                     // ss
 	VmSealed                          // sl
+	VmDroppable                       // dp (MAP_DROPPABLE, 6.11)
 )
 
 var vmFlagNames = map[string]VmFlags{
@@ -59,7 +60,7 @@ var vmFlagNames = map[string]VmFlags{
 	"wf": VmWipeOnFork, "dd": VmDontDump, "bt": VmBTI, "mt": VmMTE,
 	"sd": VmSoftDirty, "mm": VmMixedMap, "hg": VmHugePage, "nh": VmNoHugePage,
 	"mg": VmMergeable, "um": VmUffdMissing, "uw": VmUffdWP, "ui": VmUffdMinor,
-	"ss": VmShadowStack, "sl": VmSealed,
+	"ss": VmShadowStack, "sl": VmSealed, "dp": VmDroppable,
 }
 
 // vmFlagOrder lists the mnemonics in bit order for String.
@@ -67,16 +68,29 @@ var vmFlagOrder = []string{
 	"rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "pf", "dw", "lo",
 	"io", "sr", "rr", "dc", "de", "lf", "ac", "nr", "ht", "sf", "nl", "ar",
 	"wf", "dd", "bt", "mt", "sd", "mm", "hg", "nh", "mg", "um", "uw", "ui",
-	"ss", "sl",
+	"ss", "sl", "dp",
 }
 
 // ParseVmFlags parses the value of a VmFlags line ("rd wr mr mw me ac sd").
 func ParseVmFlags(s string) VmFlags {
-	var f VmFlags
-	for _, m := range strings.Fields(s) {
-		f |= vmFlagNames[m]
-	}
+	f, _ := ParseVmFlagsUnknown(s)
 	return f
+}
+
+// ParseVmFlagsUnknown parses a VmFlags value as ParseVmFlags does, and
+// also returns the mnemonics it does not know, space-separated ("" when
+// it knows them all).
+func ParseVmFlagsUnknown(s string) (VmFlags, string) {
+	var f VmFlags
+	var unknown []string
+	for _, m := range strings.Fields(s) {
+		if b, ok := vmFlagNames[m]; ok {
+			f |= b
+		} else {
+			unknown = append(unknown, m)
+		}
+	}
+	return f, strings.Join(unknown, " ")
 }
 
 // Has reports whether every flag in want is set.

@@ -10,6 +10,10 @@
 #   ghost_small  static
 #   signalfd timerfd inotify memfd eventfd_tree  static: fd kinds
 #   stopped      static: children in job-control stop
+#   posix_timers static, with a thread: POSIX timers of every kind
+#   vma_flags vma_flags_refused  static, one source: mlock and madvise
+#                flags of VMAs, and a VMA locked on fault (refused)
+#   prctl_state  static, with a thread: prctl and membarrier state
 #   unix_*       static: unix sockets (pairs, bound datagrams, a listener,
 #                an fd in flight that the dump must refuse)
 #   sysv_shm sysv_sem sysv_msg posix_mq   static: SysV IPC and POSIX message queues
@@ -52,3 +56,7 @@ for t in seccomp_strict seccomp_filter seccomp_filter_inherit seccomp_refused; d
 done
 $CC $CFLAGS -DFILTER_SUID -static -o "$out/seccomp_filter_suid" "$src/seccomp_filter.c" "$src/zdtmlib.c"
 $CC $CFLAGS -static -pthread -o "$out/seccomp_filter_threads" "$src/seccomp_filter_threads.c" "$src/zdtmlib.c"
+$CC $CFLAGS -static -pthread -o "$out/posix_timers" "$src/posix_timers.c" "$src/zdtmlib.c"
+$CC $CFLAGS -static -o "$out/vma_flags" "$src/vma_flags.c" "$src/zdtmlib.c"
+$CC $CFLAGS -DREFUSED -static -o "$out/vma_flags_refused" "$src/vma_flags.c" "$src/zdtmlib.c"
+$CC $CFLAGS -static -pthread -o "$out/prctl_state" "$src/prctl_state.c" "$src/zdtmlib.c"
