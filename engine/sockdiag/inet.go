@@ -73,38 +73,13 @@ func (c *Conn) AllInet(family, protocol uint8) (map[uint32]*Inet, error) {
 }
 
 func parseInetAnswers(b []byte, seq uint32, out map[uint32]*Inet) (bool, error) {
-	le := binary.LittleEndian
-	for len(b) >= unix.SizeofNlMsghdr {
-		l := le.Uint32(b[0:])
-		typ := le.Uint16(b[4:])
-		mseq := le.Uint32(b[8:])
-		if l < unix.SizeofNlMsghdr || int(l) > len(b) {
-			return false, fmt.Errorf("sock_diag: netlink message of %d bytes in %d", l, len(b))
-		}
-		body := b[unix.SizeofNlMsghdr:l]
-		b = b[min(nlAlign(int(l)), len(b)):]
-		if mseq != seq {
-			continue
-		}
-		switch typ {
-		case unix.NLMSG_DONE:
-			return true, nil
-		case unix.NLMSG_ERROR:
-			if len(body) < 4 {
-				return false, fmt.Errorf("sock_diag: short error message")
-			}
-			if e := int32(le.Uint32(body)); e != 0 {
-				return false, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
-			}
-		case unix.SOCK_DIAG_BY_FAMILY:
-			s, err := ParseInet(body)
-			if err != nil {
-				return false, err
-			}
+	return walkAnswers(b, seq, func(body []byte) error {
+		s, err := ParseInet(body)
+		if err == nil {
 			out[s.Ino] = s
 		}
-	}
-	return false, nil
+		return err
+	})
 }
 
 // ParseInet decodes one answer: an inet_diag_msg and its attributes.

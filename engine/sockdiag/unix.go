@@ -172,9 +172,21 @@ func (c *Conn) send(req UnixDiagReq, flags uint16) error {
 }
 
 // parseAnswers reads the netlink messages of one datagram into out and
-// reports whether the dump is done. Messages of another sequence number
-// are skipped.
+// reports whether the dump is done.
 func parseAnswers(b []byte, seq uint32, out map[uint32]*Unix) (bool, error) {
+	return walkAnswers(b, seq, func(body []byte) error {
+		u, err := ParseUnix(body)
+		if err == nil {
+			out[u.Ino] = u
+		}
+		return err
+	})
+}
+
+// walkAnswers hands the body of each SOCK_DIAG_BY_FAMILY answer of one
+// datagram to answer and reports whether the dump is done (NLMSG_DONE).
+// Messages of another sequence number are skipped.
+func walkAnswers(b []byte, seq uint32, answer func(body []byte) error) (bool, error) {
 	le := binary.LittleEndian
 	for len(b) >= unix.SizeofNlMsghdr {
 		l := le.Uint32(b[0:])
@@ -198,13 +210,10 @@ func parseAnswers(b []byte, seq uint32, out map[uint32]*Unix) (bool, error) {
 			if e := int32(le.Uint32(body)); e != 0 {
 				return false, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
 			}
-			continue
 		case unix.SOCK_DIAG_BY_FAMILY:
-			u, err := ParseUnix(body)
-			if err != nil {
+			if err := answer(body); err != nil {
 				return false, err
 			}
-			out[u.Ino] = u
 		}
 	}
 	return false, nil
