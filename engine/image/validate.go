@@ -27,7 +27,7 @@ const (
 	mapPrivate    = 0x02
 	mapDroppable  = 0x08 // MAP_DROPPABLE (6.11): private memory the kernel may free
 	mapTypeMask   = 0x0f
-	mapAllowed    = mapShared | mapPrivate | 0x20 /*ANONYMOUS*/ | 0x100 /*GROWSDOWN*/ | 0x2000 /*LOCKED*/ | 0x4000 /*NORESERVE*/ | 0x8000 /*POPULATE*/ | 0x20000 /*STACK*/ | 0x40000 /*HUGETLB*/ | 0x3f<<26 /*huge page size*/
+	mapAllowed    = mapShared | mapPrivate | mapDroppable | 0x20 /*ANONYMOUS*/ | 0x100 /*GROWSDOWN*/ | 0x2000 /*LOCKED*/ | 0x4000 /*NORESERVE*/ | 0x8000 /*POPULATE*/ | 0x20000 /*STACK*/ | 0x40000 /*HUGETLB*/ | 0x3f<<26 /*huge page size*/
 	vmaAreaVsys   = 1 << 2
 	vmaFilePriv   = 1 << 6
 	vmaFileShared = 1 << 7

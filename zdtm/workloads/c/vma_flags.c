@@ -111,15 +111,26 @@ static char pattern(int i, size_t off) { return (char)(i * 31 + off / 4096 * 7 +
 int main(int argc, char **argv)
 {
 	test_init(argc, argv, false);
-	char *base = mmap(NULL, (size_t)SLOT * (NREG + 1), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (base == MAP_FAILED)
+	/* A PROT_NONE reservation of our own, aligned to SLOT inside; each
+	 * slot is unmapped just before its VMA is mapped, so no unmap ever
+	 * reaches beyond what this process reserved. */
+	size_t total = (size_t)SLOT * (NREG + 1);
+	char *resv = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (resv == MAP_FAILED)
 		fail("reserve: %m");
-	base = (char *)(((unsigned long)base + SLOT - 1) & ~(unsigned long)(SLOT - 1));
-	munmap(base - SLOT, (size_t)SLOT * (NREG + 2));
+	char *base = (char *)(((unsigned long)resv + SLOT - 1) & ~(unsigned long)(SLOT - 1));
+	if (base > resv && munmap(resv, (size_t)(base - resv)))
+		fail("unmap below the slots: %m");
+	if (munmap(base + (size_t)SLOT * NREG, (size_t)(resv + total - (base + (size_t)SLOT * NREG))))
+		fail("unmap above the slots: %m");
 	for (int i = 0; i < NREG; i++) {
 		struct region *r = &regions[i];
 		char *want = base + (size_t)i * SLOT;
-		r->addr = mmap(want, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | r->flags, -1, 0);
+		if (munmap(want, SLOT))
+			fail("%s: unmap slot %p: %m", r->name, (void *)want);
+		/* MAP_DROPPABLE is a mapping type of its own, in place of MAP_PRIVATE */
+		int type = r->flags == MAP_DROPPABLE ? 0 : MAP_PRIVATE;
+		r->addr = mmap(want, LEN, PROT_READ | PROT_WRITE, type | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | r->flags, -1, 0);
 		if (r->addr == MAP_FAILED && r->flags == MAP_DROPPABLE && errno == EINVAL) {
 			test_msg("%s: no MAP_DROPPABLE here, skipped\n", r->name);
 			r->skip = 1;
