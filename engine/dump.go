@@ -862,11 +862,16 @@ func (d *dumper) writeImages(p *procDump, status procfs.TaskStatus, threads []*t
 	}
 	tc.OomScoreAdj, tc.Loginuid = &oom, &loginuid
 	for i, th := range threads {
-		// Credentials are per thread; of what gocr keeps, no_new_privs
-		// can differ between threads.
+		// Credentials are per thread: ids, capability sets (a thread may
+		// have capset or raised ambient capabilities of its own) and
+		// no_new_privs. Securebits are read from the main thread only.
 		thCreds := cr
+		if st, ok := p.threadStatus[th.tid]; ok && th.tid != p.pid {
+			thCreds = creds.Dump(st, p.secbits)
+			d.credsInside(thCreds)
+		}
 		if th.nnp {
-			thCreds = proto.Clone(cr).(*creds_img.CredsEntry)
+			thCreds = proto.Clone(thCreds).(*creds_img.CredsEntry)
 			creds.SetNoNewPrivs(thCreds, true)
 		}
 		var filterIdx *uint32

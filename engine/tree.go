@@ -59,9 +59,11 @@ type procDump struct {
 	filesOwner, fsOwner *procDump
 	// seccomp is each thread's seccomp mode (0 off, 1 strict, 2 filter)
 	// and nnp its no_new_privs bit, read once all its threads are stopped
-	// (see suspendSeccomp).
-	seccomp map[int]int
-	nnp     map[int]bool
+	// (see suspendSeccomp), and threadStatus each thread's status as
+	// read then, for the credentials of threads other than the main one.
+	seccomp      map[int]int
+	nnp          map[int]bool
+	threadStatus map[int]procfs.TaskStatus
 }
 
 // freeze seizes every thread of every process of the tree, parents before
@@ -180,13 +182,13 @@ func (d *dumper) seizeProc(pid int) (*procDump, error) {
 // been injected yet, so a kernel or a gocr that cannot suspend it fails
 // the dump with the task untouched.
 func (d *dumper) suspendSeccomp(p *procDump) error {
-	p.seccomp, p.nnp = map[int]int{}, map[int]bool{}
+	p.seccomp, p.nnp, p.threadStatus = map[int]int{}, map[int]bool{}, map[int]procfs.TaskStatus{}
 	for _, tid := range p.tids {
 		st, err := procfs.ThreadStatus(p.pid, tid)
 		if err != nil {
 			return fmt.Errorf("tid %d: %w", tid, err)
 		}
-		p.seccomp[tid], p.nnp[tid] = st.Seccomp, st.NoNewPrivs
+		p.seccomp[tid], p.nnp[tid], p.threadStatus[tid] = st.Seccomp, st.NoNewPrivs, st
 		if st.Seccomp == 0 {
 			continue
 		}

@@ -17,12 +17,14 @@ import (
 // read from inside the task.
 func Dump(st procfs.TaskStatus, secbits uint32) *creds.CredsEntry {
 	caps := func(v uint64) []uint32 { return []uint32{uint32(v), uint32(v >> 32)} }
-	return &creds.CredsEntry{
+	c := &creds.CredsEntry{
 		Uid: &st.Uid[0], Euid: &st.Uid[1], Suid: &st.Uid[2], Fsuid: &st.Uid[3],
 		Gid: &st.Gid[0], Egid: &st.Gid[1], Sgid: &st.Gid[2], Fsgid: &st.Gid[3],
 		CapInh: caps(st.CapInh), CapPrm: caps(st.CapPrm), CapEff: caps(st.CapEff), CapBnd: caps(st.CapBnd),
 		Secbits: &secbits, Groups: append([]uint32(nil), st.Groups...),
 	}
+	setCapAmb(c, st.CapAmb)
+	return c
 }
 
 // capWords joins the image's two 32-bit halves.
@@ -45,6 +47,9 @@ func Same(c *creds.CredsEntry, st procfs.TaskStatus, secbits uint32) bool {
 		capWords(c.CapBnd) != st.CapBnd || c.GetSecbits() != secbits || len(c.Groups) != len(st.Groups) {
 		return false
 	}
+	if amb, err := CapAmb(c); err != nil || amb != st.CapAmb {
+		return false
+	}
 	for i := range c.Groups {
 		if c.Groups[i] != st.Groups[i] {
 			return false
@@ -65,9 +70,15 @@ const (
 // KEEP_CAPS, so the uid change keeps the permitted set), gids, uids, then
 // the capability sets, and last KEEP_CAPS off again if the image had it
 // off (PR_SET_KEEPCAPS needs no privilege; PR_SET_SECUREBITS would need
-// CAP_SETPCAP, which the task may no longer have).
+// CAP_SETPCAP, which the task may no longer have). The ambient set comes
+// after capset, as the kernel allows only capabilities both permitted and
+// inheritable in it.
 func Restore(t *remote.Task, c *creds.CredsEntry) error {
 	const off = 0
+	amb, err := CapAmb(c)
+	if err != nil {
+		return err
+	}
 	groups := make([]byte, 4*len(c.Groups))
 	for i, g := range c.Groups {
 		groups[4*i], groups[4*i+1], groups[4*i+2], groups[4*i+3] = byte(g), byte(g>>8), byte(g>>16), byte(g>>24)
@@ -123,6 +134,17 @@ func Restore(t *remote.Task, c *creds.CredsEntry) error {
 	if _, err := t.Syscall(unix.SYS_CAPSET, t.Scratch+off, t.Scratch+off+8); err != nil {
 		return fmt.Errorf("capset eff %#x prm %#x inh %#x: %w", eff, prm, inh, err)
 	}
+	if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear the ambient set: %w", err)
+	}
+	for capNr := uint64(0); capNr < 64; capNr++ {
+		if amb&(1<<capNr) == 0 {
+			continue
+		}
+		if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, capNr, 0, 0); err != nil {
+			return fmt.Errorf("raise capability %d in the ambient set %#x: %w", capNr, amb, err)
+		}
+	}
 	if keep != secbits {
 		if _, err := t.Syscall(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0); err != nil {
 			return fmt.Errorf("clear keep-caps: %w", err)
@@ -146,6 +168,10 @@ func FullyPrivileged(inv procfs.TaskStatus) bool {
 // these half-way through the restore; this says so before anything is
 // made, naming the field.
 func Within(c *creds.CredsEntry, inv procfs.TaskStatus) error {
+	amb, err := CapAmb(c)
+	if err != nil {
+		return err
+	}
 	uidOK := func(u uint32) bool { return u == inv.Uid[0] || u == inv.Uid[1] || u == inv.Uid[2] }
 	gidOK := func(g uint32) bool {
 		if g == inv.Gid[0] || g == inv.Gid[1] || g == inv.Gid[2] {
@@ -185,6 +211,7 @@ func Within(c *creds.CredsEntry, inv procfs.TaskStatus) error {
 	}{
 		{"cap_eff", capWords(c.CapEff), inv.CapPrm}, {"cap_prm", capWords(c.CapPrm), inv.CapPrm},
 		{"cap_inh", capWords(c.CapInh), inv.CapPrm | inv.CapInh}, {"cap_bnd", capWords(c.CapBnd), inv.CapBnd},
+		{"cap_amb", amb, inv.CapPrm},
 	} {
 		if extra := f.v &^ f.within; extra != 0 {
 			return fmt.Errorf("creds.%s: %#x has capabilities %#x the invoking user lacks: restoring them needs full privileges", f.name, f.v, extra)

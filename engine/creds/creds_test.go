@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/creds"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/gocr/gocr/engine/procfs"
 )
@@ -43,5 +44,34 @@ func TestWithin(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "creds."+name) {
 			t.Errorf("%s raised: got %v, want an error naming creds.%s", name, err, name)
 		}
+	}
+}
+
+func TestCapAmbRoundTrip(t *testing.T) {
+	c := Dump(procfs.TaskStatus{CapAmb: 1<<34 | 1<<5}, 0)
+	got, err := CapAmb(c)
+	if err != nil || got != 1<<34|1<<5 {
+		t.Fatalf("CapAmb = %#x, %v; want %#x", got, err, uint64(1<<34|1<<5))
+	}
+	// CRIU's own writer may pack the repeated field.
+	var packed []byte
+	packed = protowire.AppendVarint(packed, 0x20)
+	packed = protowire.AppendVarint(packed, 0x4)
+	raw := protowire.AppendTag(nil, credsCapAmbField, protowire.BytesType)
+	raw = protowire.AppendBytes(raw, packed)
+	c2 := &creds.CredsEntry{}
+	c2.ProtoReflect().SetUnknown(raw)
+	if got, err := CapAmb(c2); err != nil || got != 1<<34|1<<5 {
+		t.Fatalf("packed CapAmb = %#x, %v", got, err)
+	}
+	// Three words is damage, named.
+	raw = nil
+	for i := 0; i < 3; i++ {
+		raw = protowire.AppendTag(raw, credsCapAmbField, protowire.VarintType)
+		raw = protowire.AppendVarint(raw, 1)
+	}
+	c2.ProtoReflect().SetUnknown(raw)
+	if _, err := CapAmb(c2); err == nil || !strings.Contains(err.Error(), "cap_amb") {
+		t.Fatalf("three words: %v, want an error naming cap_amb", err)
 	}
 }

@@ -45,6 +45,7 @@ func All() []lib.Workload {
 		FileLocksRefused,
 		PipeSize,
 		SchedAttrs,
+		CapsAmbient,
 		SeqpacketShutdown,
 		Tmpfile,
 		Chroot,
