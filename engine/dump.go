@@ -458,7 +458,11 @@ func (d *dumper) dumpProc(p *procDump) (err error) {
 	if p.wasStopped {
 		// Stopped by a job-control signal before the dump: it comes back
 		// stopped (CRIU's TASK_STOPPED).
-		tc.TaskState, tc.StopSigno = ptr(uint32(taskStopped)), ptr(uint32(unix.SIGSTOP))
+		sig := p.stopSig
+		if sig == 0 {
+			sig = unix.SIGSTOP
+		}
+		tc.TaskState, tc.StopSigno = ptr(uint32(taskStopped)), ptr(uint32(sig))
 	}
 	tc.ExitCode = ptr(uint32(0))
 	tc.Flags = ptr(uint32(stat.Flags))

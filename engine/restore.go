@@ -167,6 +167,7 @@ type procImages struct {
 	cores    map[int]*criu_core.CoreEntry // by tid
 	zombie   bool                         // only tree and the leader's core are read
 	stopped  bool                         // in group stop: let go stopped
+	stopSig  unix.Signal                  // the signal that stopped it (tc.stop_signo)
 	exitCode int                          // a zombie's wait status
 	mntNS    uint32                       // the id of its mount namespace
 	timeNS   uint32                       // the id of its time namespace, 0 if the image has none
@@ -600,6 +601,14 @@ func readProcImages(dir *image.Dir, img *restoreImages, e *pstree.PstreeEntry) (
 			case taskAlive:
 			case taskStopped:
 				p.stopped = true
+				switch sig := unix.Signal(c.GetTc().GetStopSigno()); sig {
+				case 0: // images of old CRIUs
+					p.stopSig = unix.SIGSTOP
+				case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+					p.stopSig = sig
+				default:
+					return nil, fmt.Errorf("%s: tc.stop_signo: %d is not a stop signal", name, sig)
+				}
 			case taskDead:
 				if len(p.tids) != 1 {
 					return nil, fmt.Errorf("%s: threads: a zombie has %d threads", image.PstreeFile, len(p.tids))
@@ -1890,8 +1899,9 @@ func (r *restorer) finish() error {
 		if p.img.stopped {
 			// Queued while every thread is still ours: the first thread
 			// let go takes it before any instruction of its own and stops
-			// the whole process, as before the dump.
-			if err := unix.Kill(p.pid, unix.SIGSTOP); err != nil {
+			// the whole process, as before the dump, by the same signal
+			// (its parent's waitid sees which).
+			if err := unix.Kill(p.pid, r.stopSignal(p)); err != nil {
 				return &TaskError{Pid: p.vpid, Op: "restore: put back in group stop", Err: err}
 			}
 		}
@@ -2044,4 +2054,28 @@ func (r *procRestorer) cloneThread(spec ptrace.ThreadSpec) (int, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// stopSignal is the signal that puts p back in group stop: the one that
+// stopped it before the dump, but SIGSTOP for a terminal stop signal
+// (SIGTSTP, SIGTTIN, SIGTTOU) when p's process group is orphaned in the
+// restored tree, where the kernel would discard it and let p run. A group
+// is orphaned when no member has a parent of the same session in another
+// group; the root's parent, outside the tree, is not counted.
+func (r *restorer) stopSignal(p *procRestorer) unix.Signal {
+	sig := p.img.stopSig
+	if sig == unix.SIGSTOP {
+		return sig
+	}
+	pgid := p.img.tree.GetPgid()
+	for _, m := range r.procs {
+		t := m.img.tree
+		if t.GetPgid() != pgid || m.parent == nil {
+			continue
+		}
+		if pt := m.parent.img.tree; pt.GetPgid() != pgid && pt.GetSid() == t.GetSid() {
+			return sig
+		}
+	}
+	return unix.SIGSTOP
 }

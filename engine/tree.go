@@ -50,6 +50,8 @@ type procDump struct {
 	// stopped: the process is in the group stop freeze began;
 	// wasStopped: it was stopped (state T) before the dump.
 	stopped, wasStopped bool
+	// stopSig is the signal that stopped it before the dump.
+	stopSig unix.Signal
 	secbits             uint32
 	mntNS               uint64 // the mount namespace's nsfs inode
 	timeNS              uint64 // the time namespace's, 0 if the kernel has none
@@ -119,7 +121,8 @@ func (d *dumper) freeze() error {
 		if p.zombie {
 			continue
 		}
-		wasStopped := d.tr.WasGroupStopped(p.pid)
+		wasStopped, stopSig := d.tr.WasGroupStopped(p.pid)
+		p.stopSig = stopSig
 		if err := d.wd.send(wdRecord{Kind: wdStopping, Tid: int32(p.pid), Mask: b2u(wasStopped)}); err != nil {
 			return err
 		}

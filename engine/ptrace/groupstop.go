@@ -70,11 +70,20 @@ func (t *Tracer) waitDeadline(tid int) (unix.WaitStatus, error) {
 }
 
 // WasGroupStopped says whether tid was in group stop (stopped by SIGSTOP
-// or another stop signal, state T) when the tracer stopped it.
-func (t *Tracer) WasGroupStopped(tid int) bool {
+// or another stop signal, state T) when the tracer stopped it, and by
+// which signal (0 when it was not).
+func (t *Tracer) WasGroupStopped(tid int) (bool, unix.Signal) {
 	var ok bool
-	t.Do(func() error { st := t.tasks[tid]; ok = st != nil && st.groupStopped; return nil }) //nolint:errcheck
-	return ok
+	var sig unix.Signal
+	t.Do(func() error { //nolint:errcheck // cannot fail
+		st := t.tasks[tid]
+		ok = st != nil && st.groupStopped
+		if ok {
+			sig = st.groupStopSig
+		}
+		return nil
+	})
+	return ok, sig
 }
 
 // StopGroup puts process pid, whose threads tids are stopped tracees of

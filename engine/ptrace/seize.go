@@ -86,6 +86,9 @@ func (t *Tracer) waitEventStop(tid int) (unix.WaitStatus, error) {
 			// WSTOPSIG is SIGTRAP for the interrupt's own stop, the
 			// stopping signal when the task was (or got) in group stop.
 			st.groupStopped = sig != unix.SIGTRAP
+			if st.groupStopped && st.groupStopSig == 0 {
+				st.groupStopSig = sig
+			}
 			return ws, nil
 		}
 		if i > 64 {

@@ -50,6 +50,9 @@ type task struct {
 	// groupStopped: the last PTRACE_EVENT_STOP reported a group stop
 	// (the process was stopped by a signal), not the tracer's interrupt.
 	groupStopped bool
+	// groupStopSig is the signal that stopped the group, as the seize
+	// found it (SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU).
+	groupStopSig unix.Signal
 	// signals were dequeued by a signal-delivery-stop the tracer had to
 	// suppress (only SIGSTOP can get through the injection mask); Detach
 	// sends them again.
