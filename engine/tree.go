@@ -52,9 +52,9 @@ type procDump struct {
 	stopped, wasStopped bool
 	// stopSig is the signal that stopped it before the dump.
 	stopSig unix.Signal
-	secbits             uint32
-	mntNS               uint64 // the mount namespace's nsfs inode
-	timeNS              uint64 // the time namespace's, 0 if the kernel has none
+	secbits uint32
+	mntNS   uint64 // the mount namespace's nsfs inode
+	timeNS  uint64 // the time namespace's, 0 if the kernel has none
 	// filesOwner and fsOwner are the process whose fd table and fs info
 	// (cwd, root, umask) this one shares (clone with CLONE_FILES or
 	// CLONE_FS but not CLONE_THREAD): its parent, or itself.
