@@ -1875,8 +1875,12 @@ func (r *procRestorer) restoreThread(t *remote.Task, tid int, core *criu_core.Co
 }
 
 // finish puts the image's registers, FPU state and signal mask on every
-// thread of every process and lets them all go, the root last.
+// thread of every process and lets them all go, the root last. File
+// owners first: every process and thread they may name exists now.
 func (r *restorer) finish() error {
+	if err := r.fr.RestoreOwners(); err != nil {
+		return fmt.Errorf("restore: file owners: %w", err)
+	}
 	for _, p := range r.procs {
 		if p.img.zombie {
 			continue

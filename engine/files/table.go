@@ -183,6 +183,11 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 		return nil, err
 	}
 	var out []*fdinfo.FdinfoEntry
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d (to read file owners): %w", pid, err)
+	}
+	defer unix.Close(pfd)
 	files, epollFiles := &s.descs, &s.epollDescs
 	s.fileIDs = map[int]uint32{}
 	var epolls []Fd
@@ -204,6 +209,9 @@ func (s *Set) DumpTable(pid int) ([]*fdinfo.FdinfoEntry, error) {
 		if d == nil {
 			id, typ, err := s.dumpFile(pid, fd)
 			if err != nil {
+				return nil, fmt.Errorf("fd %d (%s): %w", f.Fd, f.Target, err)
+			}
+			if err := s.dumpOwner(pfd, pid, fd, id); err != nil {
 				return nil, fmt.Errorf("fd %d (%s): %w", f.Fd, f.Target, err)
 			}
 			d = files.insert(i, description{pid, f.Fd, id, typ})

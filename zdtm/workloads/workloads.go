@@ -46,6 +46,7 @@ func All() []lib.Workload {
 		PipeSize,
 		SchedAttrs,
 		CapsAmbient,
+		FileFown,
 		SeqpacketShutdown,
 		Tmpfile,
 		Chroot,
