@@ -523,6 +523,9 @@ type unixBuild struct {
 	making  map[uint32]bool
 	halves  map[uint32]int // the other end of a socket whose peer was closed, until its queue is filled
 	deleted []deletedName  // names to unlink once every connect is done
+	// madeDirs are the directories of deleted names that were gone too,
+	// made for their bind, outermost first; removed with the names.
+	madeDirs []string
 }
 
 // deletedName is the file a socket whose file was deleted got from bind.
@@ -548,7 +551,11 @@ func (r *Restorer) makeUnixSockets() error {
 		if err := r.enterTree(); err != nil {
 			return err
 		}
-		return b.build()
+		err := b.build()
+		if err != nil {
+			b.removeNames() //nolint:errcheck // the build's error is the one to report
+		}
+		return err
 	})
 	for _, fd := range b.halves {
 		unix.Close(fd)
@@ -629,10 +636,49 @@ func (b *unixBuild) build() error {
 			return fmt.Errorf("unix socket %d: %w", e.GetIno(), err)
 		}
 	}
+	return b.removeNames()
+}
+
+// removeNames unlinks the files bind made for sockets whose files were
+// deleted, then the directories made for them, innermost first.
+func (b *unixBuild) removeNames() error {
+	var errs []error
 	for _, d := range b.deleted {
-		if err := d.unlink(); err != nil {
-			return err
+		errs = append(errs, d.unlink())
+	}
+	b.deleted = nil
+	for _, dir := range slices.Backward(b.madeDirs) {
+		if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove the directory %s made for a deleted socket's name: %w", dir, err))
 		}
+	}
+	b.madeDirs = nil
+	return errors.Join(errs...)
+}
+
+// makeParents makes the missing directories above the name p of a socket
+// whose file was deleted (its directory may be gone as well), so bind can
+// make the file for a moment.
+func (b *unixBuild) makeParents(p string) error {
+	abs, err := absName(p)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for dir := path.Dir(abs); dir != "/"; dir = path.Dir(dir) {
+		var st unix.Stat_t
+		if err := unix.Lstat(dir, &st); err == nil {
+			break
+		} else if !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("stat %s: %w", dir, err)
+		}
+		missing = append(missing, dir)
+	}
+	for _, dir := range slices.Backward(missing) {
+		if err := unix.Mkdir(dir, 0o700); err != nil {
+			return fmt.Errorf("make the directory %s of a deleted socket's name: %w", dir, err)
+		}
+		b.madeDirs = append(b.madeDirs, dir)
 	}
 	return nil
 }
@@ -870,6 +916,11 @@ func (b *unixBuild) bind(fd int, e *sk_unix.UnixSkEntry) error {
 	}
 	return withName(e, func(sa *unix.SockaddrUnix) error {
 		abstract := e.GetName()[0] == 0
+		if !abstract && e.GetDeleted() {
+			if err := b.makeParents(sa.Name); err != nil {
+				return err
+			}
+		}
 		if !abstract {
 			if err := unlinkStaleSocket(sa.Name); err != nil {
 				return err

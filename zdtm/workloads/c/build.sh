@@ -15,6 +15,7 @@
 #                flags of VMAs, and a VMA locked on fault (refused)
 #   prctl_state  static, with a thread: prctl and membarrier state
 #   unix_*       static: unix sockets (pairs, bound datagrams, a listener,
+#                names deleted with their directory,
 #                an fd in flight that the dump must refuse)
 #   sysv_shm sysv_sem sysv_msg posix_mq   static: SysV IPC and POSIX message queues
 #   timens timens_outer timens_nested  static, one source: a time namespace
@@ -45,7 +46,7 @@ $CC $CFLAGS -static -o "$out/ghost_small" "$src/ghost_small.c" "$src/zdtmlib.c"
 for w in signalfd timerfd inotify memfd eventfd_tree clone_files stopped; do
 	$CC $CFLAGS -static -o "$out/$w" "$src/$w.c" "$src/zdtmlib.c"
 done
-for t in unix_pair unix_dgram_bound unix_listen unix_scm_refused; do
+for t in unix_pair unix_dgram_bound unix_listen unix_scm_refused unix_deleted_dir; do
 	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
 done
 $CC $CFLAGS -static -o "$out/timens" "$src/timens.c" "$src/zdtmlib.c"
