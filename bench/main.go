@@ -36,10 +36,15 @@ func main() {
 	procs := flag.Int("procs", 100, "processes of the tree case")
 	pipes := flag.Int("pipes", 10, "pipes shared by the tree case")
 	mounts := flag.Int("mounts", 1000, "mounts of the mount namespace case")
-	touch := flag.Int64("touch", 0, "internal: measure the touch limit for this many bytes and print MB/s")
+	limit := flag.String("limit", "", "internal: measure one limit in a process of its own (see runLimit) and print it")
 	flag.Parse()
-	if *touch > 0 {
-		fmt.Printf("%.0f\n", touchLimit(*touch))
+	if *limit != "" {
+		v, err := runLimit(*limit)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("%g\n", v)
 		return
 	}
 	if os.Geteuid() != 0 {
@@ -73,11 +78,20 @@ func main() {
 		{name: "bigmem", title: *size + " of touched anonymous memory", workload: "bench_bigmem",
 			args: []string{"--size=" + *size}, memory: true},
 		{name: "manyvmas", title: fmt.Sprintf("%d VMAs and %d fds", *vmas, *fds), workload: "bench_manyvmas",
-			args: []string{fmt.Sprintf("--vmas=%d", *vmas), fmt.Sprintf("--fds=%d", *fds)}},
+			args: []string{fmt.Sprintf("--vmas=%d", *vmas), fmt.Sprintf("--fds=%d", *fds)},
+			restoreLimit: func(string) (string, string) {
+				return fmt.Sprintf("vmas:%d:%d", *vmas, *fds), fmt.Sprintf("map %d VMAs, open %d fds", *vmas, *fds)
+			}},
 		{name: "tree", title: fmt.Sprintf("a tree of %d processes sharing %d pipes", *procs, *pipes), workload: "bench_tree",
-			args: []string{fmt.Sprintf("--procs=%d", *procs), fmt.Sprintf("--pipes=%d", *pipes)}},
+			args: []string{fmt.Sprintf("--procs=%d", *procs), fmt.Sprintf("--pipes=%d", *pipes)},
+			restoreLimit: func(string) (string, string) {
+				return fmt.Sprintf("procs:%d", *procs-1), fmt.Sprintf("start %d processes", *procs-1)
+			}},
 		{name: "mounts", title: fmt.Sprintf("a mount namespace of %d mounts", *mounts), workload: "bench_mounts",
-			args: []string{fmt.Sprintf("--mounts=%d", *mounts)}, dirname: true},
+			args: []string{fmt.Sprintf("--mounts=%d", *mounts)}, dirname: true,
+			restoreLimit: func(dir string) (string, string) {
+				return fmt.Sprintf("mounts:%d:%s", *mounts, filepath.Join(dir, "limit-mounts")), fmt.Sprintf("mount %d tmpfs", *mounts)
+			}},
 	}
 	selected, err := selectCases(all, *only)
 	if err != nil {
@@ -154,6 +168,10 @@ type benchCase struct {
 	// dirname: the workload takes --dirname, a directory of its own that
 	// must go with the bench's (a dump kills it before it can clean up).
 	dirname bool
+	// restoreLimit is what to time as the least a restore of the
+	// workload must do, a spec of runLimit, and how to call it; dir is a
+	// scratch directory. Nil for the memory case, whose limits are rates.
+	restoreLimit func(dir string) (spec, what string)
 }
 
 // run measures c with every engine, runs times each, the engines taking
@@ -173,7 +191,7 @@ func (b *bench) run(ctx context.Context, c benchCase) bool {
 			if e.missing != "" || ctx.Err() != nil {
 				continue
 			}
-			s, l := b.once(ctx, c, e, c.memory && !measured)
+			s, l := b.once(ctx, c, e, !measured)
 			if l != nil {
 				lims = append(lims, *l)
 				measured = true
@@ -193,7 +211,7 @@ func (b *bench) run(ctx context.Context, c benchCase) bool {
 
 // once starts the workload, dumps it with e (which kills it), restores it
 // and lets the restored workload check itself. With measure it first
-// measures the machine's limits on the workload's memory.
+// measures the machine's limits on the live workload.
 func (b *bench) once(ctx context.Context, c benchCase, e *engine, measure bool) (sample, *limits) {
 	var s sample
 	v, err := startWorkload(ctx, b.workload, c.workload, c.dirname, c.args...)
@@ -213,8 +231,14 @@ func (b *bench) once(ctx context.Context, c benchCase, e *engine, measure bool) 
 		}
 		s.payload = length
 		if measure {
-			lim = measureLimits(v.pid, addr, length, filepath.Join(v.dir, "limit.tmp"))
+			lim = measureMemory(v.pid, addr, length, filepath.Join(v.dir, "limit.tmp"))
 		}
+	} else if measure {
+		spec, what := "", ""
+		if c.restoreLimit != nil {
+			spec, what = c.restoreLimit(v.dir)
+		}
+		lim = measureObjects(v.pid, spec, what)
 	}
 	img := filepath.Join(v.dir, "img")
 	if err := os.Mkdir(img, 0o700); err != nil {
@@ -228,12 +252,14 @@ func (b *bench) once(ctx context.Context, c benchCase, e *engine, measure bool) 
 		return s, lim
 	}
 	v.dumped()
-	s.dumped = true
 	s.dump, s.dumpRSS = d.wall, d.rss
 	s.frozen, s.hasFrozen = frozenTime(img)
 	s.image = imageSize(img)
 	r := e.run(ctx, "restore", "-D", img, "-d", "-o", "restore.log", "-v4")
 	if r.err != nil {
+		if ours(v.pid) {
+			v.restored() // the tree runs after all: cleanup stops it
+		}
 		reapOrphans()
 		s.err, s.refused = "restore: "+e.failure(r, filepath.Join(img, "restore.log")), true
 		return s, lim

@@ -12,7 +12,6 @@ import (
 // sample is one run of a case with one engine.
 type sample struct {
 	ok      bool   // dumped, restored, and the workload passed its check
-	dumped  bool   // the dump succeeded: its figures hold even if the restore failed
 	err     string // why not
 	refused bool   // the engine failed (not the workload)
 
@@ -50,7 +49,6 @@ type figure struct {
 	label  string
 	unit   unit
 	memory bool // only for cases with a memory region
-	dump   bool // a figure of the dump: counted from every run whose dump succeeded
 	value  func(s sample) (float64, bool)
 	// limit is the machine's best for the figure, from the limits
 	// measured and the workload's payload; ok false when there is none.
@@ -65,13 +63,15 @@ func per(payload, mbs float64) (float64, bool) {
 }
 
 var figures = []figure{
-	{label: "dump time", dump: true, unit: seconds,
+	{label: "dump time", unit: seconds,
 		value: func(s sample) (float64, bool) { return s.dump.Seconds(), true },
 		limit: func(l limits, p float64) (float64, string, bool) {
-			v, ok := per(p, l.readvWrite)
-			return v, "readv + write", ok
+			if v, ok := per(p, l.readvWrite); ok {
+				return v, "readv + write", ok
+			}
+			return l.dump, l.dumpWhat, l.dump > 0
 		}},
-	{label: "dump throughput", dump: true, unit: rate, memory: true,
+	{label: "dump throughput", unit: rate, memory: true,
 		value: func(s sample) (float64, bool) { return float64(s.payload) / 1e6 / s.dump.Seconds(), s.payload > 0 },
 		limit: func(l limits, p float64) (float64, string, bool) {
 			return l.readvWrite, "readv + write", l.readvWrite > 0
@@ -79,23 +79,27 @@ var figures = []figure{
 	{label: "restore time", unit: seconds,
 		value: func(s sample) (float64, bool) { return s.restore.Seconds(), true },
 		limit: func(l limits, p float64) (float64, string, bool) {
-			v, ok := per(p, l.touch)
-			return v, "touch fresh memory", ok
+			if v, ok := per(p, l.touch); ok {
+				return v, "touch fresh memory", ok
+			}
+			return l.restore, l.restoreWhat, l.restore > 0
 		}},
 	{label: "restore throughput", unit: rate, memory: true,
 		value: func(s sample) (float64, bool) { return float64(s.payload) / 1e6 / s.restore.Seconds(), s.payload > 0 },
 		limit: func(l limits, p float64) (float64, string, bool) { return l.touch, "touch fresh memory", l.touch > 0 }},
-	{label: "frozen time", dump: true, unit: millis,
+	{label: "frozen time", unit: millis,
 		value: func(s sample) (float64, bool) { return s.frozen.Seconds(), s.hasFrozen },
 		limit: func(l limits, p float64) (float64, string, bool) {
-			v, ok := per(p, l.readv)
-			return v, "process_vm_readv", ok
+			if v, ok := per(p, l.readv); ok {
+				return v, "process_vm_readv", ok
+			}
+			return l.dump, l.dumpWhat, l.dump > 0
 		}},
-	{label: "dump peak RSS", dump: true, unit: mebi,
+	{label: "dump peak RSS", unit: mebi,
 		value: func(s sample) (float64, bool) { return float64(s.dumpRSS), s.dumpRSS > 0 }},
 	{label: "restore peak RSS", unit: mebi,
 		value: func(s sample) (float64, bool) { return float64(s.restoreRSS), s.restoreRSS > 0 }},
-	{label: "image size", dump: true, unit: mebi,
+	{label: "image size", unit: mebi,
 		value: func(s sample) (float64, bool) { return float64(s.image), s.image > 0 },
 		limit: func(l limits, p float64) (float64, string, bool) { return p, "the memory itself", p > 0 }},
 }
@@ -133,31 +137,19 @@ func (u unit) cell(st stat, runs int) string {
 	return s
 }
 
-func medianOf(lims []limits, f func(limits) float64) float64 {
-	var vs []float64
-	for _, l := range lims {
-		if v := f(l); v > 0 {
-			vs = append(vs, v)
-		}
-	}
-	st, _ := summarize(vs)
-	return st.median
-}
-
 // printTable prints a case's table: one line per figure with each
 // engine's median, the ratio gocr / criu and the machine's limit, then a
 // line for each engine that failed or refused some run.
 func printTable(w io.Writer, c benchCase, engines []*engine, res map[string][]sample, lims []limits) {
-	var lim limits
+	lim := best(lims)
 	var payload float64
-	if len(lims) > 0 {
-		lim = limits{
-			readv:      medianOf(lims, func(l limits) float64 { return l.readv }),
-			readvWrite: medianOf(lims, func(l limits) float64 { return l.readvWrite }),
-			touch:      medianOf(lims, func(l limits) float64 { return l.touch }),
-		}
-		fmt.Fprintf(w, "  machine limits (median of %d): process_vm_readv %.0f MB/s, readv + write to the image dir %.0f MB/s, touch fresh memory %.0f MB/s\n",
+	switch {
+	case lim.readv > 0 || lim.touch > 0:
+		fmt.Fprintf(w, "  machine limits (best of %d): process_vm_readv %.0f MB/s, readv + write to the image dir %.0f MB/s, touch fresh memory %.0f MB/s\n",
 			len(lims), lim.readv, lim.readvWrite, lim.touch)
+	case lim.dump > 0 || lim.restore > 0:
+		fmt.Fprintf(w, "  machine limits (best of %d): %s %.0f ms, %s %.0f ms\n",
+			len(lims), lim.dumpWhat, 1000*lim.dump, lim.restoreWhat, 1000*lim.restore)
 	}
 	for _, ss := range res {
 		for _, s := range ss {
@@ -184,7 +176,11 @@ func printTable(w io.Writer, c benchCase, engines []*engine, res map[string][]sa
 		for i, e := range engines {
 			var vs []float64
 			for _, s := range res[e.name] {
-				if !s.ok && !(f.dump && s.dumped) {
+				// Only runs that came back intact: a dump that cannot be
+				// restored may have left out what made it hard (CRIU's dump
+				// of the mount case writes no mounts, then refuses to
+				// restore).
+				if !s.ok {
 					continue
 				}
 				if v, ok := f.value(s); ok {

@@ -83,7 +83,6 @@ func (v *victim) stop() string {
 	}
 	if !gone {
 		// Ten seconds after SIGTERM: it will not answer.
-		unix.Kill(v.pid, unix.SIGKILL)
 		reap(v.pid)
 	}
 	v.alive = false
@@ -102,14 +101,39 @@ func (v *victim) cleanup() {
 	os.RemoveAll(v.dir)
 }
 
-// reap waits for pid, which the bench inherited as subreaper.
+// reap waits for pid, a child of the bench (it inherited the workload as
+// subreaper): ten seconds, then it kills it, so that a dump that left its
+// workload running cannot hang the bench.
 func reap(pid int) {
 	var ws unix.WaitStatus
 	for range 500 {
+		p, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		if p == pid || (err != nil && err != unix.EINTR) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	unix.Kill(pid, unix.SIGKILL)
+	for {
 		if p, err := unix.Wait4(pid, &ws, 0, nil); p == pid || err != unix.EINTR {
 			return
 		}
 	}
+}
+
+// ours says whether pid is a child of the bench, so a process the bench
+// may signal: an engine that failed after bringing the workload back.
+func ours(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+			return strings.TrimSpace(v) == strconv.Itoa(os.Getpid())
+		}
+	}
+	return false
 }
 
 // reapOrphans collects whatever else came to the bench as subreaper (the
