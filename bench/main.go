@@ -200,6 +200,9 @@ func (b *bench) run(ctx context.Context, c benchCase) bool {
 			res[e.name] = append(res[e.name], s)
 		}
 	}
+	if ctx.Err() != nil {
+		return false // interrupted: no table of half a case
+	}
 	printTable(os.Stdout, c, b.engines, res, lims)
 	for _, s := range res["gocr"] {
 		if !s.ok {
