@@ -11,6 +11,9 @@
 #   make vmtest KERNEL=6.1   the suite inside QEMU on one of Debian's kernels
 #   make matrix              the suite on every kernel of the matrix (5.10 6.1 6.12 7.2)
 #
+#   make bench               gocr and CRIU side by side on the bench cases
+#                            (RUNS=3, BENCHFLAGS='-case bigmem,tree')
+#
 #   make zdtm-criu           CRIU's own zdtm.py, unmodified, over its static tests
 #                            (ENGINE=gocr|criu, F=h,ns,uns, T=regex)
 #
@@ -190,10 +193,17 @@ zdtm-criu-external: criu-deps
 	@ext="$$($(ZCRIU) -list -T '$(T)' | paste -sd';')"; test -n "$$ext" || { echo "no static test matches T='$(T)'"; exit 1; }; \
 	$(MAKE) --no-print-directory zdtm ENGINE=gocr T=ext/ EXTERNAL="$$ext"
 
-# Speed against this machine's limits, measured in the same run.
-bench: build
+# Speed of gocr and of CRIU side by side, each case RUNS times with each
+# engine on the same workload, against this machine's limits measured in
+# the same run. CRIU is the one zdtm-criu builds (fetched and built once,
+# reused from $(CRIUCACHE) after); if it cannot be had, gocr runs alone
+# and CRIU's column says why.
+RUNS       ?= 3
+BENCHFLAGS ?=
+bench: build criu-deps
 	$(GO) build -o bin/gocr-bench ./bench
-	./bin/gocr-bench -gocr bin/gocr -workload bin/zdtm-workload
+	@criu="$$($(ZCRIU) -print-criu)" || { echo "make bench: no CRIU to compare with (go run ./zdtm/criu -print-criu failed)"; criu=; }; \
+	./bin/gocr-bench -gocr bin/gocr -criu "$$criu" -workload bin/zdtm-workload -runs $(RUNS) $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

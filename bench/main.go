@@ -1,316 +1,279 @@
-// Command bench measures gocr against the limits of the machine it runs on,
-// measured in the same run: `make bench`. It prints figures; it never fails
-// on timing.
+// Command bench runs each case with both engines, gocr and CRIU, on the
+// same workload in the same run, several times, and prints one line per
+// figure: gocr's median, CRIU's, their ratio and the machine's limit,
+// measured in the same run: `make bench`. It prints figures; it never
+// fails on timing. It fails only when gocr does not dump, restore or
+// bring a workload back intact; CRIU failing or refusing a case is printed
+// in its column.
 //
-//	bench -gocr bin/gocr -workload bin/zdtm-workload [-size 1G] [-vmas 10000 -fds 1000] [-procs 100 -pipes 10] [-mounts 1000]
+//	bench -gocr bin/gocr -criu PATH -workload bin/zdtm-workload [-runs 3] [-case bigmem,tree]
+//	      [-size 1G] [-vmas 10000 -fds 1000] [-procs 100 -pipes 10] [-mounts 1000]
 package main
 
 import (
-	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 func main() {
 	gocr := flag.String("gocr", "bin/gocr", "gocr binary")
+	criu := flag.String("criu", "", "criu binary, the peer engine (make bench passes the one zdtm/criu builds); empty: gocr alone")
 	workload := flag.String("workload", "bin/zdtm-workload", "zdtm-workload binary")
+	runs := flag.Int("runs", 3, "runs of each case with each engine; medians and spreads are printed")
+	only := flag.String("case", "", "comma-separated cases to run (bigmem, manyvmas, tree, mounts); empty: all")
 	size := flag.String("size", "1G", "memory of the big-memory case")
 	vmas := flag.Int("vmas", 10000, "VMAs of the many-objects case")
 	fds := flag.Int("fds", 1000, "fds of the many-objects case")
 	procs := flag.Int("procs", 100, "processes of the tree case")
 	pipes := flag.Int("pipes", 10, "pipes shared by the tree case")
 	mounts := flag.Int("mounts", 1000, "mounts of the mount namespace case")
-	touch := flag.Int64("touch", 0, "internal: measure the touch limit for this many bytes and print MB/s")
+	limit := flag.String("limit", "", "internal: measure one limit in a process of its own (see runLimit) and print it")
 	flag.Parse()
-	if *touch > 0 {
-		fmt.Printf("%.0f\n", touchLimit(*touch))
+	if *limit != "" {
+		v, err := runLimit(*limit)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("%g\n", v)
 		return
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: run as root (it checkpoints processes)")
 		os.Exit(2)
 	}
-	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	b := &bench{gocr: *gocr, workload: *workload}
-	ok := b.bigMem(*size)
-	ok = b.manyObjects(*vmas, *fds) && ok
-	ok = b.tree(*procs, *pipes) && ok
-	ok = b.mounts(*mounts) && ok
+	if *runs < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -runs must be at least 1")
+		os.Exit(2)
+	}
+	engines, err := newEngines(*gocr, *criu)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	wl, err := filepath.Abs(*workload)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Dumped processes and the rest of a dumped tree come back to the
+	// bench, which reaps them so their pids are free for the restore.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: PR_SET_CHILD_SUBREAPER:", err)
+		os.Exit(2)
+	}
+	b := &bench{engines: engines, workload: wl, runs: *runs}
+	all := []benchCase{
+		{name: "bigmem", title: *size + " of touched anonymous memory", workload: "bench_bigmem",
+			args: []string{"--size=" + *size}, memory: true},
+		{name: "manyvmas", title: fmt.Sprintf("%d VMAs and %d fds", *vmas, *fds), workload: "bench_manyvmas",
+			args: []string{fmt.Sprintf("--vmas=%d", *vmas), fmt.Sprintf("--fds=%d", *fds)},
+			restoreLimit: func(string) (string, string) {
+				return fmt.Sprintf("vmas:%d:%d", *vmas, *fds), fmt.Sprintf("map %d VMAs, open %d fds", *vmas, *fds)
+			}},
+		{name: "tree", title: fmt.Sprintf("a tree of %d processes sharing %d pipes", *procs, *pipes), workload: "bench_tree",
+			args: []string{fmt.Sprintf("--procs=%d", *procs), fmt.Sprintf("--pipes=%d", *pipes)},
+			restoreLimit: func(string) (string, string) {
+				return fmt.Sprintf("procs:%d", *procs-1), fmt.Sprintf("start %d processes", *procs-1)
+			}},
+		{name: "mounts", title: fmt.Sprintf("a mount namespace of %d mounts", *mounts), workload: "bench_mounts",
+			args: []string{fmt.Sprintf("--mounts=%d", *mounts)}, dirname: true,
+			restoreLimit: func(dir string) (string, string) {
+				return fmt.Sprintf("mounts:%d:%s", *mounts, filepath.Join(dir, "limit-mounts")), fmt.Sprintf("mount %d tmpfs", *mounts)
+			}},
+	}
+	selected, err := selectCases(all, *only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	fmt.Printf("bench: each case %d× with each engine (%s)\n", b.runs, engineList(engines))
+	fmt.Printf("a cell is the median ±half the spread of the runs; the limit is this machine's best, measured in this run\n")
+	ok := true
+	for _, c := range selected {
+		if ctx.Err() != nil {
+			break
+		}
+		ok = b.run(ctx, c) && ok
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "bench: interrupted")
+		os.Exit(1)
+	}
 	if !ok {
 		os.Exit(1)
 	}
 }
 
-type bench struct{ gocr, workload string }
-
-// run is one gocr invocation: wall time and peak RSS.
-type run struct {
-	wall  time.Duration
-	rssKB int64
-	err   error
-	out   string
-}
-
-func (b *bench) gocrRun(args ...string) run {
-	cmd := exec.Command(b.gocr, args...)
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	r := run{wall: time.Since(start), err: err, out: string(out)}
-	if cmd.ProcessState != nil {
-		r.rssKB = cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+// selectCases keeps the cases -case names, in their own order.
+func selectCases(all []benchCase, only string) ([]benchCase, error) {
+	if only == "" {
+		return all, nil
 	}
-	return r
-}
-
-// startWorkload starts a zdtm workload in a fresh directory and returns its
-// pid and directory.
-func (b *bench) startWorkload(name string, args ...string) (int, string, error) {
-	dir, err := os.MkdirTemp("", "gocr-bench-")
-	if err != nil {
-		return 0, "", err
+	want := map[string]bool{}
+	for _, n := range strings.Split(only, ",") {
+		want[strings.TrimSpace(n)] = true
 	}
-	cmd := exec.Command(b.workload, append([]string{name, "--pidfile=" + filepath.Join(dir, "pid"), "--outfile=" + filepath.Join(dir, "out")}, args...)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, dir, fmt.Errorf("start %s: %v\n%s", name, err, out)
-	}
-	b2, err := os.ReadFile(filepath.Join(dir, "pid"))
-	if err != nil {
-		return 0, dir, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b2)))
-	return pid, dir, err
-}
-
-// stop sends SIGTERM and returns the workload's verdict.
-func stop(pid int, dir string) string {
-	unix.Kill(pid, unix.SIGTERM)
-	for range 500 {
-		var ws unix.WaitStatus
-		if p, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); p == pid {
-			break
-		}
-		if unix.Kill(pid, 0) != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "out"))
-	if err != nil {
-		return "no verdict: " + err.Error()
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return lines[len(lines)-1]
-}
-
-// reap collects a dumped (killed) workload: as the subreaper the bench
-// inherited it, and its zombie would keep the pid from a restore.
-func reap(pid int) {
-	var ws unix.WaitStatus
-	for range 500 {
-		if p, err := unix.Wait4(pid, &ws, 0, nil); p == pid || err != nil {
-			return
+	var out []benchCase
+	for _, c := range all {
+		if want[c.name] {
+			out = append(out, c)
+			delete(want, c.name)
 		}
 	}
+	for n := range want {
+		return nil, fmt.Errorf("-case %q: no such case (bigmem, manyvmas, tree, mounts)", n)
+	}
+	return out, nil
 }
 
-func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / 1e6 / d.Seconds() }
-
-func (b *bench) bigMem(size string) bool {
-	fmt.Printf("== %s of touched anonymous memory\n", size)
-	pid, dir, err := b.startWorkload("bench_bigmem", "--size="+size)
-	defer os.RemoveAll(dir)
-	if err != nil {
-		fmt.Println("  cannot start workload:", err)
-		return false
-	}
-	addr, length, err := region(filepath.Join(dir, "out.inprogress"))
-	if err != nil {
-		fmt.Println("  ", err)
-		stop(pid, dir)
-		return false
-	}
-	img := filepath.Join(dir, "img")
-	os.Mkdir(img, 0o700)
-	// The best of a few buffer sizes: a buffer that stays in the CPU's
-	// cache copies faster than a big one.
-	var readLimit float64
-	for _, buf := range []int{64 << 10, 256 << 10, 1 << 20, 4 << 20} {
-		readLimit = max(readLimit, readvWriteLimit(pid, addr, length, buf, filepath.Join(img, "limit.tmp")))
-	}
-	// In a process of its own: a child forked from a bench that had touched
-	// a gigabyte would inherit that peak in its own ru_maxrss.
-	touchLimit := touchLimitChild(length)
-	fmt.Printf("  machine limits, this run:\n")
-	fmt.Printf("    process_vm_readv + write to the image dir   %8.0f MB/s\n", readLimit)
-	fmt.Printf("    allocate and touch fresh memory             %8.0f MB/s\n", touchLimit)
-
-	d := b.gocrRun("dump", "-t", strconv.Itoa(pid), "-D", img, "-o", "dump.log", "-v4")
-	if d.err != nil {
-		fmt.Printf("  gocr dump failed: %v\n%s", d.err, d.out)
-		stop(pid, dir)
-		return false
-	}
-	reap(pid)
-	st := dumpStats(b.gocr, img)
-	dumpRate := mbps(length, d.wall)
-	fmt.Printf("  gocr dump      %7.2f s  %8.0f MB/s  (%3.0f%% of the readv+write limit; target ≥ 50%%)\n", d.wall.Seconds(), dumpRate, 100*dumpRate/readLimit)
-	fmt.Printf("  frozen time    %7.0f ms (memory dump %0.f ms; target ≤ memory dump + 50 ms)\n", st["frozen_time"]/1000, st["memdump_time"]/1000)
-	fmt.Printf("  gocr dump peak RSS     %5d MiB (target ≤ 64 MiB)\n", d.rssKB/1024)
-
-	r := b.gocrRun("restore", "-D", img, "-d", "-o", "restore.log", "-v4")
-	if r.err != nil {
-		fmt.Printf("  gocr restore failed: %v\n%s", r.err, r.out)
-		return false
-	}
-	restoreRate := mbps(length, r.wall)
-	fmt.Printf("  gocr restore   %7.2f s  %8.0f MB/s  (%3.0f%% of the touch limit; target ≥ 70%%)\n", r.wall.Seconds(), restoreRate, 100*restoreRate/touchLimit)
-	fmt.Printf("  gocr restore peak RSS  %5d MiB (target ≤ 64 MiB)\n", r.rssKB/1024)
-	v := stop(pid, dir)
-	fmt.Printf("  restored workload says: %s\n", v)
-	return strings.Contains(v, "PASS")
-}
-
-// region finds "region 0xADDR LEN" in the workload's output.
-func region(path string) (uint64, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var a uint64
-		var n int64
-		if _, err := fmt.Sscanf(sc.Text(), "region %v %d", &a, &n); err == nil {
-			return a, n, nil
-		}
-	}
-	return 0, 0, fmt.Errorf("workload did not say where its region is")
-}
-
-// readvWriteLimit copies the region out of the process with plain
-// process_vm_readv into a buffer written to a file: the most a dump can do.
-func readvWriteLimit(pid int, addr uint64, n int64, bufSize int, path string) float64 {
-	f, err := os.Create(path)
-	if err != nil {
-		return 0
-	}
-	defer os.Remove(path)
-	defer f.Close()
-	buf := make([]byte, bufSize)
-	start := time.Now()
-	for off := int64(0); off < n; off += int64(len(buf)) {
-		chunk := buf[:min(int64(len(buf)), n-off)]
-		local := []unix.Iovec{{Base: &chunk[0], Len: uint64(len(chunk))}}
-		remote := []unix.RemoteIovec{{Base: uintptr(addr) + uintptr(off), Len: len(chunk)}}
-		if _, err := unix.ProcessVMReadv(pid, local, remote, 0); err != nil {
-			return 0
-		}
-		if _, err := f.Write(chunk); err != nil {
-			return 0
-		}
-	}
-	return mbps(n, time.Since(start))
-}
-
-func touchLimitChild(n int64) float64 {
-	out, err := exec.Command("/proc/self/exe", "-touch", strconv.FormatInt(n, 10)).Output()
-	if err != nil {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
-	return v
-}
-
-// touchLimit maps fresh anonymous memory and touches each page, the best
-// of faulting pages in one by one and having the kernel populate them at
-// mmap: the most a restore can do.
-func touchLimit(n int64) float64 {
-	var best float64
-	for _, flags := range []int{0, unix.MAP_POPULATE} {
-		start := time.Now()
-		m, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|flags)
-		if err != nil {
-			return 0
-		}
-		for i := 0; i < len(m); i += 4096 {
-			m[i] = 1
-		}
-		best = max(best, mbps(n, time.Since(start)))
-		unix.Munmap(m)
-	}
-	return best
-}
-
-// dumpStats reads the times of stats-dump as `gocr show` prints them:
-// "dump: freezing 8878us, frozen 185584us, memdump 81529us, ...".
-func dumpStats(gocr, img string) map[string]float64 {
-	out, _ := exec.Command(gocr, "show", img).Output()
-	st := map[string]float64{}
-	for _, l := range strings.Split(string(out), "\n") {
-		rest, ok := strings.CutPrefix(l, "dump: ")
-		if !ok {
+func engineList(es []*engine) string {
+	var s []string
+	for _, e := range es {
+		if e.missing != "" {
+			s = append(s, e.name+": not run")
 			continue
 		}
-		for _, kv := range strings.Split(rest, ",") {
-			f := strings.Fields(kv)
-			if len(f) == 2 && strings.HasSuffix(f[1], "us") {
-				if v, err := strconv.ParseFloat(strings.TrimSuffix(f[1], "us"), 64); err == nil {
-					st[f[0]+"_time"] = v
-				}
+		s = append(s, e.name+" "+e.bin)
+	}
+	return strings.Join(s, ", ")
+}
+
+// bench is one `make bench`: the engines and the workload binary.
+type bench struct {
+	engines  []*engine
+	workload string
+	runs     int
+}
+
+// benchCase is one workload the bench measures.
+type benchCase struct {
+	name, title string
+	workload    string
+	args        []string
+	// memory: the workload says where its region is ("region 0xADDR
+	// LEN"); throughputs and the machine's limits are measured on it.
+	memory bool
+	// dirname: the workload takes --dirname, a directory of its own that
+	// must go with the bench's (a dump kills it before it can clean up).
+	dirname bool
+	// restoreLimit is what to time as the least a restore of the
+	// workload must do, a spec of runLimit, and how to call it; dir is a
+	// scratch directory. Nil for the memory case, whose limits are rates.
+	restoreLimit func(dir string) (spec, what string)
+}
+
+// run measures c with every engine, runs times each, the engines taking
+// turns in going first, and prints its table. It reports whether gocr
+// passed every run.
+func (b *bench) run(ctx context.Context, c benchCase) bool {
+	fmt.Printf("\n== %s\n", c.title)
+	res := map[string][]sample{}
+	var lims []limits
+	for i := range b.runs {
+		order := b.engines
+		if i%2 == 1 {
+			order = []*engine{b.engines[1], b.engines[0]}
+		}
+		measured := false
+		for _, e := range order {
+			if e.missing != "" || ctx.Err() != nil {
+				continue
 			}
+			s, l := b.once(ctx, c, e, !measured)
+			if l != nil {
+				lims = append(lims, *l)
+				measured = true
+			}
+			fmt.Fprintf(os.Stderr, "bench: %s run %d/%d %s: %s\n", c.name, i+1, b.runs, e.name, s.summary())
+			res[e.name] = append(res[e.name], s)
 		}
 	}
-	return st
+	if ctx.Err() != nil {
+		return false // interrupted: no table of half a case
+	}
+	printTable(os.Stdout, c, b.engines, res, lims)
+	for _, s := range res["gocr"] {
+		if !s.ok {
+			return false
+		}
+	}
+	return len(res["gocr"]) == b.runs
 }
 
-func (b *bench) manyObjects(vmas, fds int) bool {
-	fmt.Printf("== %d VMAs and %d fds\n", vmas, fds)
-	pid, dir, err := b.startWorkload("bench_manyvmas", fmt.Sprintf("--vmas=%d", vmas), fmt.Sprintf("--fds=%d", fds))
-	defer os.RemoveAll(dir)
-	if err != nil {
-		fmt.Println("  cannot start workload:", err)
-		return false
+// once starts the workload, dumps it with e (which kills it), restores it
+// and lets the restored workload check itself. With measure it first
+// measures the machine's limits on the live workload.
+func (b *bench) once(ctx context.Context, c benchCase, e *engine, measure bool) (sample, *limits) {
+	var s sample
+	v, err := startWorkload(ctx, b.workload, c.workload, c.dirname, c.args...)
+	if v != nil {
+		defer v.cleanup()
 	}
-	img := filepath.Join(dir, "img")
-	d := b.gocrRun("dump", "-t", strconv.Itoa(pid), "-D", img, "-o", "dump.log", "-v4")
+	if err != nil {
+		s.err = fmt.Sprintf("cannot start workload: %v", err)
+		return s, nil
+	}
+	var lim *limits
+	if c.memory {
+		addr, length, err := region(filepath.Join(v.dir, "out.inprogress"))
+		if err != nil {
+			s.err = err.Error()
+			return s, nil
+		}
+		s.payload = length
+		if measure {
+			lim = measureMemory(v.pid, addr, length, filepath.Join(v.dir, "limit.tmp"))
+		}
+	} else if measure {
+		spec, what := "", ""
+		if c.restoreLimit != nil {
+			spec, what = c.restoreLimit(v.dir)
+		}
+		lim = measureObjects(v.pid, spec, what)
+	}
+	img := filepath.Join(v.dir, "img")
+	if err := os.Mkdir(img, 0o700); err != nil {
+		s.err = err.Error()
+		return s, lim
+	}
+	d := e.run(ctx, "dump", "-t", strconv.Itoa(v.pid), "-D", img, "-o", "dump.log", "-v4")
 	if d.err != nil {
-		fmt.Printf("  gocr dump failed: %v\n%s", d.err, d.out)
-		stop(pid, dir)
-		return false
+		// A failed dump leaves the workload running: cleanup stops it.
+		s.err, s.refused = "dump: "+e.failure(d, filepath.Join(img, "dump.log")), true
+		return s, lim
 	}
-	reap(pid)
-	fmt.Printf("  gocr dump      %7.3f s, %s injected syscalls\n", d.wall.Seconds(), injected(filepath.Join(img, "dump.log")))
-	r := b.gocrRun("restore", "-D", img, "-d", "-o", "restore.log", "-v4")
+	v.dumped()
+	s.dump, s.dumpRSS = d.wall, d.rss
+	s.frozen, s.hasFrozen = frozenTime(img)
+	s.image = imageSize(img)
+	r := e.run(ctx, "restore", "-D", img, "-d", "-o", "restore.log", "-v4")
 	if r.err != nil {
-		fmt.Printf("  gocr restore failed: %v\n%s", r.err, r.out)
-		return false
-	}
-	fmt.Printf("  gocr restore   %7.3f s, %s injected syscalls\n", r.wall.Seconds(), injected(filepath.Join(img, "restore.log")))
-	v := stop(pid, dir)
-	fmt.Printf("  restored workload says: %s\n", v)
-	return strings.Contains(v, "PASS")
-}
-
-// injected finds the count of injected system calls the engine logs.
-func injected(log string) string {
-	b, err := os.ReadFile(log)
-	if err != nil {
-		return "?"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if i := strings.Index(l, "injected="); i >= 0 {
-			return strings.Fields(l[i+len("injected="):])[0]
+		if ours(v.pid) {
+			v.restored() // the tree runs after all: cleanup stops it
 		}
+		reapOrphans()
+		s.err, s.refused = "restore: "+e.failure(r, filepath.Join(img, "restore.log")), true
+		return s, lim
 	}
-	return "?"
+	v.restored()
+	s.restore, s.restoreRSS = r.wall, r.rss
+	s.verdict = v.stop()
+	if !strings.Contains(s.verdict, "PASS") {
+		s.err = "the restored workload says: " + s.verdict
+		return s, lim
+	}
+	s.ok = true
+	return s, lim
 }

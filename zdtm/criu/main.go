@@ -44,17 +44,18 @@ func main() {
 		listAge  = flag.Duration("refresh", 24*time.Hour, "ask the archive again when its package lists are older than this")
 		prepare  = flag.Bool("prepare", false, "only fetch and build")
 		list     = flag.Bool("list", false, "fetch and build, then print the built static tests' paths matching -T, one a line")
+		printBin = flag.Bool("print-criu", false, "fetch and build, then print the path of the criu binary built (what make bench runs)")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *cache, *engine, *gocrBin, *flavors, *tests, *results, *jobs, *deadline, *listAge, *prepare, *list); err != nil {
+	if err := run(ctx, *cache, *engine, *gocrBin, *flavors, *tests, *results, *jobs, *deadline, *listAge, *prepare, *list, *printBin); err != nil {
 		logf("%v", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, cache, engine, gocrBin, flavors, tests, results string, jobs int, deadline, listAge time.Duration, prepare, list bool) error {
+func run(ctx context.Context, cache, engine, gocrBin, flavors, tests, results string, jobs int, deadline, listAge time.Duration, prepare, list, printBin bool) error {
 	var bin string
 	switch engine {
 	case "gocr":
@@ -62,7 +63,7 @@ func run(ctx context.Context, cache, engine, gocrBin, flavors, tests, results st
 		if err != nil {
 			return err
 		}
-		if _, err := os.Stat(b); err != nil && !prepare && !list {
+		if _, err := os.Stat(b); err != nil && !prepare && !list && !printBin {
 			return fmt.Errorf("engine gocr: %w (make build first)", err)
 		}
 		bin = b
@@ -97,11 +98,15 @@ func run(ctx context.Context, cache, engine, gocrBin, flavors, tests, results st
 	if list {
 		return printList(s, regex)
 	}
+	if printBin {
+		fmt.Println(criuBinary(s))
+		return nil
+	}
 	if prepare {
 		return nil
 	}
 	if engine == "criu" {
-		bin = filepath.Join(s.Tree, "criu", "criu")
+		bin = criuBinary(s)
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("zdtm.py needs root")
@@ -137,6 +142,10 @@ func run(ctx context.Context, cache, engine, gocrBin, flavors, tests, results st
 	}
 	return nil
 }
+
+// criuBinary is the criu CRIU's build leaves in the cached tree: the
+// reference engine of zdtm-criu -engine criu and of make bench.
+func criuBinary(s *source) string { return filepath.Join(s.Tree, "criu", "criu") }
 
 // testRegex is zdtm.py's -T for the T= of make: all static tests when
 // empty; a regex that does not name a zdtm/ directory is taken as names
