@@ -732,12 +732,14 @@ func (b *unixBuild) make(e *sk_unix.UnixSkEntry) error {
 	case b.pending(e):
 		return b.connectTo(e, peer)
 	case e.GetType() == unix.SOCK_DGRAM && peer != nil:
-		// Connected one way: it reaches its peer by the peer's name.
-		if err := b.ensure(peer); err != nil {
-			return err
-		}
+		// Connected one way: it reaches its peer by the peer's name
+		// (its own, for one connected to itself).
 		return b.connectTo(e, peer)
 	case e.GetType() != unix.SOCK_DGRAM && e.GetState() == sockdiag.StateEstablished:
+		return b.halfClosed(e)
+	case e.GetType() == unix.SOCK_DGRAM && peer == nil && len(e.GetName()) == 0 && len(b.r.SkQueues[e.GetId()]) > 0:
+		// Nothing can reach an unnamed datagram socket but the other end
+		// of its socketpair: its queue came from an end since closed.
 		return b.halfClosed(e)
 	case e.GetPeer() != 0 && peer == nil:
 		return fmt.Errorf("its peer, unix socket %d, is not in the image", e.GetPeer())
@@ -836,8 +838,10 @@ func (b *unixBuild) accepted(client, server, l *sk_unix.UnixSkEntry) error {
 // connectTo makes e (bound to its name if it has one) and connects it to
 // peer by peer's name.
 func (b *unixBuild) connectTo(e, peer *sk_unix.UnixSkEntry) error {
-	if err := b.ensure(peer); err != nil {
-		return err
+	if peer != e { // a datagram socket connected to its own name is bound below
+		if err := b.ensure(peer); err != nil {
+			return err
+		}
 	}
 	fd, err := b.socket(e)
 	if err != nil {

@@ -6,13 +6,18 @@
  * (the daemon's cwd is that directory), and to an abstract name. An
  * unbound socket sends each of them datagrams of several sizes (an empty
  * one, one of 60000 bytes); another socket, connected to the path-bound
- * one, adds two more with send().
+ * one, adds two more with send(). Two more (zdtm's sockets_dgram and
+ * socket_close_data): a socket bound and connected to its own name, with
+ * a datagram it sent itself, and one end of a datagram socketpair whose
+ * other end sent a datagram and was closed.
  *
  * After SIGTERM each socket must hold exactly those datagrams, in order
  * and with their boundaries, from unnamed senders; the names must read
  * back with getsockname, the path's file must still be that socket's
  * with its mode; the connected socket must still reach its peer (and
- * getpeername name it), and each name must still be reachable by sendto.
+ * getpeername name it), and each name must still be reachable by sendto;
+ * the self-connected socket still talks to itself, and the orphaned end
+ * still holds its datagram and gets ECONNREFUSED when it sends.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -138,8 +143,29 @@ int main(int argc, char **argv)
 		if (send(conn, conn_msgs[m], strlen(conn_msgs[m]), MSG_DONTWAIT) != (ssize_t)strlen(conn_msgs[m]))
 			fail("send on the connected socket: %m");
 
+	struct sockaddr_un self = {.sun_family = AF_UNIX};
+	if (snprintf(self.sun_path, sizeof(self.sun_path), "%s/self.sock", dir) >= (int)sizeof(self.sun_path))
+		fail("test directory %s too long for a socket name", dir);
+	unlink(self.sun_path);
+	int selfsk = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (selfsk < 0 || bind(selfsk, (struct sockaddr *)&self, sizeof(self)) ||
+	    connect(selfsk, (struct sockaddr *)&self, sizeof(self)) || send(selfsk, "me", 2, 0) != 2)
+		fail("self-connected socket: %m");
+	int orphan[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, orphan) || send(orphan[1], "left", 4, 0) != 4 || close(orphan[1]))
+		fail("orphaned datagram pair: %m");
+
 	test_daemon();
 	test_waitsig();
+
+	char got[8];
+	if (recv(selfsk, got, sizeof(got), MSG_DONTWAIT) != 2 || memcmp(got, "me", 2))
+		fail("self-connected socket: its datagram is lost: %m");
+	if (send(selfsk, "again", 5, 0) != 5 || recv(selfsk, got, sizeof(got), MSG_DONTWAIT) != 5 || memcmp(got, "again", 5))
+		fail("self-connected socket: no talking to itself after restore: %m");
+	expect(orphan[0], 11, "left", 4);
+	if (send(orphan[0], "x", 1, MSG_DONTWAIT) != -1 || errno != ECONNREFUSED)
+		fail("orphaned end: send after restore: %m, want ECONNREFUSED");
 
 	for (int i = 0; i < NSK; i++) {
 		for (int m = 0; m < NMSGS; m++) {
