@@ -662,8 +662,11 @@ func (d *dumper) dumpMM(pid int, stat procfs.TaskStat, vmas []procfs.VMA) (*mm.M
 		MmArgStart: &stat.ArgStart, MmArgEnd: &stat.ArgEnd, MmEnvStart: &stat.EnvStart, MmEnvEnd: &stat.EnvEnd,
 	}
 	fileID := func(v procfs.VMA) (uint32, error) {
+		// A shared mapping that may be made writable (VM_MAYWRITE, a
+		// file opened for writing) needs the file opened so again, or
+		// mprotect(PROT_WRITE) fails after restore.
 		flags := uint32(unix.O_RDONLY)
-		if v.Perms&procfs.PermShared != 0 && v.Perms&procfs.PermWrite != 0 {
+		if v.Perms&procfs.PermShared != 0 && (v.Perms&procfs.PermWrite != 0 || v.Flags.Has(procfs.VmMayWrite)) {
 			flags = unix.O_RDWR
 		}
 		if mem.IsMemfd(v) {

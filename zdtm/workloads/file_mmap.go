@@ -23,6 +23,9 @@ const fileMmapPages = 4
 // pages: a write to the file shows through them. The shared mapping and its
 // file must both show the writes, and a new write through the mapping must
 // reach the file. /proc/self/maps must still name both files.
+// The shared mapping's last page is made read-only before the dump (zdtm's
+// maps_file_prot): after restore mprotect makes it writable again, which
+// needs the file opened for writing behind it.
 var FileMmap = lib.Workload{Name: "file_mmap", Run: func(t *lib.T) {
 	page := os.Getpagesize()
 	size := fileMmapPages * page
@@ -62,6 +65,9 @@ var FileMmap = lib.Workload{Name: "file_mmap", Run: func(t *lib.T) {
 	if !bytes.Equal(priv[2*page:3*page], orig(0, 2)) {
 		t.Fail("clean private page 2 does not show the file")
 	}
+	if err := unix.Mprotect(shared[3*page:], unix.PROT_READ); err != nil {
+		t.Fatal(fmt.Errorf("mprotect the last shared page read-only: %w", err))
+	}
 	privAddr, sharedAddr := uintptr(unsafe.Pointer(&priv[0])), uintptr(unsafe.Pointer(&shared[0]))
 	t.Logf("private mapping at %#x, shared at %#x", privAddr, sharedAddr)
 	t.Ready()
@@ -72,12 +78,16 @@ var FileMmap = lib.Workload{Name: "file_mmap", Run: func(t *lib.T) {
 		t.Fatal(err)
 	}
 	for _, m := range []struct {
-		addr  uintptr
-		perms string
-		name  string
-	}{{privAddr, "rw-p", privName}, {sharedAddr, "rw-s", sharedName}} {
+		addr, end uintptr
+		perms     string
+		name      string
+	}{
+		{privAddr, privAddr + uintptr(size), "rw-p", privName},
+		{sharedAddr, sharedAddr + uintptr(3*page), "rw-s", sharedName},
+		{sharedAddr + uintptr(3*page), sharedAddr + uintptr(size), "r--s", sharedName},
+	} {
 		found := false
-		prefix := fmt.Sprintf("%x-%x %s ", m.addr, m.addr+uintptr(size), m.perms)
+		prefix := fmt.Sprintf("%x-%x %s ", m.addr, m.end, m.perms)
 		for line := range strings.SplitSeq(string(maps), "\n") {
 			if strings.HasPrefix(line, prefix) && strings.HasSuffix(line, m.name) {
 				found = true
@@ -134,6 +144,9 @@ var FileMmap = lib.Workload{Name: "file_mmap", Run: func(t *lib.T) {
 	}
 	if got := string(priv[0:4]); got == "file" {
 		t.Fail("dirty private page 0 changed by a write to page 3 of the file")
+	}
+	if err := unix.Mprotect(shared[3*page:], unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		t.Fail("mprotect the read-only shared page writable after restore: %v", err)
 	}
 	copy(shared[3*page:], "mmap")
 	if err := unix.Msync(shared, unix.MS_SYNC); err != nil {
