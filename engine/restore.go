@@ -318,6 +318,12 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	r.fr.SkQueues, r.fr.SkPending = r.img.skQueues, r.img.skPending
 	r.fr.UserNS = r.img.ns.user
 	r.fr.TCPClose = o.TCPClose
+	r.fr.FdFiles = map[uint32]bool{}
+	for _, p := range r.img.procs {
+		for _, fd := range p.fds {
+			r.fr.FdFiles[fd.GetId()] = true
+		}
+	}
 	defer r.fr.Close()
 	// Everything from here runs on the tracer thread: one hand-off, not one
 	// per injected call.

@@ -258,18 +258,39 @@ type restoredMemfd struct {
 	entry  *memfd.MemfdInodeEntry
 	fd     int
 	sealed bool
+	// ownGiven says the file memfd_create made has gone to an fd of the
+	// tree already (see openMemfd).
+	ownGiven bool
 }
 
 // openMemfd opens a file of the memfd inode the entry names, with the
 // entry's flags and offset, making the inode on first use.
-func (r *Restorer) openMemfd(e *memfd.MemfdFileEntry) (int, error) {
+//
+// A writable file opened through /proc counts as a writer of the inode,
+// and exec of an inode with writers fails (ETXTBSY); the file memfd_create
+// makes does not count. So, as a program's own memfd_create file would
+// be, the inode's first writable fd and its writable mappings get that
+// file itself (a mapping has no use for a description of its own); other
+// fds open files of their own.
+func (r *Restorer) openMemfd(id uint32, e *memfd.MemfdFileEntry) (int, error) {
 	in, err := r.memfdInode(uint64(e.GetInodeId()))
 	if err != nil {
 		return -1, err
 	}
 	flags := int(e.GetFlags()) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOCTTY)
-	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", in.fd), flags|unix.O_CLOEXEC, 0)
-	if err != nil {
+	var fd int
+	if own := !r.FdFiles[id] || !in.ownGiven; flags&unix.O_ACCMODE == unix.O_RDWR && own {
+		if r.FdFiles[id] {
+			in.ownGiven = true
+		}
+		if fd, err = unix.FcntlInt(uintptr(in.fd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+			return -1, fmt.Errorf("memfd %q: dup: %w", in.entry.GetName(), err)
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("memfd %q: set flags %#o: %w", in.entry.GetName(), flags, err)
+		}
+	} else if fd, err = unix.Open(fmt.Sprintf("/proc/self/fd/%d", in.fd), flags|unix.O_CLOEXEC, 0); err != nil {
 		return -1, fmt.Errorf("memfd %q: open (flags %#o): %w", in.entry.GetName(), flags, err)
 	}
 	if pos := e.GetPos(); pos != 0 {

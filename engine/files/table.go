@@ -439,6 +439,9 @@ type Restorer struct {
 	Pidfds    map[uint32]*gocrpb.PidfdEntry
 	HostPid   func(vpid int) (int, bool)
 	MqueueFds map[uint32]int
+	// FdFiles are the file ids some fd of the tree has (the others are
+	// files only VMAs map).
+	FdFiles map[uint32]bool
 }
 
 // NewRestorer indexes the file entries of files.img.
@@ -492,7 +495,7 @@ func (r *Restorer) Open(id uint32) (int, error) {
 	case e.Ify != nil:
 		fd, err = r.openInotify(e.Ify)
 	case e.Memfd != nil:
-		fd, err = r.openMemfd(e.Memfd)
+		fd, err = r.openMemfd(id, e.Memfd)
 	case e.Tty != nil:
 		fd, err = r.openTty(id, e.Tty)
 	case e.Usk != nil:

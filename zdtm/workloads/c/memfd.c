@@ -13,6 +13,11 @@
  *   orphan   1 page mapped MAP_SHARED, its fd closed: only the mapping
  *            holds it
  *   noexec   MFD_NOEXEC_SEAL (6.3+): mode 0666 and F_SEAL_EXEC
+ *   exec     a copy of this very program, its first page also mapped
+ *            MAP_SHARED read-write (zdtm's memfd04, memfd05): it must
+ *            still run with execveat(AT_EMPTY_PATH) after restore, which
+ *            needs the inode to have no writer but memfd_create's own
+ *            file (ETXTBSY otherwise)
  *
  * After SIGTERM every fd must show the same name, size, inode sharing,
  * seals, mode, offset and contents; the seals must still be enforced; and
@@ -26,6 +31,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "zdtmlib.h"
@@ -103,8 +110,33 @@ static void contents(int fd, off_t at, const void *want, size_t n, const char *w
 		fail("%s: contents at %ld differ (%m)", what, (long)at);
 }
 
+/* run_memfd runs the program in fd with --exec-exit and says whether it
+ * exited 0. */
+static int run_memfd(int fd)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		fail("fork: %m");
+	if (pid == 0) {
+		char *const args[] = {"memfd", "--exec-exit", NULL}, *const env[] = {NULL};
+		syscall(SYS_execveat, fd, "", args, env, AT_EMPTY_PATH);
+		_exit(errno);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) != pid)
+		if (errno != EINTR)
+			fail("waitpid: %m");
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		errno = WIFEXITED(st) ? WEXITSTATUS(st) : 0;
+		return 0;
+	}
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 2 && !strcmp(argv[1], "--exec-exit"))
+		return 0; /* the exec memfd's run */
 	test_init(argc, argv, false);
 	for (int i = 0; i < SEALED_SIZE; i++)
 		sealed_data[i] = 'a' + i % 23;
@@ -152,6 +184,23 @@ int main(int argc, char **argv)
 		fail("memfd_create noexec: %m");
 	if (noexec >= 0)
 		pwrite_all(noexec, "noexec", 6, 0);
+
+	int exec = make("zdtm-exec", 0), self = open("/proc/self/exe", O_RDONLY);
+	if (self < 0)
+		fail("open /proc/self/exe: %m");
+	char chunk[65536];
+	ssize_t n;
+	off_t at = 0;
+	while ((n = read(self, chunk, sizeof(chunk))) > 0) {
+		pwrite_all(exec, chunk, n, at);
+		at += n;
+	}
+	close(self);
+	char *exec_map = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, exec, 0);
+	if (exec_map == MAP_FAILED)
+		fail("mmap exec: %m");
+	if (!run_memfd(exec))
+		fail("exec: execveat before the dump: %m");
 
 	int fds[] = {sealed, dupped, reopened, sparse, mapped, noexec};
 	const char *names[] = {"sealed", "dup", "reopened", "sparse", "mapped", "noexec"};
@@ -202,6 +251,9 @@ int main(int argc, char **argv)
 	if (strcmp(orphan, "only the mapping holds me"))
 		fail("orphan: the mapping shows '%.30s'", orphan);
 	strcpy(orphan, "written after restore");
+
+	if (exec_map[1] != 'E' || !run_memfd(exec))
+		fail("exec: execveat after restore: %m");
 
 	if (noexec >= 0) {
 		contents(noexec, 0, "noexec", 6, "noexec");
