@@ -98,8 +98,8 @@ func (s *Set) dumpOwner(pfd, pid int, fd Fd, id uint32) error {
 		return nil
 	}
 	o := entryFown(e)
-	if o == nil {
-		return nil
+	if o == nil || fd.Info.Flags&unix.O_PATH != 0 {
+		return nil // an O_PATH file has no owner (and fcntl refuses to say)
 	}
 	own, err := unix.PidfdGetfd(pfd, fd.Fd, 0)
 	if err != nil {
