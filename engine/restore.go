@@ -1350,7 +1350,7 @@ func (r *procRestorer) restoreMemory() error {
 		return err
 	}
 	defer pr.Close()
-	pages, err := mem.RestorePages(r.pid, pr)
+	pages, err := mem.RestorePages(r.pid, pr, mem.Droppable(vmas))
 	if err != nil {
 		return err
 	}

@@ -169,7 +169,6 @@ func CheckPages(pr *image.PageReader, vmas []*vma.VmaEntry) (uint64, error) {
 		if !covered(vmas, r.Vaddr, r.End()) {
 			return 0, fmt.Errorf("pages %#x-%#x: not inside a private VMA of the image", r.Vaddr, r.End())
 		}
-		pages += r.NrPages
 	}
 	return pages, pr.Err()
 }
@@ -198,8 +197,9 @@ const restoreChunk = 8 << 20
 // RestorePages fills the task's memory from the pages file, in big chunks:
 // process_vm_writev where the memory is writable, /proc/PID/mem (which
 // writes through read-only and PROT_NONE protections) where it is not. The
-// VMAs must be mapped already. It returns the pages written.
-func RestorePages(pid int, pr *image.PageReader) (uint64, error) {
+// VMAs must be mapped already. Pages that fall in a range of skip are
+// left as mapped (zero). It returns the pages written.
+func RestorePages(pid int, pr *image.PageReader, skip []Range) (uint64, error) {
 	f := pr.PagesFile()
 	fi, err := f.Stat()
 	if err != nil {
@@ -236,17 +236,53 @@ func RestorePages(pid int, pr *image.PageReader) (uint64, error) {
 		for done := int64(0); done < r.Len(); {
 			n := min(restoreChunk, r.Len()-done)
 			addr := r.Vaddr + uint64(done)
+			if s, ok := firstSkip(skip, addr, addr+uint64(n)); ok {
+				if s.Start <= addr {
+					// In a skipped range: go on after it.
+					done += int64(min(s.End, r.End()) - addr)
+					continue
+				}
+				n = int64(s.Start - addr) // write up to it
+			}
 			if err := w.write(addr, data[r.Offset+done:r.Offset+done+n]); err != nil {
 				return pages, fmt.Errorf("pages %#x-%#x: %w", addr, addr+uint64(n), err)
 			}
+			pages += uint64(n) / image.PageSize
 			done += n
 			if end := r.Offset + done; end-dropped >= restoreChunk {
 				drop(end &^ (image.PageSize - 1))
 			}
 		}
-		pages += r.NrPages
 	}
 	return pages, pr.Err()
+}
+
+// firstSkip returns the lowest range of skip that overlaps [start, end).
+func firstSkip(skip []Range, start, end uint64) (Range, bool) {
+	var best Range
+	found := false
+	for _, s := range skip {
+		if s.overlaps(Range{start, end}) && (!found || s.Start < best.Start) {
+			best, found = s, true
+		}
+	}
+	return best, found
+}
+
+// Droppable returns the ranges of MAP_DROPPABLE VMAs. Their pages are in
+// the image (the dump reads /proc/PID/maps, which cannot tell them from
+// private memory, before smaps), but a restore leaves them zeroed, as
+// CRIU does: the kernel may free such pages at any moment, so their owner
+// copes with zeroes, and a restore that drops them is one the kernel
+// itself could have made.
+func Droppable(vmas []*vma.VmaEntry) []Range {
+	var out []Range
+	for _, v := range vmas {
+		if v.GetFlags()&unix.MAP_DROPPABLE != 0 {
+			out = append(out, Range{v.GetStart(), v.GetEnd()})
+		}
+	}
+	return out
 }
 
 // TaskVMAs are the VMAs of one process of a tree.
@@ -421,7 +457,6 @@ func RestoreShmem(pid int, dir *image.Dir, shmid, addr, size uint64) (uint64, er
 			}
 			done += n
 		}
-		pages += r.NrPages
 	}
 	return pages, pr.Err()
 }
@@ -533,7 +568,6 @@ func FillShmemFile(dir *image.Dir, shmid uint64, fd int, size uint64) (uint64, e
 			}
 			done += n
 		}
-		pages += r.NrPages
 	}
 	return pages, pr.Err()
 }
