@@ -152,6 +152,7 @@ type restoreImages struct {
 	// the controlling terminal of each session, by its leader's pid.
 	ttyInfos map[uint32]*tty.TtyInfoEntry
 	ctty     map[int]*tty.TtyInfoEntry
+	ttyData  map[uint32][]byte // tty-data.img: what each pty side reads next, by the file id of one of its files
 	// seccomp is seccomp.img's entry, nil without one; hasSeccomp says
 	// some thread of the tree is in strict or filter mode.
 	seccomp    *seccompimg.SeccompEntry
@@ -308,6 +309,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 	if r.fr.TtyInfos, err = r.ttyInfosOutside(); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
+	r.fr.TtyData = r.img.ttyData
 	for _, f := range r.img.files {
 		if reg := f.GetReg(); reg != nil && reg.GetMntId() >= 0 {
 			r.mounts.Want(uint32(reg.GetMntId()), reg.GetName())

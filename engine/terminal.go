@@ -64,6 +64,16 @@ func (d *dumper) dumpTerminals() error {
 			return fmt.Errorf("pid %d: %w", p.pid, err)
 		}
 	}
+	// A /dev/tty is opened again in the session, as its controlling
+	// terminal: the process holding it must have one.
+	for _, f := range d.files.DevTtyFds() {
+		if p := live[f.Pid]; p != nil && p.stat.TtyNr == 0 {
+			return fmt.Errorf("pid %d: fd %d: /dev/tty of a process with no controlling terminal (its session lost it): not supported yet", f.Pid, f.Fd)
+		}
+	}
+	if err := d.files.DumpTtyData(); err != nil {
+		return err
+	}
 	if d.userns != nil {
 		for _, info := range d.files.TtyInfos {
 			if info.Uid != nil {
@@ -169,6 +179,9 @@ func readTtyInfos(dir *image.Dir, img *restoreImages) error {
 			masters[t.GetTtyInfoId()>>1] = true
 		}
 	}
+	if err := readTtyData(dir, img); err != nil {
+		return err
+	}
 	for _, e := range img.ttyInfos {
 		index := e.GetPty().GetIndex()
 		if e.GetSid() == 0 || !masters[index] {
@@ -182,6 +195,35 @@ func readTtyInfos(dir *image.Dir, img *restoreImages) error {
 			return fmt.Errorf("%s: id %d: foreground group %d of pty %d has no leader in %s", image.TtyInfoFile, e.GetId(), g, index, image.PstreeFile)
 		}
 		img.ctty[int(e.GetSid())] = e
+	}
+	return nil
+}
+
+// readTtyData reads tty-data.img, when the image has one: each entry
+// names a tty file of files.img whose pty the tree holds the master of,
+// one entry per side.
+func readTtyData(dir *image.Dir, img *restoreImages) error {
+	img.ttyData = map[uint32][]byte{}
+	if !dir.Exists(image.TtyDataFile) {
+		return nil
+	}
+	entries, err := image.ReadAll[tty.TtyDataEntry](dir, image.TtyData, image.TtyDataFile)
+	if err != nil {
+		return err
+	}
+	sides := map[uint32]bool{} // by tty info id
+	for i, e := range entries {
+		t := img.fileByID[e.GetTtyId()].GetTty()
+		switch {
+		case t == nil:
+			return fmt.Errorf("%s: [%d].tty_id: %d is not a tty file in %s", image.TtyDataFile, i, e.GetTtyId(), image.FilesFile)
+		case sides[t.GetTtyInfoId()]:
+			return fmt.Errorf("%s: [%d].tty_id: %d: a second entry for the same side of pty %d", image.TtyDataFile, i, e.GetTtyId(), t.GetTtyInfoId()>>1)
+		case len(e.GetData()) > 64<<10:
+			return fmt.Errorf("%s: [%d].data: %d bytes, more than a pty queues", image.TtyDataFile, i, len(e.GetData()))
+		}
+		sides[t.GetTtyInfoId()] = true
+		img.ttyData[e.GetTtyId()] = e.GetData()
 	}
 	return nil
 }
@@ -219,12 +261,80 @@ func (p *procRestorer) takeTerminal() error {
 	if info == nil {
 		return nil
 	}
-	return p.onTerminal(info, func(fd uint64) error {
+	err := p.onTerminal(info, func(fd uint64) error {
 		if _, err := p.t.Syscall(unix.SYS_IOCTL, fd, unix.TIOCSCTTY, 0); err != nil {
 			return fmt.Errorf("take pty %d as controlling terminal (TIOCSCTTY): %w", info.GetPty().GetIndex(), err)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return p.openDevTtys()
+}
+
+// openDevTtys opens every /dev/tty the processes of the leader's session
+// hold, in the leader's stub, now that it has its controlling terminal
+// (see files/devtty.go): through an O_PATH handle of the node, passed in
+// and reopened by its /proc/self/fd name, which needs neither the tree's
+// root nor its mounts to be in place yet. gocr takes the file with
+// pidfd_getfd and places it with the rest of the fd table.
+func (p *procRestorer) openDevTtys() error {
+	seen := map[uint32]bool{}
+	for _, q := range p.img.procs {
+		if q.zombie || q.tree.GetSid() != uint32(p.vpid) || q.filesID != q.tree.GetPid() {
+			continue
+		}
+		for _, f := range q.fds {
+			id := f.GetId()
+			if seen[id] || !p.fr.IsDevTty(id) {
+				continue
+			}
+			seen[id] = true
+			if err := p.openDevTty(id); err != nil {
+				return fmt.Errorf("pid %d: fd %d: /dev/tty: %w", q.tree.GetPid(), f.GetFd(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// atFdcwdReg is AT_FDCWD (-100) as a syscall argument register holds it.
+const atFdcwdReg = ^uint64(99)
+
+// openDevTty opens file id, a /dev/tty, in the stub and gives gocr's copy
+// of it to the files restorer.
+func (p *procRestorer) openDevTty(id uint32) error {
+	node, err := p.fr.DevTtyNode(id)
+	if err != nil {
+		return err
+	}
+	got, err := p.pass.Send(p.t, p.sock, fdPassOff, []int{node})
+	unix.Close(node)
+	if err != nil {
+		return err
+	}
+	closeIn := func(fd uint64, what string, err error) error {
+		if _, cerr := p.t.Syscall(unix.SYS_CLOSE, fd); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s fd %d: %w", what, fd, cerr)
+		}
+		return err
+	}
+	name := fmt.Sprintf("/proc/self/fd/%d", got[0])
+	addr, err := p.t.WriteString(pathOff, name)
+	if err != nil {
+		return closeIn(uint64(got[0]), "passed node", err)
+	}
+	fd, err := p.t.Syscall(unix.SYS_OPENAT, atFdcwdReg, addr, uint64(p.fr.DevTtyFlags(id)|unix.O_CLOEXEC))
+	if err = closeIn(uint64(got[0]), "passed node", err); err != nil {
+		return fmt.Errorf("open %s in the session leader: %w", name, err)
+	}
+	local, err := files.CopyFd(p.pid, int(fd))
+	if err = closeIn(fd, "/dev/tty", err); err != nil {
+		return err
+	}
+	p.fr.SetOpened(id, local)
+	return nil
 }
 
 // setForeground puts the foreground group of a session leader's terminal

@@ -425,6 +425,21 @@ func (d *dumper) writeTreeImages() error {
 			return err
 		}
 	}
+	if len(d.files.TtyData) > 0 {
+		w, err = d.dir.Writer(image.TtyData, image.TtyDataFile)
+		if err != nil {
+			return err
+		}
+		for _, e := range d.files.TtyData {
+			if err := w.Write(e); err != nil {
+				w.Abort()
+				return err
+			}
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+	}
 	if err := writePipeData(d.dir, image.PipesData, image.PipesDataFile, d.files.PipeData, d.files.PipeSize); err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ type Winsize struct {
 // c 136:N (minors are 20 bits wide, so one major holds every index).
 const (
 	TtyAuxMajor   = 5
+	DevTtyMinor   = 0 // /dev/tty: the opener's controlling terminal
 	PtmxMinor     = 2
 	PtySlaveMajor = 136
 )

@@ -113,6 +113,7 @@ func (s *Set) Close() {
 	s.linkRemaps = nil
 	s.closeMemfds()
 	s.closeRepaired()
+	s.closePtyCopies()
 }
 
 // openRemapped opens a file whose name was gone at dump time through what

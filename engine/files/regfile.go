@@ -39,6 +39,9 @@ func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 			return 0, 0, err
 		}
 	}
+	if isDevTty(&st) {
+		s.devTty = append(s.devTty, DevTtyFd{Pid: pid, Fd: fd.Fd, ID: id})
+	}
 	return id, fdinfo.FdTypes_REG, nil
 }
 

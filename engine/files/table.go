@@ -67,6 +67,10 @@ type Set struct {
 	// the tree has open (see tty.go); ptys what was seen of each pty.
 	TtyInfos []*tty.TtyInfoEntry
 	ptys     map[uint32]*PtyDump
+	devTty   []DevTtyFd // fds on /dev/tty (devtty.go)
+	// TtyData are the entries of tty-data.img: the bytes queued in the
+	// ptys (ttydata.go).
+	TtyData []*tty.TtyDataEntry
 	// SkQueues holds the packets in flight to each dumped unix socket.
 	SkQueues []QueuedPacket
 	// SkPending holds what the client of each pending connection had
@@ -429,6 +433,9 @@ type Restorer struct {
 	ptys      map[uint32]*ptyPair       // pty index → the pty gocr made
 	ptyMaster map[uint32]uint32         // pty index → the file id of its master
 	ptySlaves map[uint32][]uint32       // pty index → the file ids of its slaves
+	// TtyData are the bytes queued in the ptys (tty-data.img), by the
+	// file id of one file of the side that reads them.
+	TtyData map[uint32][]byte
 
 	// MqueueFiles are the open message queues (EXT files), by file id;
 	// MqueueFds gocr's fds of those of the tree's own ipc namespace,

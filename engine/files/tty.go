@@ -64,6 +64,10 @@ type PtyDump struct {
 	Index         uint32
 	Master, Slave *tty.TtyInfoEntry
 	Sid, Pgrp     int
+	// gocr's copies of one fd of each side (-1: the tree has none), and
+	// the file ids of those fds' entries.
+	masterFd, slaveFd int
+	masterID, slaveID uint32
 }
 
 // isPtmx and isPtySlave tell the two sides of a pty by their device.
@@ -78,11 +82,16 @@ func isPtySlave(st *unix.Stat_t) bool {
 // dumpTty records an fd of a pty, master or slave.
 func (s *Set) dumpTty(pid int, fd Fd, st *unix.Stat_t) (uint32, error) {
 	master := isPtmx(st)
-	cp, err := copyFd(pid, fd.Fd)
+	cp, err := CopyFd(pid, fd.Fd)
 	if err != nil {
 		return 0, err
 	}
-	defer unix.Close(cp)
+	kept := false // the first copy of each side stays, for DumpTtyData
+	defer func() {
+		if !kept {
+			unix.Close(cp)
+		}
+	}()
 	var index uint32
 	if master {
 		n, err := unix.IoctlGetInt(cp, unix.TIOCGPTN)
@@ -101,7 +110,7 @@ func (s *Set) dumpTty(pid int, fd Fd, st *unix.Stat_t) (uint32, error) {
 	}
 	p := s.ptys[index]
 	if p == nil {
-		p = &PtyDump{Index: index}
+		p = &PtyDump{Index: index, masterFd: -1, slaveFd: -1}
 		s.ptys[index] = p
 	}
 	side := &p.Slave
@@ -124,9 +133,16 @@ func (s *Set) dumpTty(pid int, fd Fd, st *unix.Stat_t) (uint32, error) {
 	flags := fd.Info.Flags &^ unix.O_CLOEXEC
 	regID := s.add(regEntry(fd.Target, flags, 0, fd.Info.MntID, st))
 	typ := fdinfo.FdTypes_TTY
-	return s.add(&fdinfo.FileEntry{Type: &typ, Tty: &tty.TtyFileEntry{
+	id := s.add(&fdinfo.FileEntry{Type: &typ, Tty: &tty.TtyFileEntry{
 		TtyInfoId: ptr(ttyInfoID(index, master)), Flags: &flags, Fown: noOwner(), RegfId: &regID,
-	}}), nil
+	}})
+	switch {
+	case master && p.masterFd < 0:
+		p.masterFd, p.masterID, kept = cp, id, true
+	case !master && p.slaveFd < 0:
+		p.slaveFd, p.slaveID, kept = cp, id, true
+	}
+	return id, nil
 }
 
 // Ptys lists the ptys the dump found, by index.
@@ -137,21 +153,6 @@ func (s *Set) Ptys() []*PtyDump {
 	}
 	slices.SortFunc(out, func(a, b *PtyDump) int { return int(a.Index) - int(b.Index) })
 	return out
-}
-
-// copyFd takes a copy of pid's fd: the same open file, not a new open of
-// it (pidfd_getfd, Linux 5.6; gocr traces pid, which the kernel asks).
-func copyFd(pid, fd int) (int, error) {
-	pfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open: %w", err)
-	}
-	defer unix.Close(pfd)
-	cp, err := unix.PidfdGetfd(pfd, fd, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd (Linux 5.6): %w", err)
-	}
-	return cp, nil
 }
 
 // readTtyInfo reads one side's state through fd, a copy of the task's.
@@ -369,6 +370,9 @@ func (r *Restorer) pty(index uint32) (*ptyPair, error) {
 	}
 	if err := r.openSlaves(index, master, p); err != nil {
 		return nil, fmt.Errorf("pty %d: %w", index, err)
+	}
+	if err := r.refillPty(index, master, p); err != nil {
+		return nil, fmt.Errorf("pty %d: queued data: %w", index, err)
 	}
 	if info.GetLocked() {
 		if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 1); err != nil {

@@ -88,6 +88,15 @@ func TestPtyDumpRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Queued both ways at the dump: "wait" for the slave, "back" for the
+	// master (after packet mode's status byte).
+	if _, err := unix.Write(m, []byte("wait")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(s1, []byte("back")); err != nil {
+		t.Fatal(err)
+	}
+
 	s := NewSet(nil)
 	ids := map[int]uint32{}
 	for _, fd := range []int{m, s2, s1} { // a slave first: the order must not matter
@@ -107,14 +116,31 @@ func TestPtyDumpRestore(t *testing.T) {
 		!ptys[0].Master.GetPacketMode() || !ptys[0].Slave.GetExclusive() || len(s.TtyInfos) != 2 {
 		t.Fatalf("ptys %+v, infos %v", ptys, s.TtyInfos)
 	}
+	if err := s.DumpTtyData(); err != nil {
+		t.Fatal(err)
+	}
+	queued := map[uint32][]byte{}
+	for _, e := range s.TtyData {
+		queued[e.GetTtyId()] = e.GetData()
+	}
+	if len(s.TtyData) != 2 || string(queued[ids[m]]) != "back" || string(queued[ptys[0].slaveID]) != "wait" {
+		t.Fatalf("tty data %v, want wait for the slave, back for the master", s.TtyData)
+	}
+	// Put back in the pty dumped, as the dump leaves it.
+	b := make([]byte, 8)
+	if n, err := unix.Read(s1, b); err != nil || string(b[:n]) != "wait" {
+		t.Fatalf("slave read %q after the dump, %v", b[:max(n, 0)], err)
+	}
 	for _, fd := range []int{m, s1, s2} {
 		unix.Close(fd)
 	}
+	s.Close()
 
 	r := NewRestorer(s.Entries, "")
 	for _, e := range s.TtyInfos {
 		r.TtyInfos[e.GetId()] = e
 	}
+	r.TtyData = queued
 	defer r.Close()
 	got := map[int]int{}
 	for _, fd := range []int{s1, m, s2} {
@@ -145,10 +171,15 @@ func TestPtyDumpRestore(t *testing.T) {
 	if fl, _ := unix.FcntlInt(uintptr(s2), unix.F_GETFL, 0); fl&(unix.O_ACCMODE|unix.O_NONBLOCK) != unix.O_RDONLY|unix.O_NONBLOCK {
 		t.Errorf("second slave flags %#o", fl)
 	}
+	if n, err := unix.Read(m, b); err != nil || string(b[:n]) != "\x00back" {
+		t.Fatalf("master read %q after restore, %v, want \\0back", b[:max(n, 0)], err)
+	}
+	if n, err := unix.Read(s1, b); err != nil || string(b[:n]) != "wait" {
+		t.Fatalf("slave read %q after restore, %v", b[:max(n, 0)], err)
+	}
 	if _, err := unix.Write(m, []byte("ping")); err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, 8)
 	if n, err := unix.Read(s1, b); err != nil || string(b[:n]) != "ping" {
 		t.Fatalf("slave read %q, %v", b[:max(n, 0)], err)
 	}

@@ -6,6 +6,7 @@
 #   sigpending_shared static
 #   vdso_rseq    dynamic: it is about the vDSO and glibc's rseq registration
 #   tree pipe_tree fifo shared_anon shared_file pty_pair   static: process trees
+#   pty_queued   static: bytes queued in a pty both ways, /dev/tty held
 #   mnt_*        static, with mntlib.c: the mount namespace workloads
 #   ghost_small  static
 #   signalfd timerfd inotify memfd eventfd_tree  static: fd kinds
@@ -33,7 +34,7 @@ mkdir -p "$out"
 $CC $CFLAGS -static -o "$out/sigaltstack" "$src/sigaltstack.c" "$src/zdtmlib.c"
 $CC $CFLAGS -static -o "$out/sigpending_shared" "$src/sigpending_shared.c" "$src/zdtmlib.c"
 $CC $CFLAGS -o "$out/vdso_rseq" "$src/vdso_rseq.c" "$src/zdtmlib.c"
-for t in tree pipe_tree fifo shared_anon shared_file pty_pair; do
+for t in tree pipe_tree fifo shared_anon shared_file pty_pair pty_queued; do
 	$CC $CFLAGS -static -o "$out/$t" "$src/$t.c" "$src/zdtmlib.c"
 done
 for t in sysv_shm sysv_sem sysv_msg posix_mq; do

@@ -14,8 +14,8 @@
  * window size on its slave, F that /dev/tty opens. Then data goes both ways:
  * R writes "ping" on the master, which F, in the foreground, reads whole at
  * once on the slave (VMIN=4), and F answers "pong", which R reads after
- * packet mode's status byte. Nothing is in flight at the checkpoint: a pty's queued bytes are
- * not saved.
+ * packet mode's status byte. Nothing is in flight at the checkpoint (see
+ * pty_queued for bytes queued in a pty).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
