@@ -528,10 +528,12 @@ type unixBuild struct {
 	madeDirs []string
 }
 
-// deletedName is the file a socket whose file was deleted got from bind.
+// deletedName is the file a socket whose file was deleted got from bind,
+// and where the file that has the name now was moved for the time.
 type deletedName struct {
-	path string
-	ino  uint64
+	path   string
+	ino    uint64
+	parked string // "" if the name was free
 }
 
 // makeUnixSockets makes every unix socket of the image, on a thread of its
@@ -643,7 +645,7 @@ func (b *unixBuild) build() error {
 // deleted, then the directories made for them, innermost first.
 func (b *unixBuild) removeNames() error {
 	var errs []error
-	for _, d := range b.deleted {
+	for _, d := range slices.Backward(b.deleted) { // the last parked first
 		errs = append(errs, d.unlink())
 	}
 	b.deleted = nil
@@ -684,14 +686,71 @@ func (b *unixBuild) makeParents(p string) error {
 }
 
 // unlink removes the file bind made for a socket whose file was deleted,
-// unless another socket's file has taken the path since.
+// unless another socket's file has taken the path since, and puts back
+// the file that was parked.
 func (d deletedName) unlink() error {
 	var st unix.Stat_t
-	if err := unix.Lstat(d.path, &st); err != nil || st.Ino != d.ino {
-		return nil
+	if err := unix.Lstat(d.path, &st); err == nil && st.Ino == d.ino {
+		if err := unix.Unlink(d.path); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unlink the name %s of a socket whose file was deleted: %w", d.path, err)
+		}
 	}
-	if err := unix.Unlink(d.path); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unlink the name %s of a socket whose file was deleted: %w", d.path, err)
+	if d.parked != "" {
+		return unpark(d.parked, d.path)
+	}
+	return nil
+}
+
+// park moves the file at p, the name of a socket whose file was deleted,
+// aside for the time the socket needs the name (the name went to another
+// file after the socket's was deleted: a FIFO, another socket). It
+// returns where the file went, "" if p was free. The file of another
+// socket of the image whose name was deleted too, bound there a moment
+// ago, is unlinked instead: it was deleted as well.
+func (b *unixBuild) park(p string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); errors.Is(err, unix.ENOENT) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("stat %s: %w", p, err)
+	}
+	abs, err := absName(p)
+	if err != nil {
+		return "", err
+	}
+	if slices.ContainsFunc(b.deleted, func(d deletedName) bool { return d.path == abs && d.ino == st.Ino }) {
+		if err := unix.Unlink(p); err != nil {
+			return "", fmt.Errorf("remove the file %s of another socket whose name was deleted: %w", p, err)
+		}
+		return "", nil
+	}
+	for i := 0; ; i++ {
+		parked := fmt.Sprintf("%s.gocr-parked.%d", p, i)
+		err := unix.Renameat2(unix.AT_FDCWD, p, unix.AT_FDCWD, parked, unix.RENAME_NOREPLACE)
+		switch {
+		case err == nil:
+			return parked, nil
+		case errors.Is(err, unix.EEXIST) && i < 100:
+			continue
+		default:
+			return "", fmt.Errorf("move %s, which has the name of a socket whose file was deleted, aside to %s: %w", p, parked, err)
+		}
+	}
+}
+
+// unpark puts a parked file back at p. A parked socket file whose name a
+// socket of the image has taken since is the stale file of the dumped
+// socket that had that name: it goes.
+func unpark(parked, p string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, parked, unix.AT_FDCWD, p, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EEXIST) {
+		var st unix.Stat_t
+		if unix.Lstat(parked, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+			err = unix.Unlink(parked)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("put %s back at %s: %w", parked, p, err)
 	}
 	return nil
 }
@@ -920,18 +979,26 @@ func (b *unixBuild) bind(fd int, e *sk_unix.UnixSkEntry) error {
 	}
 	return withName(e, func(sa *unix.SockaddrUnix) error {
 		abstract := e.GetName()[0] == 0
+		parked := ""
 		if !abstract && e.GetDeleted() {
 			if err := b.makeParents(sa.Name); err != nil {
 				return err
 			}
-		}
-		if !abstract {
+			var err error
+			if parked, err = b.park(sa.Name); err != nil {
+				return err
+			}
+		} else if !abstract {
 			if err := unlinkStaleSocket(sa.Name); err != nil {
 				return err
 			}
 		}
 		if err := unix.Bind(fd, sa); err != nil {
-			return fmt.Errorf("bind to %s: %w", printableName(e.GetName()), err)
+			err = fmt.Errorf("bind to %s: %w", printableName(e.GetName()), err)
+			if parked != "" {
+				err = errors.Join(err, unpark(parked, sa.Name))
+			}
+			return err
 		}
 		if abstract {
 			return nil
@@ -944,11 +1011,16 @@ func (b *unixBuild) bind(fd int, e *sk_unix.UnixSkEntry) error {
 			if err != nil {
 				return err
 			}
+			if parked != "" {
+				if parked, err = absName(parked); err != nil {
+					return err
+				}
+			}
 			var st unix.Stat_t
 			if err := unix.Lstat(p, &st); err != nil {
 				return fmt.Errorf("stat %s after bind: %w", p, err)
 			}
-			b.deleted = append(b.deleted, deletedName{p, st.Ino})
+			b.deleted = append(b.deleted, deletedName{p, st.Ino, parked})
 		}
 		return nil
 	})

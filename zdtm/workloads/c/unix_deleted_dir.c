@@ -8,11 +8,18 @@
  * and the subdirectory removed. A restore must bind the names for a
  * moment to connect again, in a directory it makes and removes.
  *
- * After SIGTERM each pair still carries data both ways, and the
- * subdirectory is still gone.
+ * And beside it (zdtm's fifo_upon_unix_socket00), a datagram socket is
+ * bound and connected to, its file unlinked, and a FIFO made with the same
+ * name and held open: the restore must move the FIFO aside for the time of
+ * its bind and put it back.
+ *
+ * After SIGTERM each pair still carries data both ways, the subdirectory
+ * is still gone, and the FIFO is the same file at its name, still carrying
+ * bytes through the fd held.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -74,6 +81,26 @@ int main(int argc, char **argv)
 		fail("remove the names and %s: %m", sub);
 	roundtrip("stream 0 before", cli[0], acc[0]);
 
+	/* A FIFO that took a deleted socket's name. */
+	struct sockaddr_un ff;
+	char fifo[4096];
+	if (snprintf(fifo, sizeof(fifo), "%s.fifo", file) >= (int)sizeof(fifo))
+		fail("name too long");
+	unlink(fifo);
+	memset(&ff, 0, sizeof(ff));
+	ff.sun_family = AF_UNIX;
+	if (snprintf(ff.sun_path, sizeof(ff.sun_path), "%s", fifo) >= (int)sizeof(ff.sun_path))
+		fail("%s is too long for a socket name", fifo);
+	int fsk = socket(AF_UNIX, SOCK_DGRAM, 0), fcl = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (fsk < 0 || fcl < 0 || bind(fsk, (struct sockaddr *)&ff, sizeof(ff)) || connect(fcl, (struct sockaddr *)&ff, sizeof(ff)))
+		fail("datagram sockets on %s: %m", fifo);
+	if (unlink(fifo) || mkfifo(fifo, 0600))
+		fail("replace %s with a FIFO: %m", fifo);
+	int ffd = open(fifo, O_RDWR);
+	struct stat fst;
+	if (ffd < 0 || fstat(ffd, &fst))
+		fail("open the FIFO %s: %m", fifo);
+
 	test_daemon();
 	test_waitsig();
 
@@ -85,5 +112,20 @@ int main(int argc, char **argv)
 	struct stat s;
 	if (stat(sub, &s) == 0 || errno != ENOENT)
 		fail("%s is back after restore (%m)", sub);
+
+	if (write(fcl, "over", 4) != 4 || read(fsk, buf, sizeof(buf)) != 4 || memcmp(buf, "over", 4))
+		fail("the datagram to the socket under the FIFO does not arrive: %m");
+	struct sockaddr_un got;
+	socklen_t len = sizeof(got);
+	if (getsockname(fsk, (struct sockaddr *)&got, &len) || strcmp(got.sun_path, fifo))
+		fail("the socket under the FIFO is named %s (%m), want %s", got.sun_path, fifo);
+	if (lstat(fifo, &s) || !S_ISFIFO(s.st_mode))
+		fail("%s is no FIFO after restore (mode %o, %m)", fifo, s.st_mode);
+	struct stat now;
+	if (fstat(ffd, &now) || now.st_ino != s.st_ino || now.st_dev != s.st_dev)
+		fail("the FIFO held is not the one at %s any more", fifo);
+	if (write(ffd, "fifo", 4) != 4 || read(ffd, buf, sizeof(buf)) != 4 || memcmp(buf, "fifo", 4))
+		fail("the FIFO does not carry bytes: %m");
+	unlink(fifo);
 	pass();
 }
