@@ -131,8 +131,20 @@ func Dump(ctx context.Context, o DumpOptions) (err error) {
 			if d.wd != nil {
 				d.wd.lockRoot = root
 			}
+			if d.ownNet {
+				// Nothing in or out of the tree's own network namespace
+				// from here until the restore, as CRIU locks a
+				// container's.
+				err = d.files.LockNetns(o.Pid)
+				if errors.Is(err, netlock.ErrNoNftables) {
+					d.log.Warn("the tree's network namespace is not locked during the dump", "err", err)
+					err = nil
+				}
+			}
 		}
-		err = d.at("namespaces")
+		if err == nil {
+			err = d.at("namespaces")
+		}
 	}
 	for _, p := range d.procs {
 		if err == nil {
@@ -257,6 +269,7 @@ type dumper struct {
 	vtid      map[int]int         // host tid → tid in the tree's pid namespace
 	vpid      int                 // the root's
 	nsIDs     map[string]uint64   // the tree's namespaces, by kind
+	ownNet    bool                // the tree has a network namespace of its own: it is locked whole
 	rootNsIDs map[string]uint64   // gocr's
 	userns    *userns.UsernsEntry // the maps of the tree's own user namespace, if it has one
 	frozenAt  time.Time

@@ -166,6 +166,7 @@ func (d *dumper) dumpNamespaces() error {
 		}
 	}
 	if own["net"] {
+		d.ownNet = true
 		devs, err := ns.DumpNet(pid)
 		if err != nil {
 			return fmt.Errorf("dump net namespace: %w", err)
@@ -668,7 +669,7 @@ func (r *restorer) restoreNamespaces() error {
 		}
 		r.ipc, r.fr.MqueueFds = res, res.MqueueFiles
 	}
-	if n.has("net") {
+	if n.has("net") && r.o.JoinNetNS == "" {
 		if err := ns.RestoreNet(pid, n.net); err != nil {
 			return fmt.Errorf("restore net namespace %d: %w", n.ids["net"], err)
 		}

@@ -78,6 +78,11 @@ type RestoreOptions struct {
 	// TCPClose restores established TCP connections closed (criu's
 	// --tcp-close), with or without their state in the images.
 	TCPClose bool
+	// JoinNetNS is the file of an existing network namespace the tree is
+	// restored into instead of a new one (criu's --join-ns net:PATH):
+	// its devices and addresses are its own, and the lock the dump put
+	// on it (netlock.LockAll) comes off once the tree runs.
+	JoinNetNS string
 }
 
 // parseExternalMounts reads the mnt[A]:B items of --external into a map

@@ -372,6 +372,12 @@ func (r *restorer) unlockNetwork() error {
 	if r.o.NoNetworkLock {
 		return nil
 	}
+	if r.o.JoinNetNS != "" {
+		// The namespace the dump locked whole, joined again.
+		if err := netlock.Remove(r.o.JoinNetNS, netlock.TableName(r.procs[0].vpid)); err != nil {
+			return err
+		}
+	}
 	established := false
 	for _, f := range r.img.files {
 		if e := f.GetIsk(); e != nil && e.GetState() == 1 && e.GetType() == unix.SOCK_STREAM {
@@ -973,8 +979,13 @@ func (r *restorer) spawn() error {
 		tids = append(tids, root.pid)
 	}
 	err = r.pass.Inheritable(func() error {
+		kinds := r.img.ns.kinds()
+		if r.o.JoinNetNS != "" {
+			kinds = slices.DeleteFunc(kinds, func(k string) bool { return k == "net" })
+		}
 		spec := ptrace.StubSpec{
-			Tids: tids, Flags: ns.CloneFlags(r.img.ns.kinds()...), Path: "/proc/self/exe", Argv: []string{"gocr", stubArg},
+			Tids: tids, Flags: ns.CloneFlags(kinds...), Path: "/proc/self/exe", Argv: []string{"gocr", stubArg},
+			NetNS: r.o.JoinNetNS,
 			Options: unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_EXITKILL,
 		}
 		if r.img.hasSeccomp {

@@ -76,6 +76,8 @@ var restoreOpts = append([]option{
 	{"", "tcp-established", false, "accepted, as criu's: the images say which connections to rebuild", false},
 	{"", "tcp-close", false, "restore established TCP connections closed (shut down both ways)", false},
 	{"", "skip-in-flight", false, "accepted, as criu's: a dump option (the images hold no connection not accepted yet)", false},
+	{"", "ghost-limit", true, "accepted, as criu's: a dump option (the images hold the deleted files saved)", false},
+	{"J", "join-ns", true, "net:PATH or net:PID: restore into that existing network namespace instead of a new one, as criu's (other kinds are not supported yet)", false},
 }, commonOpts...)
 
 var checkOpts = append([]option{
@@ -243,7 +245,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		res, err := engine.Restore(ctx, engine.RestoreOptions{
 			ImagesDir: p.get("images-dir"), Detached: detached,
 			ShellJob: p.has("shell-job"), Root: p.get("root"), Log: log, Fault: faults, FileLocks: p.has("file-locks"), NoNetworkLock: skipLock(p), TCPClose: p.has("tcp-close"),
-			External: p.vals["external"],
+			External: p.vals["external"], JoinNetNS: joinNetNS(p),
 		})
 		if err != nil {
 			return fail(err)
@@ -281,9 +283,39 @@ func skipLock(p parsed) bool {
 	return v == "skip" || v == "none"
 }
 
+// joinNetNS is the file of the network namespace --join-ns net:X names
+// (checked by checkValues): X itself, or a pid's.
+func joinNetNS(p parsed) string {
+	for _, v := range p.vals["join-ns"] {
+		if x, ok := strings.CutPrefix(v, "net:"); ok {
+			x, _, _ = strings.Cut(x, ",")
+			if _, err := strconv.Atoi(x); err == nil {
+				return "/proc/" + x + "/ns/net"
+			}
+			return x
+		}
+	}
+	return ""
+}
+
 // checkValues refuses values of accepted options that ask for what gocr
 // lacks, and malformed ones, before anything is done.
 func checkValues(p parsed) error {
+	for _, v := range p.vals["join-ns"] {
+		kind, x, _ := strings.Cut(v, ":")
+		x, extra, _ := strings.Cut(x, ",")
+		switch {
+		case kind != "net":
+			return &unsupportedError{"--join-ns " + kind, "restore into an existing " + kind + " namespace (only net is)"}
+		case x == "":
+			return fmt.Errorf("--join-ns %q: want net:PATH or net:PID", v)
+		case extra != "":
+			return fmt.Errorf("--join-ns %q: a network namespace takes no extra options", v)
+		}
+	}
+	if len(p.vals["join-ns"]) > 1 {
+		return fmt.Errorf("--join-ns given %d times: there is one network namespace to join", len(p.vals["join-ns"]))
+	}
 	if p.has("network-lock") {
 		switch v := p.get("network-lock"); v {
 		case "skip", "none", "nftables":

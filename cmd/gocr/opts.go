@@ -62,7 +62,6 @@ var unsupportedOpts = []unsupported{
 	{"", "action-script", true, false, "run a script at each stage"},
 	{"", "evasive-devices", false, false, "reopen a device through another path when its own is gone"},
 	{"", "inherit-fd", true, false, "give the tree an fd of gocr's for a resource outside it"},
-	{"J", "join-ns", true, false, "restore into existing namespaces"},
 	{"", "empty-ns", true, false, "make the network namespace empty, for a script to fill"},
 	{"", "mntns-compat-mode", false, false, "rebuild mounts with criu's older mount engine"},
 	{"M", "ext-mount-map", true, false, "map external mounts (use --external mnt[...]:...)"},
@@ -92,6 +91,7 @@ var unsupportedOpts = []unsupported{
 // for what gocr's dump lacks, other commands for what gocr does.
 var unsupportedDumpOpts = []unsupported{
 	{"", "status-fd", true, false, "tell when a lazy-pages dump is ready to serve pages"},
+	{"J", "join-ns", true, false, "join existing namespaces: a restore option"},
 }
 
 // unsupportedError is the refusal of an option gocr lacks: exit 1 with

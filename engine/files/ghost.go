@@ -117,6 +117,11 @@ func checkGhostPlace(pid int, p Path, st *unix.Stat_t) error {
 		return fmt.Errorf("pid %d %s: deleted file %s is not on the filesystem of %s (a memfd or SysV shared memory?): not supported yet",
 			pid, p.What, p.Name, dir)
 	}
+	// The restore makes the ghost on the file's own mount.
+	var fs unix.Statfs_t
+	if err := unix.Statfs(p.Proc, &fs); err == nil && fs.Flags&unix.ST_RDONLY != 0 {
+		return fmt.Errorf("pid %d %s: deleted file %s is on a read-only mount, where the restore cannot make it again: not supported yet", pid, p.What, p.Name)
+	}
 	return nil
 }
 

@@ -340,6 +340,28 @@ func (s *Set) lock(pid, fd int) error {
 	return nil
 }
 
+// LockNetns locks the whole network namespace of pid (netlock.LockAll),
+// the tree's own, for the time of the dump and until the restore: Unlock
+// takes it off with the rest. A kernel without nftables gets no lock
+// (netlock.ErrNoNftables): the tree's connections, which need theirs,
+// refuse the dump then.
+func (s *Set) LockNetns(pid int) error {
+	netns := fmt.Sprintf("/proc/%d/ns/net", pid)
+	if s.Repair != nil {
+		if err := s.Repair.Locked(pid); err != nil {
+			return err
+		}
+	}
+	if err := netlock.LockAll(netns, s.LockName); err != nil {
+		return fmt.Errorf("network lock of the tree's network namespace: %w", err)
+	}
+	if s.lockedNS == nil {
+		s.lockedNS = map[string]bool{}
+	}
+	s.lockedNS[netns] = true
+	return nil
+}
+
 // Unlock removes the network lock of the dump (a failed dump, a tree
 // that runs on; after a kill it stays for restore to remove).
 func (s *Set) Unlock() error {

@@ -116,6 +116,11 @@ func (s *Set) Open(mntID uint32, p string, flags int, mode uint32) (int, error) 
 	if !ok {
 		return -1, fmt.Errorf("mount %d: not restored", mntID)
 	}
+	if flags&unix.O_PATH != 0 {
+		// open(2) ignores the other flags with O_PATH, openat2 refuses
+		// them (EINVAL).
+		flags &= unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	}
 	p = path.Clean(p)
 	if !path.IsAbs(p) || !under(p, m.mountPoint) {
 		return -1, fmt.Errorf("mount %d at %s: %s is not under it", mntID, m.mountPoint, p)

@@ -7,13 +7,16 @@
 // The lock is an nftables table of gocr's own, "gocr-lock-PID" (PID: the
 // tree's root as its images name it), in the network namespace the
 // connections are in, with an input and an output chain holding one drop
-// rule per connection and direction. Dump makes it (Add); restore, a
+// rule per connection and direction; a tree in a network namespace of
+// its own gets its whole namespace locked instead (LockAll), as CRIU
+// locks a container's. Dump makes it (Add, LockAll); restore, a
 // failed dump, a dump that leaves the tree running and the watchdog of a
 // gocr that died remove it (Remove). A tree in a network namespace of its
 // own takes the table with it when it dies.
 package netlock
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -31,6 +34,9 @@ import (
 type Conn struct {
 	Local, Peer netip.AddrPort
 }
+
+// ErrNoNftables says the kernel has no nftables to lock with.
+var ErrNoNftables = errors.New("nftables")
 
 // ioTimeout bounds each exchange with the kernel's nftables.
 const ioTimeout = 5 * time.Second
@@ -74,7 +80,7 @@ func haveNetfilter(netns string) error {
 	try := func() error {
 		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 		if err != nil {
-			return fmt.Errorf("nftables: no netfilter netlink here (nf_tables not loaded?): %w", err)
+			return fmt.Errorf("%w: no netfilter netlink here (nf_tables not loaded?): %w", ErrNoNftables, err)
 		}
 		return unix.Close(fd)
 	}
@@ -100,6 +106,50 @@ func haveNetfilter(netns string) error {
 	return <-errc
 }
 
+// tableChains adds the table name and its input and output chains to the
+// batch of c (an existing one is kept).
+func tableChains(c *nftables.Conn, name string) (t *nftables.Table, in, out *nftables.Chain) {
+	t = c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: name})
+	accept := nftables.ChainPolicyAccept
+	in = c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	out = c.AddChain(&nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	return t, in, out
+}
+
+// RepairMark is the packet mark the lock of a whole namespace lets
+// through: CRIU's SOCCR_MARK, which its tools and tests set on the
+// packets they mean to pass a locked namespace.
+const RepairMark = 0xC114
+
+// LockAll locks the whole network namespace netns, in the table name:
+// every packet in and out is dropped but those marked RepairMark. It is
+// the lock of a tree in a network namespace of its own (CRIU's lock of a
+// container), which no connection may enter or leave while the tree is
+// checkpointed, a new one no more than one of the tree's.
+func LockAll(netns, name string) error {
+	c, done, err := connect(netns)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t, in, out := tableChains(c, name)
+	mark := make([]byte, 4)
+	binary.NativeEndian.PutUint32(mark, RepairMark)
+	for _, ch := range []*nftables.Chain{in, out} {
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: mark},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: lock the network namespace in table inet %s: %w", name, err)
+	}
+	return nil
+}
+
 // Add locks conns in the table name of netns, making it if needed.
 func Add(netns, name string, conns ...Conn) error {
 	c, done, err := connect(netns)
@@ -107,12 +157,7 @@ func Add(netns, name string, conns ...Conn) error {
 		return err
 	}
 	defer done()
-	t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: name})
-	accept := nftables.ChainPolicyAccept
-	in := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
-	out := c.AddChain(&nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	t, in, out := tableChains(c, name)
 	for _, k := range conns {
 		if k.Local.Addr().Is4() != k.Peer.Addr().Is4() {
 			return fmt.Errorf("connection %v → %v: addresses of two families", k.Local, k.Peer)

@@ -103,3 +103,52 @@ func TestLockDropsAndRemoveLetsThrough(t *testing.T) {
 		t.Logf("retransmitted %v after the unlock", time.Since(start).Round(time.Millisecond))
 	})
 }
+
+// A namespace locked whole lets no new connection in, not even one to a
+// listener of its own, without a word (no reset); a connection marked
+// RepairMark gets through; Remove opens it again.
+func TestLockAllDropsAllButMarked(t *testing.T) {
+	inNewNetns(t, func() {
+		l, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		defer unix.Close(l)
+		if err := unix.Bind(l, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			t.Error(err)
+			return
+		}
+		unix.Listen(l, 4) //nolint:errcheck
+		sa, _ := unix.Getsockname(l)
+		// dial connects with a 300 ms timeout, with mark on the packets.
+		dial := func(mark int) error {
+			c, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			defer unix.Close(c)
+			if mark != 0 {
+				if err := unix.SetsockoptInt(c, unix.SOL_SOCKET, unix.SO_MARK, mark); err != nil {
+					return err
+				}
+			}
+			tv := unix.Timeval{Usec: 300000}
+			unix.SetsockoptTimeval(c, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv) //nolint:errcheck
+			return unix.Connect(c, sa)
+		}
+		name := TableName(4343)
+		if err := LockAll("", name); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := dial(0); !errors.Is(err, unix.EINPROGRESS) && !errors.Is(err, unix.EAGAIN) {
+			t.Errorf("connect through the lock: %v; want a timeout", err)
+		}
+		// Both ways: the listener marks its answers too.
+		unix.SetsockoptInt(l, unix.SOL_SOCKET, unix.SO_MARK, RepairMark) //nolint:errcheck
+		if err := dial(RepairMark); err != nil {
+			t.Errorf("connect marked %#x through the lock: %v", RepairMark, err)
+		}
+		unix.SetsockoptInt(l, unix.SOL_SOCKET, unix.SO_MARK, 0) //nolint:errcheck
+		if err := Remove("", name); err != nil {
+			t.Error(err)
+		}
+		if err := dial(0); err != nil {
+			t.Errorf("connect after the lock: %v", err)
+		}
+	})
+}

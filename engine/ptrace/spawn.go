@@ -45,6 +45,10 @@ type StubSpec struct {
 	// stays taken while a zombie of the old tree still uses it as a process
 	// group or session id. Zero means 2 s.
 	RetryFor time.Duration
+	// NetNS, if not empty, is the file of a network namespace the stub is
+	// born in instead of the tracer thread's (criu's --join-ns net): the
+	// tracer thread joins it for the clone and goes back to its own.
+	NetNS string
 }
 
 // SpawnStub starts a restore stub with exactly the requested pid (clone3
@@ -96,6 +100,13 @@ func (t *Tracer) spawnStub(s StubSpec) (int, error) {
 	if retry == 0 {
 		retry = 2 * time.Second
 	}
+	if s.NetNS != "" {
+		back, err := joinNetNS(s.NetNS)
+		if err != nil {
+			return 0, err
+		}
+		defer back()
+	}
 	deadline := time.Now().Add(retry)
 	backoff := time.Millisecond
 	var pid int
@@ -129,6 +140,34 @@ func (t *Tracer) spawnStub(s StubSpec) (int, error) {
 		return 0, err
 	}
 	return pid, nil
+}
+
+// joinNetNS moves the calling thread into the network namespace of file
+// path and returns how to move it back. A thread that cannot go back is
+// not fit to serve the tracer any more: that panics.
+func joinNetNS(path string) (func(), error) {
+	own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("own network namespace: %w", err)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(own)
+		return nil, fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	err = unix.Setns(fd, unix.CLONE_NEWNET)
+	unix.Close(fd)
+	if err != nil {
+		unix.Close(own)
+		return nil, fmt.Errorf("join network namespace %s: %w", path, err)
+	}
+	return func() {
+		err := unix.Setns(own, unix.CLONE_NEWNET)
+		unix.Close(own)
+		if err != nil {
+			panic(fmt.Sprintf("tracer thread: back to its own network namespace: %v", err))
+		}
+	}, nil
 }
 
 // fork runs forkStub with every signal blocked on this thread, so the child
