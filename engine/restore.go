@@ -985,7 +985,7 @@ func (r *restorer) spawn() error {
 		}
 		spec := ptrace.StubSpec{
 			Tids: tids, Flags: ns.CloneFlags(kinds...), Path: "/proc/self/exe", Argv: []string{"gocr", stubArg},
-			NetNS: r.o.JoinNetNS,
+			NetNS:   r.o.JoinNetNS,
 			Options: unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_EXITKILL,
 		}
 		if r.img.hasSeccomp {
