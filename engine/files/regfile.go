@@ -1,6 +1,7 @@
 package files
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -29,6 +30,9 @@ func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 		id, err := s.dumpTty(pid, fd, &st)
 		return id, fdinfo.FdTypes_TTY, err
 	}
+	if err := checkProcName(pid, p); err != nil {
+		return 0, 0, err
+	}
 	// A file made with O_TMPFILE keeps the flag: it never had a name
 	// (/proc shows "DIR/#INODE (deleted)"), is saved as a ghost and is
 	// made again with O_TMPFILE (see ghost.makeFile).
@@ -43,6 +47,22 @@ func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 		s.devTty = append(s.devTty, DevTtyFd{Pid: pid, Fd: fd.Fd, ID: id})
 	}
 	return id, fdinfo.FdTypes_REG, nil
+}
+
+// checkProcName refuses a file of procfs whose name leads nowhere now: a
+// file of a process that is gone (/proc/PID/mountinfo of a reaped
+// child). /proc does not say " (deleted)" of those, and the restore,
+// which opens files by name, would find nothing there.
+func checkProcName(pid int, p Path) error {
+	var fs unix.Statfs_t
+	if p.Deleted || unix.Statfs(p.Proc, &fs) != nil || fs.Type != unix.PROC_SUPER_MAGIC {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(fmt.Sprintf("/proc/%d/root%s", pid, p.Name), &st); errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("pid %d %s: %s: a file of procfs whose name is gone (of a process that died?): not supported yet", pid, p.What, p.Name)
+	}
+	return nil
 }
 
 // oTmpfileBit is __O_TMPFILE, O_TMPFILE without the O_DIRECTORY it
