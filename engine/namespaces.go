@@ -23,6 +23,7 @@ import (
 	"github.com/gocr/gocr/engine/image/gocrpb"
 	"github.com/gocr/gocr/engine/kernel"
 	"github.com/gocr/gocr/engine/mount"
+	"github.com/gocr/gocr/engine/netlock"
 	"github.com/gocr/gocr/engine/ns"
 	"github.com/gocr/gocr/engine/procfs"
 )
@@ -167,9 +168,16 @@ func (d *dumper) dumpNamespaces() error {
 	}
 	if own["net"] {
 		d.ownNet = true
-		devs, err := ns.DumpNet(pid)
+		devs, conf, err := ns.DumpNet(pid)
 		if err != nil {
 			return fmt.Errorf("dump net namespace: %w", err)
+		}
+		tables, err := netlock.ForeignTables(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err != nil {
+			return fmt.Errorf("dump net namespace: %w", err)
+		}
+		if len(tables) > 0 {
+			return fmt.Errorf("dump net namespace: nftables tables %v: firewall rules are not supported yet", tables)
 		}
 		id := nsID(theirs, "net")
 		w, err := d.dir.Writer(image.Netdev, image.NetdevFile(id))
@@ -185,8 +193,7 @@ func (d *dumper) dumpNamespaces() error {
 		if err := w.Close(); err != nil {
 			return err
 		}
-		// No sysctls are saved yet: an empty entry says so.
-		if err := d.dir.WriteOne(image.Netns, image.NetnsFile(id), &netdev.NetnsEntry{}); err != nil {
+		if err := d.dir.WriteOne(image.Netns, image.NetnsFile(id), conf); err != nil {
 			return err
 		}
 	}
@@ -339,8 +346,9 @@ type nsImages struct {
 	ipc      *ns.IPCImages
 	mqFiles  map[uint32]*gocrpb.MqueueFileEntry // open message queues, by file id
 	net      []*netdev.NetDeviceEntry
-	hostTids map[int]int // image tid → tid outside; absent if unknown
-	time     *timeImages // nil: no time namespace of its own
+	netConf  *netdev.NetnsEntry // netns.img: the sysctls (nil in images without one)
+	hostTids map[int]int        // image tid → tid outside; absent if unknown
+	time     *timeImages        // nil: no time namespace of its own
 }
 
 // timeImages is the tree's time namespace: how the tree uses it, its
@@ -447,6 +455,11 @@ func readNamespaces(dir *image.Dir, img *restoreImages, root, task *criu_core.Ta
 		for i, dev := range n.net {
 			if dev.GetType() != netdev.NdType_LOOPBACK {
 				return nil, fmt.Errorf("%s: [%d]: device %s of type %s: only the loopback device is supported so far", image.NetdevFile(id), i, dev.GetName(), dev.GetType())
+			}
+		}
+		if dir.Exists(image.NetnsFile(id)) {
+			if n.netConf, err = image.ReadOne[netdev.NetnsEntry](dir, image.Netns, image.NetnsFile(id)); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -670,7 +683,7 @@ func (r *restorer) restoreNamespaces() error {
 		r.ipc, r.fr.MqueueFds = res, res.MqueueFiles
 	}
 	if n.has("net") && r.o.JoinNetNS == "" {
-		if err := ns.RestoreNet(pid, n.net); err != nil {
+		if err := ns.RestoreNet(pid, n.net, n.netConf); err != nil {
 			return fmt.Errorf("restore net namespace %d: %w", n.ids["net"], err)
 		}
 	}

@@ -762,6 +762,9 @@ func entryWhere(e *sk_inet.InetSkEntry) string {
 func (b *inetBuild) make(e *sk_inet.InetSkEntry) (int, error) {
 	family, typ := int(e.GetFamily()), int(e.GetType())
 	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, int(e.GetProto()))
+	if errors.Is(err, unix.EACCES) && typ == unix.SOCK_DGRAM && (e.GetProto() == unix.IPPROTO_ICMP || e.GetProto() == unix.IPPROTO_ICMPV6) {
+		fd, err = pingSocket(family, int(e.GetProto()))
+	}
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
@@ -770,6 +773,38 @@ func (b *inetBuild) make(e *sk_inet.InetSkEntry) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+// pingSocket makes an ICMP (ping) socket that gocr's own groups may not
+// make: the kernel lets a group of net.ipv4.ping_group_range make them
+// (both families), which the tree's processes are in and gocr, root of
+// the host, need not be (a tree in a user namespace of its own). The
+// calling thread, in the tree's network namespace, takes the range's
+// first group as its effective gid for the call, with setresgid on this
+// thread alone (not Go's, which changes every thread), and then its own.
+func pingSocket(family, proto int) (int, error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
+	if err != nil {
+		return -1, fmt.Errorf("ping_group_range: %w", err)
+	}
+	var low, high uint32
+	if _, err := fmt.Sscan(string(b), &low, &high); err != nil || low > high {
+		return -1, fmt.Errorf("ping_group_range %q: no group may make ping sockets: %w", b, unix.EACCES)
+	}
+	egid := unix.Getegid()
+	keep := ^uintptr(0) // -1: unchanged
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, keep, uintptr(low), keep); e != 0 {
+		return -1, fmt.Errorf("take group %d of ping_group_range: %w", low, e)
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, proto)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, keep, uintptr(egid), keep); e != 0 {
+		// The thread is thrown away with the build, which fails.
+		if err == nil {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("back to gid %d after a ping socket: %w", egid, e)
+	}
+	return fd, err
 }
 
 func (b *inetBuild) setup(fd int, e *sk_inet.InetSkEntry) error {

@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
@@ -247,4 +248,47 @@ func Probe() (bool, string) {
 		return false, fmt.Sprintf("nftables: remove table %s: %v", name, err)
 	}
 	return true, "nftables: an inet table can be made and removed"
+}
+
+// ForeignTables lists the nftables tables of netns that are not a lock of
+// gocr's: rules a tree's namespace holds, which the restore does not make
+// yet. A kernel without nftables has none.
+func ForeignTables(netns string) ([]string, error) {
+	c, done, err := connect(netns)
+	if errors.Is(err, ErrNoNftables) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	tables, err := c.ListTables()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: list tables: %w", err)
+	}
+	var out []string
+	for _, t := range tables {
+		if !strings.HasPrefix(t.Name, "gocr-lock-") {
+			out = append(out, fmt.Sprintf("%s %s", familyName(t.Family), t.Name))
+		}
+	}
+	return out, nil
+}
+
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	case nftables.TableFamilyARP:
+		return "arp"
+	case nftables.TableFamilyBridge:
+		return "bridge"
+	case nftables.TableFamilyNetdev:
+		return "netdev"
+	}
+	return fmt.Sprintf("family %d", f)
 }

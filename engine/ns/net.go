@@ -8,10 +8,13 @@ import (
 	"github.com/gocr/gocr/internal/netif"
 )
 
-// DumpNet describes pid's network namespace. Only the loopback device is
-// supported so far; any other interface is refused by name.
-func DumpNet(pid int) ([]*netdev.NetDeviceEntry, error) {
+// DumpNet describes pid's network namespace: its devices and its
+// sysctls (netsysctl.go). Only the loopback device is supported so far;
+// any other interface, an address, route or rule the restore would not
+// make is refused by name (netcheck.go).
+func DumpNet(pid int) ([]*netdev.NetDeviceEntry, *netdev.NetnsEntry, error) {
 	var out []*netdev.NetDeviceEntry
+	var conf *netdev.NetnsEntry
 	err := Enter(pid, "net", func() error {
 		ifs, err := net.Interfaces()
 		if err != nil {
@@ -30,14 +33,19 @@ func DumpNet(pid int) ([]*netdev.NetDeviceEntry, error) {
 			out = append(out, &netdev.NetDeviceEntry{Type: &typ, Ifindex: ptr(uint32(i.Index)), Mtu: ptr(uint32(i.MTU)),
 				Flags: ptr(uint32(flags)), Name: &name})
 		}
-		return nil
+		if err := checkNetConfig(ifs); err != nil {
+			return err
+		}
+		c, err := dumpNetSysctls(out)
+		conf = c
+		return err
 	})
-	return out, err
+	return out, conf, err
 }
 
 // RestoreNet brings pid's fresh network namespace to the dumped state: the
-// loopback device's flags (up or down).
-func RestoreNet(pid int, devs []*netdev.NetDeviceEntry) error {
+// loopback device's flags (up or down), then the sysctls.
+func RestoreNet(pid int, devs []*netdev.NetDeviceEntry, conf *netdev.NetnsEntry) error {
 	return Enter(pid, "net", func() error {
 		for _, d := range devs {
 			if d.GetType() != netdev.NdType_LOOPBACK {
@@ -47,7 +55,7 @@ func RestoreNet(pid int, devs []*netdev.NetDeviceEntry) error {
 				return err
 			}
 		}
-		return nil
+		return restoreNetSysctls(conf, devs)
 	})
 }
 

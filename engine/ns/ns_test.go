@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/ipc-var"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/netdev"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gocr/gocr/internal/netif"
 )
@@ -62,11 +64,29 @@ func TestDumpRestoreUTSNetIPC(t *testing.T) {
 	if err := Enter(a, "ipc", func() error { return os.WriteFile("/proc/sys/kernel/msgmax", []byte("4242"), 0) }); err != nil {
 		t.Fatal(err)
 	}
+	// Sysctls of every list: all, default, the device's, unix, ipv4.
+	sysctls := map[string]string{
+		"/proc/sys/net/ipv4/conf/all/accept_local":  "1",
+		"/proc/sys/net/ipv4/conf/default/rp_filter": "2",
+		"/proc/sys/net/ipv4/conf/lo/arp_ignore":     "1",
+		"/proc/sys/net/unix/max_dgram_qlen":         "77",
+		"/proc/sys/net/ipv4/ping_group_range":       "40000 50000",
+	}
+	if err := Enter(a, "net", func() error {
+		for p, v := range sysctls {
+			if err := os.WriteFile(p, []byte(v), 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	uts, err := DumpUTS(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	devs, err := DumpNet(a)
+	devs, conf, err := DumpNet(a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,14 +100,34 @@ func TestDumpRestoreUTSNetIPC(t *testing.T) {
 	if err := RestoreUTS(b, uts); err != nil {
 		t.Fatal(err)
 	}
-	if err := RestoreNet(b, devs); err != nil {
+	// Through the image's encoding: ipv4_sysctl is an unknown field.
+	raw, err := proto.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = &netdev.NetnsEntry{}
+	if err := proto.Unmarshal(raw, conf); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestoreNet(b, devs, conf); err != nil {
+		t.Fatal(err)
+	}
+	if err := Enter(b, "net", func() error {
+		for p, v := range sysctls {
+			got, err := os.ReadFile(p)
+			if err != nil || normalize(string(got)) != v {
+				t.Errorf("%s after restore: %q (%v), want %s", p, got, err, v)
+			}
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := Enter(b, "ipc", func() error { return restoreIPCVar(ipc) }); err != nil {
 		t.Fatal(err)
 	}
 	uts2, _ := DumpUTS(b)
-	devs2, _ := DumpNet(b)
+	devs2, _, _ := DumpNet(b)
 	ipc2, _ := dumpIPCVarOf(b)
 	if uts2.GetNodename() != "gocr-a" || uts2.GetDomainname() != "dom-a" || devs2[0].GetFlags()&unix.IFF_UP == 0 || ipc2.GetMsgCtlmax() != 4242 {
 		t.Fatalf("restore: uts %v devs %v msgmax %d", uts2, devs2, ipc2.GetMsgCtlmax())
