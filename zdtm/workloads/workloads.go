@@ -51,6 +51,7 @@ func All() []lib.Workload {
 		Tmpfile,
 		Chroot,
 		SeccompTsync,
+		NetnsSysctl,
 	}
 }
 
