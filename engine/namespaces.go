@@ -261,7 +261,7 @@ func (d *dumper) idMap() ns.IDMap {
 // only namespaces its descendants made are the tree's), each read through
 // the first process found in it.
 func (d *dumper) dumpMountNamespaces() error {
-	ext, err := parseExternalMounts(d.o.External)
+	ext, err := parseExternalMounts(d.o.External, false)
 	if err != nil {
 		return err
 	}

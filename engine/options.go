@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -86,14 +87,20 @@ type RestoreOptions struct {
 }
 
 // parseExternalMounts reads the mnt[A]:B items of --external into a map
-// A → B; other kinds of external resources are refused by name.
-func parseExternalMounts(items []string) (map[string]string, error) {
+// A → B; other kinds of external resources are refused by name. A
+// restore's B is a host path; a relative one is taken from /.
+func parseExternalMounts(items []string, restore bool) (map[string]string, error) {
 	out := map[string]string{}
 	for _, it := range items {
 		rest, ok := strings.CutPrefix(it, "mnt[")
 		a, b, ok2 := strings.Cut(rest, "]:")
 		if !ok || !ok2 || a == "" || b == "" {
 			return nil, fmt.Errorf("--external %q: want mnt[A]:B (other external resources are not supported yet)", it)
+		}
+		if restore && !filepath.IsAbs(b) {
+			// Relative to /, as criu's restore finds it (it makes the
+			// mounts from the root).
+			b = filepath.Join("/", b)
 		}
 		out[a] = b
 	}

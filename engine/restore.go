@@ -259,7 +259,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Restored, error) {
 		o.Root = ""
 	}
 	start := time.Now()
-	external, err := parseExternalMounts(o.External)
+	external, err := parseExternalMounts(o.External, true)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
