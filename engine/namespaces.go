@@ -266,12 +266,25 @@ func (d *dumper) dumpMountNamespaces() error {
 		return err
 	}
 	done := map[uint64]bool{d.rootNsIDs["mnt"]: true}
+	// --external mnt[PATH]:KEY names a mount point of the root's mount
+	// namespace, as criu's does: a mount at the same path in a namespace
+	// nested in it is the tree's own. (A root in gocr's namespace, whose
+	// mounts are not dumped, leaves the paths to the nested ones.)
+	var rootNS uint64
+	for _, p := range d.procs {
+		if p.pid == d.o.Pid {
+			rootNS = p.mntNS
+		}
+	}
 	for _, p := range d.procs {
 		if p.zombie || done[p.mntNS] {
 			continue
 		}
 		done[p.mntNS] = true
 		nsExt := ext
+		if rootNS != d.rootNsIDs["mnt"] && p.mntNS != rootNS {
+			nsExt = nil
+		}
 		if d.o.Root != "" && p.pid == d.o.Pid {
 			// --root: the root mount of the tree's namespace is the
 			// caller's directory, given again at restore.
