@@ -290,6 +290,15 @@ func (s *Set) unixName(pid int, d *sockdiag.Unix, e *sk_unix.UnixSkEntry) error 
 		}
 		return nil
 	}
+	// Deleted: the restore binds the name for a moment where it was. A
+	// directory that another filesystem's mount covers now (the socket's
+	// file was on another) would get the file, and every connection
+	// accepted from the socket would keep that mount busy.
+	var dst unix.Stat_t
+	dir := path.Dir(path.Join(dirs[0], name))
+	if d.HasVFS && unix.Stat(fmt.Sprintf("/proc/%d/root%s", pid, dir), &dst) == nil && !sameDev(dst.Dev, d.VFSDev) {
+		return fmt.Errorf("its name %s is under a mount made over its directory since it was bound: not supported yet", name)
+	}
 	e.Deleted = ptr(true)
 	if !path.IsAbs(name) {
 		e.NameDir = ptr(dirs[0])
