@@ -92,6 +92,9 @@ type RestoreOptions struct {
 func parseExternalMounts(items []string, restore bool) (map[string]string, error) {
 	out := map[string]string{}
 	for _, it := range items {
+		if strings.HasPrefix(it, "mnt[]") {
+			return nil, fmt.Errorf("--external %q: mounts found external automatically (criu's mnt[]) are not supported yet: name each with mnt[PATH]:KEY", it)
+		}
 		rest, ok := strings.CutPrefix(it, "mnt[")
 		a, b, ok2 := strings.Cut(rest, "]:")
 		if !ok || !ok2 || a == "" || b == "" {
