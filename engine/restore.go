@@ -796,8 +796,8 @@ func checkTreeShape(img *restoreImages) error {
 		if parent != nil && pgid != sid && pgid != pid && img.byPid[int(pgid)] == nil {
 			return fmt.Errorf("%s: process group %d: its leader is not in the image: not supported yet", what, pgid)
 		}
-		if p.zombie && p.exitCode&0x7f != 0 {
-			return fmt.Errorf("%s: zombie killed by signal %d: not supported yet", what, p.exitCode&0x7f)
+		if p.zombie && p.exitCode&0x7f != 0 && p.exitCode&0x80 != 0 {
+			return fmt.Errorf("%s: zombie killed by signal %d with a core dump: not supported yet", what, p.exitCode&0x7f)
 		}
 	}
 	return nil
@@ -1235,9 +1235,6 @@ func (p *procRestorer) joinGroup(pgid uint32) error {
 // parent's stub then has a zombie child with that status.
 func (p *procRestorer) die() error {
 	status := p.img.exitCode
-	if sig := status & 0x7f; sig != 0 {
-		return fmt.Errorf("zombie killed by signal %d: not supported yet", sig)
-	}
 	if comm := p.img.cores[p.vpid].GetTc().GetComm(); comm != "" {
 		addr, err := p.t.WriteString(pathOff, comm)
 		if err != nil {
@@ -1247,6 +1244,9 @@ func (p *procRestorer) die() error {
 			return fmt.Errorf("set comm %q: %w", comm, err)
 		}
 	}
+	if sig := unix.Signal(status & 0x7f); sig != 0 {
+		return p.dieBy(sig)
+	}
 	_, err := p.t.Syscall(unix.SYS_EXIT_GROUP, uint64(status>>8&0xff))
 	switch {
 	case errors.Is(err, ptrace.ErrExited):
@@ -1255,6 +1255,33 @@ func (p *procRestorer) die() error {
 		return fmt.Errorf("exit_group returned")
 	}
 	return fmt.Errorf("exit %d: %w", status>>8&0xff, err)
+}
+
+// dieBy kills a zombie's stub by sig: at its default action, unblocked,
+// and with no core file to write (the image's status says none was).
+func (p *procRestorer) dieBy(sig unix.Signal) error {
+	if sig == unix.SIGKILL {
+		// Neither caught, blocked nor dumped.
+		return p.tr.KillBy(p.pid, sig)
+	}
+	dfl, err := p.t.WriteU64s(pathOff, []uint64{0, 0, 0, 0}) // struct sigaction: SIG_DFL, no flags, empty mask
+	if err != nil {
+		return err
+	}
+	if _, err := p.t.Syscall(unix.SYS_RT_SIGACTION, uint64(sig), dfl, 0, 8); err != nil {
+		return fmt.Errorf("default action of %v: %w", sig, err)
+	}
+	if _, err := p.t.Syscall(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, dfl, 0); err != nil {
+		return fmt.Errorf("core size limit 0: %w", err)
+	}
+	set, err := p.t.WriteU64s(pathOff+64, []uint64{1 << (uint(sig) - 1)})
+	if err != nil {
+		return err
+	}
+	if _, err := p.t.Syscall(unix.SYS_RT_SIGPROCMASK, unix.SIG_UNBLOCK, set, 0, 8); err != nil {
+		return fmt.Errorf("unblock %v: %w", sig, err)
+	}
+	return p.tr.KillBy(p.pid, sig)
 }
 
 // busy is every range the scratch area must avoid: the stub's mappings and

@@ -11,6 +11,7 @@
  *   │  ├─ S2  session S, group S1: moved into its sibling's group
  *   │  └─ S3  session S, group S
  *   ├─ Z   a zombie: exited with ZOMBIE_STATUS, not reaped before SIGTERM
+ *   ├─ ZT  a zombie killed by SIGTERM, ZK one killed by SIGKILL
  *   └─ O   an orphan: forked by a child P of R that then exited, so O was
  *          reparented to R; session R, group R (P's, which R leads)
  *
@@ -18,8 +19,8 @@
  * above says they must be, checks them before Ready and again after
  * SIGTERM, and reports to the root (zdtmlib's tree helpers). After SIGTERM
  * the root also checks its own ids, that it is still a child subreaper (h),
- * that its children are the same, and that Z is still a zombie whose
- * waitpid gives the status it exited with.
+ * that its children are the same, and that Z, ZT and ZK are still zombies
+ * whose waitpid gives the status each ended with.
  *
  * In the ns flavors the root, pid 1, starts in the session of the process
  * that made its namespaces, which is outside the tree: it calls setsid so
@@ -138,6 +139,22 @@ static bool has(const pid_t *pids, int n, pid_t pid)
 	return false;
 }
 
+/* zombie_by forks a child that dies by sig, unreaped: a zombie. */
+static pid_t zombie_by(int sig)
+{
+	pid_t k = test_fork();
+	if (!k) {
+		signal(sig, SIG_DFL);
+		sigset_t m;
+		sigemptyset(&m);
+		sigaddset(&m, sig);
+		sigprocmask(SIG_UNBLOCK, &m, NULL);
+		raise(sig);
+		_exit(1);
+	}
+	return k;
+}
+
 int main(int argc, char **argv)
 {
 	test_init(argc, argv, false);
@@ -170,6 +187,7 @@ int main(int argc, char **argv)
 	pid_t z = test_fork();
 	if (!z)
 		_exit(ZOMBIE_STATUS);
+	pid_t zt = zombie_by(SIGTERM), zk = zombie_by(SIGKILL);
 	pid_t p = test_fork();
 	if (!p) {
 		pid_t parent = getpid(), o = fork();
@@ -189,15 +207,24 @@ int main(int argc, char **argv)
 		fail("waitid Z %d: %m", z);
 	if (si.si_code != CLD_EXITED || si.si_status != ZOMBIE_STATUS)
 		fail("Z %d ended with code %d status %d, want exit %d", z, si.si_code, si.si_status, ZOMBIE_STATUS);
+	for (int i = 0; i < 2; i++) {
+		pid_t k = i ? zk : zt;
+		int sig = i ? SIGKILL : SIGTERM;
+		siginfo_t ki = {0};
+		if (waitid(P_PID, k, &ki, WEXITED | WNOWAIT))
+			fail("waitid %d: %m", k);
+		if (ki.si_code != CLD_KILLED || ki.si_status != sig)
+			fail("%d ended with code %d status %d, want killed by %d", k, ki.si_code, ki.si_status, sig);
+	}
 	struct ids want = {root, ANY, root, root}; /* its parent is outside the tree */
 	check_ids("root", want, "before the checkpoint");
-	pid_t kids[16], mine[] = {a, b, c, s, z};
+	pid_t kids[16], mine[] = {a, b, c, s, z, zt, zk};
 	int nkids = children(kids, 16);
 	for (unsigned i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
 		if (!has(kids, nkids, mine[i]))
 			fail("the root's children lack %d", mine[i]);
-	if (nkids != 6)
-		fail("the root has %d children, want A B C S Z and O", nkids);
+	if (nkids != 8)
+		fail("the root has %d children, want A B C S Z ZT ZK and O", nkids);
 	test_msg("root %d: A %d B %d C %d S %d Z %d\n", root, a, b, c, s, z);
 
 	test_daemon();
@@ -218,6 +245,14 @@ int main(int argc, char **argv)
 		fail("waitpid on the zombie %d returned %d (%m): it is no longer a zombie", z, w);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != ZOMBIE_STATUS)
 		fail("the zombie %d has status %#x, want exit %d", z, st, ZOMBIE_STATUS);
+	for (int i = 0; i < 2; i++) {
+		pid_t k = i ? zk : zt;
+		int sig = i ? SIGKILL : SIGTERM;
+		if ((w = waitpid(k, &st, WNOHANG)) != k)
+			fail("waitpid on the zombie %d returned %d (%m): it is no longer a zombie", k, w);
+		if (!WIFSIGNALED(st) || WTERMSIG(st) != sig || WCOREDUMP(st))
+			fail("the zombie %d has status %#x, want killed by signal %d", k, st, sig);
+	}
 	test_tree_check(TREE_REPORTS);
 	pass();
 }
