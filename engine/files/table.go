@@ -321,7 +321,7 @@ func (s *Set) dumpFile(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 		id, err := s.dumpTimerfd(pid, fd)
 		return id, fdinfo.FdTypes_TIMERFD, err
 	case t == "anon_inode:[pidfd]":
-		id, err := s.dumpPidfd(fd)
+		id, err := s.dumpPidfd(pid, fd)
 		return id, fdinfo.FdTypes_EXT, err
 	case t == "anon_inode:inotify":
 		id, err := s.dumpInotify(pid, fd)

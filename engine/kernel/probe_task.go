@@ -182,6 +182,24 @@ func probePidfd(*probeEnv) (bool, string) {
 	return true, "pidfd_open works"
 }
 
+// probePidfs looks at the filesystem of a pidfd: pidfs (6.9) gives each
+// process an inode of its own.
+func probePidfs(*probeEnv) (bool, string) {
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		return false, fmt.Sprintf("pidfd_open: %v", err)
+	}
+	defer unix.Close(fd)
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return false, fmt.Sprintf("fstatfs of a pidfd: %v", err)
+	}
+	if fs.Type != 0x50494446 { // PID_FS_MAGIC
+		return false, fmt.Sprintf("pidfds are on filesystem %#x, not pidfs", fs.Type)
+	}
+	return true, "pidfds are on pidfs"
+}
+
 // probePidfdGetfd takes a copy of one of our own fds through a pidfd.
 func probePidfdGetfd(*probeEnv) (bool, string) {
 	pfd, err := unix.PidfdOpen(os.Getpid(), 0)

@@ -42,6 +42,7 @@ var probes = []probe{
 	{"vvar-vclock", "6.13", "none: [vvar_vclock] does not exist before 6.13", true, probeVvarVclock},
 	{"time-ns", "5.6", "trees in time namespaces cannot be dumped or restored; monotonic clocks jump on migration", true, probeTimeNS},
 	{"pidfd", "5.3", "pidfds cannot be restored", true, probePidfd},
+	{"pidfs", "6.9", "pidfds of processes that died and were reaped cannot be told apart: refused", true, probePidfs},
 	{"pidfd-getfd", "5.6", "unix sockets and ptys cannot be dumped (gocr reads their state through its copy of the fd)", true, probePidfdGetfd},
 	{"unix-diag", "3.3", "unix sockets cannot be dumped: their peers, names and pending connections are unknown", true, probeUnixDiag},
 	{"unix-peek-off", "3.4", "unix sockets with data queued cannot be dumped: the queue cannot be read without taking it", true, probeUnixPeekOff},

@@ -95,3 +95,73 @@ func splitLines(s string) []string {
 	}
 	return out
 }
+
+// PidfdDead holds pidfds of processes that have exited and been reaped
+// (zdtm's pidfd_dead): two of one child, one of another. After the
+// restore the pair still names one process and the third another (pidfs
+// inodes, Linux 6.9), each names no pid any more (fdinfo's Pid -1), polls
+// readable (exited), and a signal through it finds no process (ESRCH).
+// A kernel without pidfs cannot tell them apart (feature pidfs).
+var PidfdDead = lib.Workload{Name: "pidfd_dead", Run: func(t *lib.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reaped := func(n int) []int {
+		cmd := exec.Command(exe, lib.SleeperArg)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var fds []int
+		for range n {
+			fd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fds = append(fds, fd)
+		}
+		cmd.Process.Kill() //nolint:errcheck
+		cmd.Wait()         //nolint:errcheck // killed: reaped is what counts
+		return fds
+	}
+	pair, other := reaped(2), reaped(1)
+	ino := func(fd int) uint64 {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	check := func(when string) {
+		if ino(pair[0]) != ino(pair[1]) || ino(pair[0]) == ino(other[0]) {
+			t.Fail("%s: inodes %d %d of the pair, %d of the other: want the pair's equal, the other's not", when, ino(pair[0]), ino(pair[1]), ino(other[0]))
+		}
+		for _, fd := range append(append([]int{}, pair...), other...) {
+			info, _ := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+			got := 0
+			for _, line := range splitLines(string(info)) {
+				if n, _ := fmt.Sscanf(line, "Pid:\t%d", &got); n == 1 {
+					break
+				}
+			}
+			if got != -1 {
+				t.Fail("%s: pidfd %d names pid %d, want -1 (fdinfo %q)", when, fd, got, info)
+			}
+			if err := unix.PidfdSendSignal(fd, 0, nil, 0); !errors.Is(err, unix.ESRCH) {
+				t.Fail("%s: signal 0 through pidfd %d: %v, want ESRCH", when, fd, err)
+			}
+			p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if n, err := unix.Poll(p, 0); err != nil || n != 1 {
+				t.Fail("%s: pidfd %d polls %d (%v): want readable", when, fd, n, err)
+			}
+			if fl, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); fl&unix.O_NONBLOCK == 0 {
+				t.Fail("%s: pidfd %d lost O_NONBLOCK (flags %#o)", when, fd, fl)
+			}
+		}
+	}
+	check("before the dump")
+	t.Ready()
+	t.WaitSignal()
+	check("after restore")
+	t.Pass()
+}}

@@ -52,6 +52,7 @@ func All() []lib.Workload {
 		Chroot,
 		SeccompTsync,
 		NetnsSysctl,
+		PidfdDead,
 	}
 }
 

@@ -37,7 +37,12 @@ type PidfdEntry struct {
 	Pid *int32 `protobuf:"varint,2,req,name=pid" json:"pid,omitempty"`
 	// flags are the open file's O_NONBLOCK and PIDFD_THREAD (O_EXCL)
 	// bits.
-	Flags         *uint32 `protobuf:"varint,3,req,name=flags" json:"flags,omitempty"`
+	Flags *uint32 `protobuf:"varint,3,req,name=flags" json:"flags,omitempty"`
+	// dead, when not 0, says the process had exited and been reaped (pid
+	// is 0 then): pidfds with the same dead value refer to the same dead
+	// process (it is the pidfs inode it had at dump time), others to
+	// another one.
+	Dead          *uint64 `protobuf:"varint,4,opt,name=dead" json:"dead,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -93,15 +98,23 @@ func (x *PidfdEntry) GetFlags() uint32 {
 	return 0
 }
 
+func (x *PidfdEntry) GetDead() uint64 {
+	if x != nil && x.Dead != nil {
+		return *x.Dead
+	}
+	return 0
+}
+
 var File_pidfd_proto protoreflect.FileDescriptor
 
 const file_pidfd_proto_rawDesc = "" +
 	"\n" +
-	"\vpidfd.proto\x12\x04gocr\"E\n" +
+	"\vpidfd.proto\x12\x04gocr\"Y\n" +
 	"\vpidfd_entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x02(\rR\x02id\x12\x10\n" +
 	"\x03pid\x18\x02 \x02(\x05R\x03pid\x12\x14\n" +
-	"\x05flags\x18\x03 \x02(\rR\x05flagsB*Z(github.com/gocr/gocr/engine/image/gocrpb"
+	"\x05flags\x18\x03 \x02(\rR\x05flags\x12\x12\n" +
+	"\x04dead\x18\x04 \x01(\x04R\x04deadB*Z(github.com/gocr/gocr/engine/image/gocrpb"
 
 var (
 	file_pidfd_proto_rawDescOnce sync.Once
