@@ -169,6 +169,7 @@ func CheckPages(pr *image.PageReader, vmas []*vma.VmaEntry) (uint64, error) {
 		if !covered(vmas, r.Vaddr, r.End()) {
 			return 0, fmt.Errorf("pages %#x-%#x: not inside a private VMA of the image", r.Vaddr, r.End())
 		}
+		pages += r.NrPages
 	}
 	return pages, pr.Err()
 }
@@ -457,6 +458,7 @@ func RestoreShmem(pid int, dir *image.Dir, shmid, addr, size uint64) (uint64, er
 			}
 			done += n
 		}
+		pages += r.NrPages
 	}
 	return pages, pr.Err()
 }
@@ -568,6 +570,7 @@ func FillShmemFile(dir *image.Dir, shmid uint64, fd int, size uint64) (uint64, e
 			}
 			done += n
 		}
+		pages += r.NrPages
 	}
 	return pages, pr.Err()
 }
