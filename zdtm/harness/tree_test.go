@@ -130,8 +130,8 @@ func checkShape(t *testing.T, name, flavor string, s *Snapshot) {
 	}
 	switch name {
 	case "tree":
-		if len(s.Procs) != 10 {
-			t.Fatalf("%d processes, want 10:\n%s", len(s.Procs), dumpTree(s))
+		if len(s.Procs) != 12 {
+			t.Fatalf("%d processes, want 12:\n%s", len(s.Procs), dumpTree(s))
 		}
 		sids, pgids, zombies := map[string]bool{}, map[string]bool{}, 0
 		for _, l := range links {
@@ -140,8 +140,8 @@ func checkShape(t *testing.T, name, flavor string, s *Snapshot) {
 				zombies++
 			}
 		}
-		if len(sids) != 2 || len(pgids) != 4 || sids["out"] || pgids["out"] || zombies != 1 {
-			t.Errorf("want 2 sessions, 4 groups, all in the tree, and a zombie:\n%s", dumpTree(s))
+		if len(sids) != 2 || len(pgids) != 4 || sids["out"] || pgids["out"] || zombies != 3 {
+			t.Errorf("want 2 sessions, 4 groups, all in the tree, and 3 zombies (exited, killed by SIGTERM, by SIGKILL):\n%s", dumpTree(s))
 		}
 		for _, p := range s.Procs {
 			if strings.HasPrefix(p.Tree, "state Z") && (len(p.Fds) > 0 || len(p.Maps) > 0 || p.Namespaces["mnt"] != "") {

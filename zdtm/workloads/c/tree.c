@@ -1,6 +1,6 @@
 /*
- * tree: a tree of ten processes in three levels, two sessions and four
- * process groups, with a zombie and an orphan.
+ * tree: a tree of twelve processes in three levels, two sessions and four
+ * process groups, with zombies and an orphan.
  *
  *   R  root: session R, group R; a child subreaper (h) or pid 1 (ns)
  *   ├─ A   session R, group R
