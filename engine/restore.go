@@ -373,10 +373,10 @@ func (r *restorer) unlockNetwork() error {
 		return nil
 	}
 	if r.o.JoinNetNS != "" {
-		// The namespace the dump locked whole, joined again.
-		if err := netlock.Remove(r.o.JoinNetNS, netlock.TableName(r.procs[0].vpid)); err != nil {
-			return err
-		}
+		// The namespace the dump locked whole, joined again: the tree's
+		// connections are in it, not in gocr's (whose table of the same
+		// name may be another tree's).
+		return netlock.Remove(r.o.JoinNetNS, netlock.TableName(r.procs[0].vpid))
 	}
 	established := false
 	for _, f := range r.img.files {
@@ -1263,6 +1263,11 @@ func (p *procRestorer) dieBy(sig unix.Signal) error {
 	if sig == unix.SIGKILL {
 		// Neither caught, blocked nor dumped.
 		return p.tr.KillBy(p.pid, sig)
+	}
+	// Not dumpable: no core, even for a core_pattern pipe, which ignores
+	// RLIMIT_CORE.
+	if _, err := p.t.Syscall(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0); err != nil {
+		return fmt.Errorf("not dumpable: %w", err)
 	}
 	dfl, err := p.t.WriteU64s(pathOff, []uint64{0, 0, 0, 0}) // struct sigaction: SIG_DFL, no flags, empty mask
 	if err != nil {

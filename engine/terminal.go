@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
+	"unsafe"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/tty"
 	"golang.org/x/sys/unix"
@@ -67,8 +70,21 @@ func (d *dumper) dumpTerminals() error {
 	// A /dev/tty is opened again in the session, as its controlling
 	// terminal: the process holding it must have one.
 	for _, f := range d.files.DevTtyFds() {
-		if p := live[f.Pid]; p != nil && p.stat.TtyNr == 0 {
+		p := live[f.Pid]
+		if p == nil {
+			continue
+		}
+		if p.stat.TtyNr == 0 {
 			return fmt.Errorf("pid %d: fd %d: /dev/tty of a process with no controlling terminal (its session lost it): not supported yet", f.Pid, f.Fd)
+		}
+		// The terminal it was opened on (TIOCGDEV), which a process that
+		// changed sessions since no longer has as its own.
+		dev, err := devTtyOf(f)
+		if err != nil {
+			return fmt.Errorf("pid %d: fd %d: /dev/tty: %w", f.Pid, f.Fd, err)
+		}
+		if dev != uint32(p.stat.TtyNr) {
+			return fmt.Errorf("pid %d: fd %d: /dev/tty of terminal %#x, not of its controlling terminal %#x: not supported yet", f.Pid, f.Fd, dev, p.stat.TtyNr)
 		}
 	}
 	if err := d.files.DumpTtyData(); err != nil {
@@ -83,6 +99,20 @@ func (d *dumper) dumpTerminals() error {
 		}
 	}
 	return nil
+}
+
+// devTtyOf is the terminal an fd on /dev/tty is on, as tty_nr encodes it.
+func devTtyOf(f files.DevTtyFd) (uint32, error) {
+	cp, err := files.CopyFd(f.Pid, f.Fd)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(cp)
+	var dev uint32
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(cp), unix.TIOCGDEV, uintptr(unsafe.Pointer(&dev))); e != 0 {
+		return 0, fmt.Errorf("TIOCGDEV: %w", e)
+	}
+	return dev, nil
 }
 
 // ptySession refuses a pty whose master or session is outside the tree
@@ -219,8 +249,8 @@ func readTtyData(dir *image.Dir, img *restoreImages) error {
 			return fmt.Errorf("%s: [%d].tty_id: %d is not a tty file in %s", image.TtyDataFile, i, e.GetTtyId(), image.FilesFile)
 		case sides[t.GetTtyInfoId()]:
 			return fmt.Errorf("%s: [%d].tty_id: %d: a second entry for the same side of pty %d", image.TtyDataFile, i, e.GetTtyId(), t.GetTtyInfoId()>>1)
-		case len(e.GetData()) > 64<<10:
-			return fmt.Errorf("%s: [%d].data: %d bytes, more than a pty queues", image.TtyDataFile, i, len(e.GetData()))
+		case len(e.GetData()) >= files.MaxTtyQueue:
+			return fmt.Errorf("%s: [%d].data: %d bytes, more than the %d a pty's line discipline takes", image.TtyDataFile, i, len(e.GetData()), files.MaxTtyQueue-1)
 		}
 		sides[t.GetTtyInfoId()] = true
 		img.ttyData[e.GetTtyId()] = e.GetData()
@@ -287,11 +317,15 @@ func (p *procRestorer) openDevTtys() error {
 		}
 		for _, f := range q.fds {
 			id := f.GetId()
-			if seen[id] || !p.fr.IsDevTty(id) {
+			if seen[id] {
 				continue
 			}
 			seen[id] = true
-			if err := p.openDevTty(id); err != nil {
+			node, err := p.fr.DevTtyNode(id)
+			if err == nil && node >= 0 {
+				err = p.openDevTty(id, node)
+			}
+			if err != nil {
 				return fmt.Errorf("pid %d: fd %d: /dev/tty: %w", q.tree.GetPid(), f.GetFd(), err)
 			}
 		}
@@ -299,42 +333,54 @@ func (p *procRestorer) openDevTtys() error {
 	return nil
 }
 
-// atFdcwdReg is AT_FDCWD (-100) as a syscall argument register holds it.
-const atFdcwdReg = ^uint64(99)
-
-// openDevTty opens file id, a /dev/tty, in the stub and gives gocr's copy
-// of it to the files restorer.
-func (p *procRestorer) openDevTty(id uint32) error {
-	node, err := p.fr.DevTtyNode(id)
+// openDevTty opens file id, a /dev/tty whose O_PATH node gocr holds, in
+// the stub and gives gocr's copy of it to the files restorer. The stub
+// opens the node by its number in gocr's view of the stub's fds
+// (/proc/STUB/fd, a directory passed in with the node): the stub's own
+// root, pivoted to the tree's, may have no /proc.
+func (p *procRestorer) openDevTty(id uint32, node int) error {
+	defer unix.Close(node)
+	dir, err := unix.Open(fmt.Sprintf("/proc/%d/fd", p.pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("the stub's fds: %w", err)
+	}
+	defer unix.Close(dir)
+	got, err := p.pass.Send(p.t, p.sock, fdPassOff, []int{dir, node})
 	if err != nil {
 		return err
 	}
-	got, err := p.pass.Send(p.t, p.sock, fdPassOff, []int{node})
-	unix.Close(node)
-	if err != nil {
-		return err
-	}
-	closeIn := func(fd uint64, what string, err error) error {
-		if _, cerr := p.t.Syscall(unix.SYS_CLOSE, fd); cerr != nil && err == nil {
-			err = fmt.Errorf("close %s fd %d: %w", what, fd, cerr)
+	var errs []error
+	closeIn := func(fd uint64, what string) {
+		if _, err := p.t.Syscall(unix.SYS_CLOSE, fd); err != nil {
+			errs = append(errs, fmt.Errorf("close %s fd %d: %w", what, fd, err))
 		}
-		return err
 	}
-	name := fmt.Sprintf("/proc/self/fd/%d", got[0])
-	addr, err := p.t.WriteString(pathOff, name)
+	fd, err := p.openDevTtyIn(uint64(got[0]), got[1], p.fr.DevTtyFlags(id))
+	closeIn(uint64(got[0]), "passed directory")
+	closeIn(uint64(got[1]), "passed node")
+	if err == nil {
+		var local int
+		local, err = files.CopyFd(p.pid, int(fd))
+		closeIn(fd, "/dev/tty")
+		if err == nil {
+			p.fr.SetOpened(id, local)
+		}
+	}
+	return errors.Join(append([]error{err}, errs...)...)
+}
+
+// openDevTtyIn opens, in the stub, the node it has as fd node, through
+// the directory of its fds it has as fd dir.
+func (p *procRestorer) openDevTtyIn(dir uint64, node, flags int) (uint64, error) {
+	addr, err := p.t.WriteString(pathOff, strconv.Itoa(node))
 	if err != nil {
-		return closeIn(uint64(got[0]), "passed node", err)
+		return 0, err
 	}
-	fd, err := p.t.Syscall(unix.SYS_OPENAT, atFdcwdReg, addr, uint64(p.fr.DevTtyFlags(id)|unix.O_CLOEXEC))
-	if err = closeIn(uint64(got[0]), "passed node", err); err != nil {
-		return fmt.Errorf("open %s in the session leader: %w", name, err)
+	fd, err := p.t.Syscall(unix.SYS_OPENAT, dir, addr, uint64(flags|unix.O_CLOEXEC))
+	if err != nil {
+		return 0, fmt.Errorf("open it in the session leader: %w", err)
 	}
-	local, err := files.CopyFd(p.pid, int(fd))
-	if err = closeIn(fd, "/dev/tty", err); err != nil {
-		return err
-	}
-	p.fr.SetOpened(id, local)
-	return nil
+	return fd, nil
 }
 
 // setForeground puts the foreground group of a session leader's terminal

@@ -32,33 +32,28 @@ func isDevTty(st *unix.Stat_t) bool {
 // that their processes have the controlling terminal they refer to.
 func (s *Set) DevTtyFds() []DevTtyFd { return s.devTty }
 
-// IsDevTty says whether file id is a /dev/tty: a device node c 5:0 at its
-// path now, on its mount.
-func (r *Restorer) IsDevTty(id uint32) bool {
-	fd, err := r.DevTtyNode(id)
-	if err != nil {
-		return false
-	}
-	unix.Close(fd)
-	return true
-}
-
-// DevTtyNode opens the node of file id, a /dev/tty, with O_PATH: a
-// handle that does not open the terminal, for a task of the session to
-// open through /proc/self/fd.
+// DevTtyNode opens the node of file id with O_PATH if it is a /dev/tty
+// (a device node c 5:0 at its path now, on its mount): a handle that does
+// not open the terminal, for a task of the session to open. It returns
+// -1 and no error for a file that is not one, an error for one that
+// cannot be told (its node cannot be reached).
 func (r *Restorer) DevTtyNode(id uint32) (int, error) {
 	e := r.entries[id]
 	if e == nil || e.Reg == nil || e.Reg.GetMode()&unix.S_IFMT != unix.S_IFCHR || r.Remaps[id] != nil {
-		return -1, fmt.Errorf("file id %d: not a device node", id)
+		return -1, nil
 	}
 	fd, err := r.openRegFlags(e.Reg, unix.O_PATH)
 	if err != nil {
-		return -1, err
+		return -1, fmt.Errorf("file id %d: device node %s: %w", id, e.Reg.GetName(), err)
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || !isDevTty(&st) {
+	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("file id %d: %s is not /dev/tty (c 5:0)", id, e.Reg.GetName())
+		return -1, fmt.Errorf("file id %d: device node %s: %w", id, e.Reg.GetName(), err)
+	}
+	if !isDevTty(&st) {
+		unix.Close(fd)
+		return -1, nil
 	}
 	return fd, nil
 }

@@ -780,8 +780,10 @@ func (b *inetBuild) make(e *sk_inet.InetSkEntry) (int, error) {
 // (both families), which the tree's processes are in and gocr, root of
 // the host, need not be (a tree in a user namespace of its own). The
 // calling thread, in the tree's network namespace, takes the range's
-// first group as its effective gid for the call, with setresgid on this
-// thread alone (not Go's, which changes every thread), and then its own.
+// first group as its only supplementary group for the call, with
+// setgroups on this thread alone (not Go's, which changes every thread;
+// and not its egid, whose change would make gocr undumpable), and then
+// its own groups back.
 func pingSocket(family, proto int) (int, error) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
 	if err != nil {
@@ -791,18 +793,34 @@ func pingSocket(family, proto int) (int, error) {
 	if _, err := fmt.Sscan(string(b), &low, &high); err != nil || low > high {
 		return -1, fmt.Errorf("ping_group_range %q: no group may make ping sockets: %w", b, unix.EACCES)
 	}
-	egid := unix.Getegid()
-	keep := ^uintptr(0) // -1: unchanged
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, keep, uintptr(low), keep); e != 0 {
-		return -1, fmt.Errorf("take group %d of ping_group_range: %w", low, e)
+	own, err := unix.Getgroups()
+	if err != nil {
+		return -1, err
+	}
+	setgroups := func(gs []uint32) error {
+		var p unsafe.Pointer
+		if len(gs) > 0 {
+			p = unsafe.Pointer(&gs[0])
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gs)), uintptr(p), 0); e != 0 {
+			return e
+		}
+		return nil
+	}
+	if err := setgroups([]uint32{low}); err != nil {
+		return -1, fmt.Errorf("take group %d of ping_group_range: %w", low, err)
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, proto)
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, keep, uintptr(egid), keep); e != 0 {
+	back := make([]uint32, len(own))
+	for i, g := range own {
+		back[i] = uint32(g)
+	}
+	if e := setgroups(back); e != nil {
 		// The thread is thrown away with the build, which fails.
 		if err == nil {
 			unix.Close(fd)
 		}
-		return -1, fmt.Errorf("back to gid %d after a ping socket: %w", egid, e)
+		return -1, fmt.Errorf("back to groups %v after a ping socket: %w", own, e)
 	}
 	return fd, err
 }

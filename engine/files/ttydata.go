@@ -30,30 +30,47 @@ import (
 // the EOF character comes back as a line ending in a NUL byte, and a
 // packet-mode master's pending status byte.
 
-// maxTtyQueue bounds what one side's queue may hold: n_tty's buffer is
-// 4 KiB, and a canonical slave may have a line of as much again pending.
-const maxTtyQueue = 64 << 10
+// MaxTtyQueue is what one side's queue may hold and be put back: n_tty's
+// buffer takes 4095 bytes, and TIOCSTI drops, without a word, a byte that
+// finds it full. A side with as much queued (more may wait in the pty's
+// buffer behind it) is refused before anything is read.
+const MaxTtyQueue = 4095
 
 // DumpTtyData reads what is queued on both sides of every pty the tree
-// holds both sides of, into TtyData, and puts it back.
+// holds both sides of, into TtyData, and puts it back. The slave is read
+// through a file of gocr's own (TIOCGPTPEER), the master through the
+// tree's, which is only polled and read: neither's flags change.
 func (s *Set) DumpTtyData() error {
 	for _, p := range s.Ptys() {
 		if p.masterFd < 0 || p.slaveFd < 0 {
 			continue
 		}
-		toSlave, toMaster, err := drainPty(p.masterFd, p.slaveFd, p.Master.GetPacketMode())
-		if err != nil {
+		if err := s.dumpTtyData(p); err != nil {
 			return fmt.Errorf("pty %d: queued data: %w", p.Index, err)
 		}
-		if err := refillPty(p.masterFd, p.slaveFd, toSlave, toMaster); err != nil {
-			return fmt.Errorf("pty %d: put its queued data back: %w", p.Index, err)
-		}
-		if len(toSlave) > 0 {
-			s.TtyData = append(s.TtyData, &tty.TtyDataEntry{TtyId: ptr(p.slaveID), Data: toSlave})
-		}
-		if len(toMaster) > 0 {
-			s.TtyData = append(s.TtyData, &tty.TtyDataEntry{TtyId: ptr(p.masterID), Data: toMaster})
-		}
+	}
+	return nil
+}
+
+func (s *Set) dumpTtyData(p *PtyDump) error {
+	slave, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(p.masterFd), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
+		return fmt.Errorf("open its slave (TIOCGPTPEER): %w", errno)
+	}
+	defer unix.Close(int(slave))
+	toSlave, toMaster, err := drainPty(p.masterFd, int(slave), p.Master.GetPacketMode())
+	// What was read goes back, whatever failed.
+	if rerr := refillPty(p.masterFd, int(slave), toSlave, toMaster); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("put it back: %w", rerr))
+	}
+	if err != nil {
+		return err
+	}
+	if len(toSlave) > 0 {
+		s.TtyData = append(s.TtyData, &tty.TtyDataEntry{TtyId: ptr(p.slaveID), Data: toSlave})
+	}
+	if len(toMaster) > 0 {
+		s.TtyData = append(s.TtyData, &tty.TtyDataEntry{TtyId: ptr(p.masterID), Data: toMaster})
 	}
 	return nil
 }
@@ -71,34 +88,38 @@ func (s *Set) closePtyCopies() {
 }
 
 // drainPty reads both queues of a pty: what the slave would read, then
-// what the master would.
+// what the master would. It returns what it read also on failure.
 func drainPty(master, slave int, packet bool) (toSlave, toMaster []byte, err error) {
 	err = withTermios(master, drainTermios, func() error {
-		toSlave, err = drain(slave, false)
-		return err
+		var derr error
+		toSlave, derr = drain(slave, false)
+		return derr
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("slave: %w", err)
+		return toSlave, nil, fmt.Errorf("slave: %w", err)
 	}
-	if toMaster, err = drain(master, packet); err != nil {
-		return nil, nil, fmt.Errorf("master: %w", err)
+	toMaster, err = drain(master, packet)
+	if err != nil {
+		return toSlave, toMaster, fmt.Errorf("master: %w", err)
 	}
 	return toSlave, toMaster, nil
 }
 
-// refillPty puts bytes back into the queues of a pty.
+// refillPty puts bytes back into the queues of a pty, both sides even if
+// one fails.
 func refillPty(master, slave int, toSlave, toMaster []byte) error {
+	var errs []error
 	if len(toSlave) > 0 {
 		if err := withTermios(master, quietTermios, func() error { return inject(slave, toSlave) }); err != nil {
-			return fmt.Errorf("slave: %w", err)
+			errs = append(errs, fmt.Errorf("slave: %w", err))
 		}
 	}
 	// The master's line discipline is raw (a pty master's termios cannot
 	// be changed: TCSETS on it sets the slave's).
 	if err := inject(master, toMaster); err != nil {
-		return fmt.Errorf("master: %w", err)
+		errs = append(errs, fmt.Errorf("master: %w", err))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // drainTermios makes every byte of the slave's queue readable at once.
@@ -109,11 +130,12 @@ func drainTermios(t abi.Termios) abi.Termios {
 }
 
 // quietTermios takes bytes that went through the line discipline once
-// already: no echo, no signals, no flow control or translations, but
-// canonical mode as it was.
+// already: no echo, no signals, no translations, but canonical mode as it
+// was. Flow control (IXON) stays: turning it off would restart a terminal
+// stopped with ^S, and tell a packet-mode master so.
 func quietTermios(t abi.Termios) abi.Termios {
 	t.Lflag &^= unix.ECHO | unix.ECHOE | unix.ECHOK | unix.ECHONL | unix.ECHOCTL | unix.ECHOKE | unix.ISIG | unix.IEXTEN
-	t.Iflag &^= unix.ICRNL | unix.INLCR | unix.IGNCR | unix.ISTRIP | unix.IUCLC | unix.IXON | unix.IXOFF | unix.BRKINT | unix.PARMRK | unix.INPCK | unix.IUTF8
+	t.Iflag &^= unix.ICRNL | unix.INLCR | unix.IGNCR | unix.ISTRIP | unix.IUCLC | unix.BRKINT | unix.PARMRK | unix.INPCK | unix.IUTF8
 	return t
 }
 
@@ -151,41 +173,51 @@ func withTermios(master int, change func(abi.Termios) abi.Termios, do func() err
 	return err
 }
 
-// drain reads fd until it has nothing more, with O_NONBLOCK set for the
-// time on its open file (a read that finds nothing first pushes what the
-// other side wrote through the line discipline, so nothing is left in
-// flight). A packet-mode master starts each read with a status byte:
-// data follows a zero one; a read that is a status alone has no data.
+// drain reads fd while it polls readable, without changing its flags (a
+// poll finds what the other side wrote still in flight, too). A queue of
+// MaxTtyQueue bytes or more is refused before anything is read. A
+// packet-mode master starts each read with a status byte: data follows a
+// zero one; a read that is a status alone has no data.
 func drain(fd int, packet bool) ([]byte, error) {
-	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if err != nil {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if _, err := unix.Poll(p, 0); err != nil && err != unix.EINTR {
 		return nil, err
 	}
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_NONBLOCK); err != nil {
-		return nil, err
+	if n, err := unix.IoctlGetInt(fd, unix.TIOCINQ); err == nil && n >= MaxTtyQueue {
+		return nil, fmt.Errorf("%d bytes queued, more than the %d a restore can put back", n, MaxTtyQueue-1)
 	}
-	defer unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl) //nolint:errcheck // as it was; it was set above
 	var out []byte
 	buf := make([]byte, 4096)
 	for {
-		n, err := unix.Read(fd, buf)
+		p[0].Revents = 0
+		n, err := unix.Poll(p, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		if n == 0 || p[0].Revents&unix.POLLIN == 0 {
+			return out, nil // nothing more (POLLHUP alone: the other side is closed)
+		}
+		r, err := unix.Read(fd, buf)
 		switch {
-		case err == unix.EAGAIN || err == unix.EIO || n == 0: // EIO: the other side is closed
-			return out, nil
 		case err == unix.EINTR:
 			continue
+		case err == unix.EIO || r == 0: // the other side is closed
+			return out, nil
 		case err != nil:
 			return out, err
 		}
-		b := buf[:n]
+		b := buf[:r]
 		if packet {
 			if b[0] != 0 {
 				continue
 			}
 			b = b[1:]
 		}
-		if len(out)+len(b) > maxTtyQueue {
-			return out, fmt.Errorf("more than %d bytes queued", maxTtyQueue)
+		if len(out)+len(b) >= MaxTtyQueue {
+			return append(out, b...), fmt.Errorf("more than %d bytes queued", MaxTtyQueue-1)
 		}
 		out = append(out, b...)
 	}

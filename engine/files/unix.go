@@ -294,9 +294,8 @@ func (s *Set) unixName(pid int, d *sockdiag.Unix, e *sk_unix.UnixSkEntry) error 
 	// directory that another filesystem's mount covers now (the socket's
 	// file was on another) would get the file, and every connection
 	// accepted from the socket would keep that mount busy.
-	var dst unix.Stat_t
 	dir := path.Dir(path.Join(dirs[0], name))
-	if d.HasVFS && unix.Stat(fmt.Sprintf("/proc/%d/root%s", pid, dir), &dst) == nil && !sameDev(dst.Dev, d.VFSDev) {
+	if d.HasVFS && dirOnOtherFS(pid, dir, d.VFSDev) {
 		return fmt.Errorf("its name %s is under a mount made over its directory since it was bound: not supported yet", name)
 	}
 	e.Deleted = ptr(true)
@@ -304,6 +303,28 @@ func (s *Set) unixName(pid int, d *sockdiag.Unix, e *sk_unix.UnixSkEntry) error 
 		e.NameDir = ptr(dirs[0])
 	}
 	return nil
+}
+
+// dirOnOtherFS says whether directory dir, as pid sees it, is on a mount
+// of another filesystem than the superblock dev (the kernel's encoding, as
+// sock_diag gives it). The mount's device comes from mountinfo, which, as
+// sock_diag, shows the superblock's (st_dev of a btrfs subvolume does
+// not). Whatever cannot be read says no.
+func dirOnOtherFS(pid int, dir string, dev uint32) bool {
+	var stx unix.Statx_t
+	if unix.Statx(unix.AT_FDCWD, fmt.Sprintf("/proc/%d/root%s", pid, dir), 0, unix.STATX_MNT_ID, &stx) != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
+		return false
+	}
+	mounts, err := procfs.MountInfo(pid)
+	if err != nil {
+		return false
+	}
+	for _, m := range mounts {
+		if uint64(m.ID) == stx.Mnt_id {
+			return m.Major<<20|m.Minor != dev
+		}
+	}
+	return false
 }
 
 // sameDev compares a stat st_dev (the user-space encoding) with the
@@ -1012,26 +1033,24 @@ func (b *unixBuild) bind(fd int, e *sk_unix.UnixSkEntry) error {
 		if abstract {
 			return nil
 		}
-		if err := b.setPerms(sa.Name, e.GetFilePerms()); err != nil {
-			return err
-		}
 		if e.GetDeleted() {
+			// Recorded at once, so that whatever fails next the name
+			// goes and the parked file comes back (removeNames).
 			p, err := absName(sa.Name)
+			if err == nil && parked != "" {
+				parked, err = absName(parked)
+			}
 			if err != nil {
 				return err
 			}
-			if parked != "" {
-				if parked, err = absName(parked); err != nil {
-					return err
-				}
-			}
 			var st unix.Stat_t
 			if err := unix.Lstat(p, &st); err != nil {
+				b.deleted = append(b.deleted, deletedName{p, 0, parked})
 				return fmt.Errorf("stat %s after bind: %w", p, err)
 			}
 			b.deleted = append(b.deleted, deletedName{p, st.Ino, parked})
 		}
-		return nil
+		return b.setPerms(sa.Name, e.GetFilePerms())
 	})
 }
 

@@ -178,8 +178,8 @@ func Add(netns, name string, conns ...Conn) error {
 func Remove(netns, name string) error {
 	c, done, err := connect(netns)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil // the namespace is gone, and its table with it
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, ErrNoNftables) {
+			return nil // the namespace is gone, and its table with it; or there never was one
 		}
 		return err
 	}

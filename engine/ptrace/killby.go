@@ -38,7 +38,7 @@ func (t *Tracer) killBy(tid int, sig unix.Signal) error {
 		}
 		if ws.Exited() || ws.Signaled() {
 			delete(t.tasks, tid)
-			if ws.Signaled() && ws.Signal() == sig {
+			if ws.Signaled() && ws.Signal() == sig && !ws.CoreDump() {
 				return nil
 			}
 			return fmt.Errorf("kill tid %d by %v: %w", tid, sig, exitedErr(tid, ws))
