@@ -52,6 +52,21 @@ func connect(netns string) (*nftables.Conn, func(), error) {
 	if err := haveNetfilter(netns); err != nil {
 		return nil, nil, err
 	}
+	c, done, err := dial(netns)
+	if err != nil {
+		return nil, nil, err
+	}
+	// nfnetlink without nf_tables (a module not loaded) answers EINVAL
+	// or EOPNOTSUPP to any nftables message: no nftables here.
+	if _, err := c.ListTables(); errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPROTONOSUPPORT) {
+		done()
+		return nil, nil, fmt.Errorf("%w: netfilter netlink without nf_tables (module not loaded?): %w", ErrNoNftables, err)
+	}
+	return c, done, nil
+}
+
+// dial opens the nftables connection of connect.
+func dial(netns string) (*nftables.Conn, func(), error) {
 	// Every answer within a deadline: a kernel that does not answer one
 	// of the batch's messages fails the lock instead of hanging the dump.
 	deadline := nftables.WithSockOptions(func(c *netlink.Conn) error {
