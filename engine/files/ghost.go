@@ -85,12 +85,14 @@ func (s *Set) dumpGhost(pid int, p Path, st *unix.Stat_t) (uint32, error) {
 	name := image.GhostFileName(id)
 	var err error
 	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFDIR:
+	case unix.S_IFDIR, unix.S_IFIFO:
+		// Mode and owner alone: a FIFO's bytes in flight are its pipe's,
+		// saved in fifo-data.img.
 		err = s.writeGhostDir(name, e)
 	case unix.S_IFREG:
 		err = s.writeGhostFile(pid, name, p, e, st.Size)
 	default:
-		err = fmt.Errorf("mode %#o: only deleted regular files and directories are saved", st.Mode)
+		err = fmt.Errorf("mode %#o: only deleted regular files, FIFOs and directories are saved", st.Mode)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("pid %d %s: deleted file %s: %w", pid, p.What, p.Name, err)
@@ -133,7 +135,8 @@ func timeval(t unix.Timespec) *criu_time.Timeval {
 	return &criu_time.Timeval{TvSec: ptr(uint64(t.Sec)), TvUsec: ptr(uint64(t.Nsec / 1000))}
 }
 
-// writeGhostDir writes a deleted directory's image: mode and owner alone.
+// writeGhostDir writes a deleted directory's or FIFO's image: mode and
+// owner alone.
 func (s *Set) writeGhostDir(name string, e *ghost_file.GhostFileEntry) error {
 	w, err := s.dir.Writer(image.GhostFile, name)
 	if err != nil {
@@ -257,12 +260,13 @@ func (f fdReaderAt) ReadAt(b []byte, off int64) (int, error) {
 
 // ghost is a ghost file or directory made for the restore.
 type ghost struct {
-	entry *ghost_file.GhostFileEntry
-	name  string // where it is now, as the task's root sees it
-	dirfd int    // its directory (O_PATH): removal works even once the task is gone
-	base  string // its name in dirfd
-	isDir bool
-	gone  bool
+	entry  *ghost_file.GhostFileEntry
+	name   string // where it is now, as the task's root sees it
+	dirfd  int    // its directory (O_PATH): removal works even once the task is gone
+	base   string // its name in dirfd
+	isDir  bool
+	isFifo bool
+	gone   bool
 	// tmpfd, when not -1, is the open file the ghost was made with
 	// O_TMPFILE through: it has no name (a link would cost it its
 	// linkability), the fd the task made it with gets this open file, and
@@ -293,10 +297,14 @@ func (r *Restorer) ghost(id uint32, orig string, mntID int32) (*ghost, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ghost %d: directory of %s: %w", id, orig, err)
 	}
-	g := &ghost{entry: e, dirfd: dirfd, isDir: e.GetMode()&unix.S_IFMT == unix.S_IFDIR, tmpfd: -1}
-	if g.isDir {
+	g := &ghost{entry: e, dirfd: dirfd, isDir: e.GetMode()&unix.S_IFMT == unix.S_IFDIR,
+		isFifo: e.GetMode()&unix.S_IFMT == unix.S_IFIFO, tmpfd: -1}
+	switch {
+	case g.isDir:
 		err = g.makeDir(id, orig)
-	} else {
+	case g.isFifo:
+		err = g.makeFifo(id, orig)
+	default:
 		err = g.makeFile(id, orig, rd, r.tmpfileFlags(id))
 	}
 	if g.base != "" || g.tmpfd >= 0 {
@@ -328,6 +336,21 @@ func (g *ghost) makeDir(id uint32, orig string) error {
 		}
 		if !errors.Is(err, unix.EEXIST) || i == maxGhostNames-1 {
 			return fmt.Errorf("mkdir %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// makeFifo makes a ghost FIFO under a temporary name beside orig.
+func (g *ghost) makeFifo(id uint32, orig string) error {
+	for i, name := range ghostNames(id, orig) {
+		err := unix.Mknodat(g.dirfd, path.Base(name), unix.S_IFIFO|0o600, 0)
+		if err == nil {
+			g.name, g.base = name, path.Base(name)
+			return nil
+		}
+		if !errors.Is(err, unix.EEXIST) || i == maxGhostNames-1 {
+			return fmt.Errorf("mkfifo %s: %w", name, err)
 		}
 	}
 	return nil
@@ -570,16 +593,16 @@ func CheckGhost(dir *image.Dir, id uint32) error {
 	}
 	switch e.GetMode() & unix.S_IFMT {
 	case unix.S_IFREG:
-	case unix.S_IFDIR:
+	case unix.S_IFDIR, unix.S_IFIFO:
 		if e.GetChunks() {
-			return fmt.Errorf("%s: [0].chunks: a directory has no contents", name)
+			return fmt.Errorf("%s: [0].chunks: a directory or FIFO has no contents", name)
 		}
 		if _, n := rd.PayloadOffset(); n != 0 {
-			return fmt.Errorf("%s: a directory has no contents, the image has %d bytes", name, n)
+			return fmt.Errorf("%s: a directory or FIFO has no contents, the image has %d bytes", name, n)
 		}
 		return nil
 	default:
-		return fmt.Errorf("%s: [0].mode: %#o: only regular files and directories are restored as ghosts", name, e.GetMode())
+		return fmt.Errorf("%s: [0].mode: %#o: only regular files, FIFOs and directories are restored as ghosts", name, e.GetMode())
 	}
 	if !e.GetChunks() {
 		return nil

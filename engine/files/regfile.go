@@ -22,8 +22,8 @@ func (s *Set) dumpRegFd(pid int, fd Fd) (uint32, fdinfo.FdTypes, error) {
 	if err := unix.Stat(p.Proc, &st); err != nil {
 		return 0, 0, fmt.Errorf("stat: %w", err)
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFIFO && !p.Deleted {
-		id, err := s.dumpFifo(pid, fd, &st)
+	if st.Mode&unix.S_IFMT == unix.S_IFIFO {
+		id, err := s.dumpFifo(pid, fd, p, &st)
 		return id, fdinfo.FdTypes_FIFO, err
 	}
 	if isPtmx(&st) || isPtySlave(&st) {

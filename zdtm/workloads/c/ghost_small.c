@@ -13,6 +13,10 @@
  * not two copies — and find both its offsets as they were (the shared one
  * moved by the parent's write). The child's exit status is its verdict.
  * No ghost may be left next to the old name.
+ *
+ * Beside it the parent holds a FIFO deleted with bytes in flight (zdtm's
+ * unlink_fifo, fifo-ghost): after SIGTERM it is still a FIFO with no name
+ * (nlink 0, "NAME.fifo (deleted)") and gives the bytes back.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -23,6 +27,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -138,9 +143,36 @@ int main(int argc, char **argv)
 	close(sync[0]);
 	if (unlink(name))
 		fail("unlink %s: %m", name);
+	char fifo[PATH_MAX];
+	snprintf(fifo, sizeof(fifo), "%s.fifo", name);
+	unlink(fifo);
+	if (mkfifo(fifo, 0600))
+		fail("mkfifo %s: %m", fifo);
+	int ff = open(fifo, O_RDWR | O_CLOEXEC);
+	if (ff < 0 || write(ff, "in flight", 9) != 9)
+		fail("FIFO %s: %m", fifo);
+	if (unlink(fifo))
+		fail("unlink %s: %m", fifo);
 
 	test_daemon();
 	test_waitsig();
+
+	int queued = -1;
+	struct stat fst;
+	if (fstat(ff, &fst) || !S_ISFIFO(fst.st_mode) || fst.st_nlink != 0)
+		fail("the deleted FIFO: mode %#o nlink %lu (%m), want a FIFO with no name", fst.st_mode, (unsigned long)fst.st_nlink);
+	if (ioctl(ff, FIONREAD, &queued) || queued != 9)
+		fail("the deleted FIFO holds %d bytes (%m), want 9", queued);
+	char fb[16] = "";
+	if (read(ff, fb, sizeof(fb)) != 9 || memcmp(fb, "in flight", 9))
+		fail("the deleted FIFO gave %s", fb);
+	char fp[64], fl2[PATH_MAX], fwant[PATH_MAX + 16];
+	snprintf(fp, sizeof(fp), "/proc/self/fd/%d", ff);
+	ssize_t fk = readlink(fp, fl2, sizeof(fl2) - 1);
+	fl2[fk > 0 ? fk : 0] = 0;
+	snprintf(fwant, sizeof(fwant), "%s (deleted)", fifo);
+	if (strcmp(fl2, fwant))
+		fail("%s -> %s, want %s", fp, fl2, fwant);
 
 	if (lseek(fd, 0, SEEK_CUR) != PARENT_POS)
 		fail("offset %ld, want %d", (long)lseek(fd, 0, SEEK_CUR), PARENT_POS);
