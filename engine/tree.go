@@ -381,17 +381,7 @@ func (d *dumper) writeTreeImages() error {
 	if err := d.writeHostPstree(); err != nil {
 		return err
 	}
-	w, err = d.dir.Writer(image.Files, image.FilesFile)
-	if err != nil {
-		return err
-	}
-	for _, e := range d.files.Entries {
-		if err := w.Write(e); err != nil {
-			w.Abort()
-			return err
-		}
-	}
-	if err := w.Close(); err != nil {
+	if err := image.WriteAll(d.dir, image.Files, image.FilesFile, d.files.Entries); err != nil {
 		return err
 	}
 	if len(d.files.Locks) > 0 {
@@ -411,32 +401,12 @@ func (d *dumper) writeTreeImages() error {
 		}
 	}
 	if len(d.files.TtyInfos) > 0 {
-		w, err = d.dir.Writer(image.TtyInfo, image.TtyInfoFile)
-		if err != nil {
-			return err
-		}
-		for _, e := range d.files.TtyInfos {
-			if err := w.Write(e); err != nil {
-				w.Abort()
-				return err
-			}
-		}
-		if err := w.Close(); err != nil {
+		if err := image.WriteAll(d.dir, image.TtyInfo, image.TtyInfoFile, d.files.TtyInfos); err != nil {
 			return err
 		}
 	}
 	if len(d.files.TtyData) > 0 {
-		w, err = d.dir.Writer(image.TtyData, image.TtyDataFile)
-		if err != nil {
-			return err
-		}
-		for _, e := range d.files.TtyData {
-			if err := w.Write(e); err != nil {
-				w.Abort()
-				return err
-			}
-		}
-		if err := w.Close(); err != nil {
+		if err := image.WriteAll(d.dir, image.TtyData, image.TtyDataFile, d.files.TtyData); err != nil {
 			return err
 		}
 	}
@@ -447,17 +417,7 @@ func (d *dumper) writeTreeImages() error {
 		return err
 	}
 	if len(d.files.Remaps) > 0 {
-		w, err = d.dir.Writer(image.RemapFpath, image.RemapFpathFile)
-		if err != nil {
-			return err
-		}
-		for _, e := range d.files.Remaps {
-			if err := w.Write(e); err != nil {
-				w.Abort()
-				return err
-			}
-		}
-		if err := w.Close(); err != nil {
+		if err := image.WriteAll(d.dir, image.RemapFpath, image.RemapFpathFile, d.files.Remaps); err != nil {
 			return err
 		}
 	}

@@ -328,29 +328,24 @@ func (r *Restorer) ghost(id uint32, orig string, mntID int32) (*ghost, error) {
 // makeDir makes a ghost directory at its old name, or beside it when that
 // name is taken again.
 func (g *ghost) makeDir(id uint32, orig string) error {
-	for i, name := range ghostNames(id, orig) {
-		err := unix.Mkdirat(g.dirfd, path.Base(name), 0o700)
-		if err == nil {
-			g.name, g.base = name, path.Base(name)
-			return nil
-		}
-		if !errors.Is(err, unix.EEXIST) || i == maxGhostNames-1 {
-			return fmt.Errorf("mkdir %s: %w", name, err)
-		}
-	}
-	return nil
+	return g.makeNode(id, orig, "mkdir", func(base string) error { return unix.Mkdirat(g.dirfd, base, 0o700) })
 }
 
-// makeFifo makes a ghost FIFO under a temporary name beside orig.
+// makeFifo makes a ghost FIFO the same way.
 func (g *ghost) makeFifo(id uint32, orig string) error {
+	return g.makeNode(id, orig, "mkfifo", func(base string) error { return unix.Mknodat(g.dirfd, base, unix.S_IFIFO|0o600, 0) })
+}
+
+// makeNode makes a ghost with mk at the first of its names that is free.
+func (g *ghost) makeNode(id uint32, orig, what string, mk func(base string) error) error {
 	for i, name := range ghostNames(id, orig) {
-		err := unix.Mknodat(g.dirfd, path.Base(name), unix.S_IFIFO|0o600, 0)
+		err := mk(path.Base(name))
 		if err == nil {
 			g.name, g.base = name, path.Base(name)
 			return nil
 		}
 		if !errors.Is(err, unix.EEXIST) || i == maxGhostNames-1 {
-			return fmt.Errorf("mkfifo %s: %w", name, err)
+			return fmt.Errorf("%s %s: %w", what, name, err)
 		}
 	}
 	return nil

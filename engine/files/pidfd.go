@@ -82,17 +82,7 @@ func (s *Set) WritePidfds(dir *image.Dir) error {
 	if len(s.Pidfds) == 0 {
 		return nil
 	}
-	w, err := dir.Writer(image.GocrPidfds, image.GocrPidfdsFile)
-	if err != nil {
-		return err
-	}
-	for _, e := range s.Pidfds {
-		if err := w.Write(e); err != nil {
-			w.Abort()
-			return err
-		}
-	}
-	return w.Close()
+	return image.WriteAll(dir, image.GocrPidfds, image.GocrPidfdsFile, s.Pidfds)
 }
 
 // ReadPidfds reads gocr-pidfds.img, if there is one, by file id; each must

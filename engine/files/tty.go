@@ -64,9 +64,10 @@ type PtyDump struct {
 	Index         uint32
 	Master, Slave *tty.TtyInfoEntry
 	Sid, Pgrp     int
-	// gocr's copies of one fd of each side (-1: the tree has none), and
-	// the file ids of those fds' entries.
-	masterFd, slaveFd int
+	// masterFd is gocr's copy of the first fd on the master (-1: the
+	// tree has none), for DumpTtyData; masterID and slaveID are the file
+	// ids of the first fd of each side.
+	masterFd          int
 	masterID, slaveID uint32
 }
 
@@ -86,7 +87,7 @@ func (s *Set) dumpTty(pid int, fd Fd, st *unix.Stat_t) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	kept := false // the first copy of each side stays, for DumpTtyData
+	kept := false // the first copy of the master stays, for DumpTtyData
 	defer func() {
 		if !kept {
 			unix.Close(cp)
@@ -110,14 +111,15 @@ func (s *Set) dumpTty(pid int, fd Fd, st *unix.Stat_t) (uint32, error) {
 	}
 	p := s.ptys[index]
 	if p == nil {
-		p = &PtyDump{Index: index, masterFd: -1, slaveFd: -1}
+		p = &PtyDump{Index: index, masterFd: -1}
 		s.ptys[index] = p
 	}
 	side := &p.Slave
 	if master {
 		side = &p.Master
 	}
-	if *side == nil {
+	first := *side == nil
+	if first {
 		info, err := readTtyInfo(cp, index, master, st)
 		if err != nil {
 			return 0, fmt.Errorf("pty %d: %w", index, err)
@@ -137,10 +139,10 @@ func (s *Set) dumpTty(pid int, fd Fd, st *unix.Stat_t) (uint32, error) {
 		TtyInfoId: ptr(ttyInfoID(index, master)), Flags: &flags, Fown: noOwner(), RegfId: &regID,
 	}})
 	switch {
-	case master && p.masterFd < 0:
+	case first && master:
 		p.masterFd, p.masterID, kept = cp, id, true
-	case !master && p.slaveFd < 0:
-		p.slaveFd, p.slaveID, kept = cp, id, true
+	case first:
+		p.slaveID = id
 	}
 	return id, nil
 }

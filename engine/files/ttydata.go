@@ -42,7 +42,7 @@ const MaxTtyQueue = 4095
 // tree's, which is only polled and read: neither's flags change.
 func (s *Set) DumpTtyData() error {
 	for _, p := range s.Ptys() {
-		if p.masterFd < 0 || p.slaveFd < 0 {
+		if p.masterFd < 0 || p.Slave == nil {
 			continue
 		}
 		if err := s.dumpTtyData(p); err != nil {
@@ -75,14 +75,12 @@ func (s *Set) dumpTtyData(p *PtyDump) error {
 	return nil
 }
 
-// closePtyCopies closes gocr's copies of the ptys' sides.
+// closePtyCopies closes gocr's copies of the ptys' masters.
 func (s *Set) closePtyCopies() {
 	for _, p := range s.ptys {
-		for _, fd := range []*int{&p.masterFd, &p.slaveFd} {
-			if *fd >= 0 {
-				unix.Close(*fd)
-				*fd = -1
-			}
+		if p.masterFd >= 0 {
+			unix.Close(p.masterFd)
+			p.masterFd = -1
 		}
 	}
 }

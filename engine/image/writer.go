@@ -210,3 +210,19 @@ func (d *Dir) WriteOne(k Kind, name string, m proto.Message) error {
 	}
 	return w.Close()
 }
+
+// WriteAll writes an image of entries (files.img, tty-info.img, ...), the
+// counterpart of ReadAll: a failed write leaves no file behind.
+func WriteAll[M proto.Message](d *Dir, k Kind, name string, entries []M) error {
+	w, err := d.Writer(k, name)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := w.Write(e); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	return w.Close()
+}

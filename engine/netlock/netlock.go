@@ -49,20 +49,31 @@ func TableName(pid int) string { return fmt.Sprintf("gocr-lock-%d", pid) }
 // of file netns ("" for gocr's own). A kernel without nf_tables is told
 // apart first: the netlink library panics on a socket it could not make.
 func connect(netns string) (*nftables.Conn, func(), error) {
+	c, done, _, err := connectTables(netns)
+	return c, done, err
+}
+
+// connectTables is connect, with the tables of netns it lists to tell
+// whether nftables is there: nfnetlink without nf_tables (a module not
+// loaded) answers EINVAL or EOPNOTSUPP to any nftables message.
+func connectTables(netns string) (*nftables.Conn, func(), []*nftables.Table, error) {
 	if err := haveNetfilter(netns); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	c, done, err := dial(netns)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	// nfnetlink without nf_tables (a module not loaded) answers EINVAL
-	// or EOPNOTSUPP to any nftables message: no nftables here.
-	if _, err := c.ListTables(); errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPROTONOSUPPORT) {
+	tables, err := c.ListTables()
+	switch {
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPROTONOSUPPORT):
 		done()
-		return nil, nil, fmt.Errorf("%w: netfilter netlink without nf_tables (module not loaded?): %w", ErrNoNftables, err)
+		return nil, nil, nil, fmt.Errorf("%w: netfilter netlink without nf_tables (module not loaded?): %w", ErrNoNftables, err)
+	case err != nil:
+		done()
+		return nil, nil, nil, fmt.Errorf("nftables: list tables: %w", err)
 	}
-	return c, done, nil
+	return c, done, tables, nil
 }
 
 // dial opens the nftables connection of connect.
@@ -269,7 +280,7 @@ func Probe() (bool, string) {
 // gocr's: rules a tree's namespace holds, which the restore does not make
 // yet. A kernel without nftables has none.
 func ForeignTables(netns string) ([]string, error) {
-	c, done, err := connect(netns)
+	_, done, tables, err := connectTables(netns)
 	if errors.Is(err, ErrNoNftables) {
 		return nil, nil
 	}
@@ -277,10 +288,6 @@ func ForeignTables(netns string) ([]string, error) {
 		return nil, err
 	}
 	defer done()
-	tables, err := c.ListTables()
-	if err != nil {
-		return nil, fmt.Errorf("nftables: list tables: %w", err)
-	}
 	var out []string
 	for _, t := range tables {
 		if !strings.HasPrefix(t.Name, "gocr-lock-") {
